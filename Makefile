@@ -1,0 +1,32 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+SHELL := /bin/bash
+export BENTOML_DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export UV_PYTHON ?= 3.11
+
+UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: install install-dev demo test bench clean-stores
+
+$(UV):
+	python3.11 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+
+install: $(UV)
+	$(UV) sync --frozen
+
+install-dev: $(UV)
+	$(UV) sync --frozen --extra dev
+
+demo: install
+	$(RUN) pverisk demo
+
+test: install-dev
+	$(RUN) pytest
+
+bench: install-dev
+	$(RUN) python -m feature_store.benchmark
+
+clean-stores:
+	rm -rf mlflow/mlflow.db mlflow/artifacts data bentoml_home

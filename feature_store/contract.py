@@ -1,0 +1,376 @@
+"""The feature contract: the one definition of every model input.
+
+Names, types, units, allowed ranges or categories, clinical codes and the time at
+which each value is known are defined here once.  Everything else derives from
+this module: the pydantic patient record (serving), the model-matrix columns and
+dtypes (training, MLflow signature), the FHIR mapping and the data dictionary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+CONTRACT_VERSION = "1.0.0"
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+UCUM = "http://unitsofmeasure.org"
+
+# Identifier, time and outcome columns of a cohort table: part of the contract, never model inputs.
+PATIENT_ID = "patient_id"
+EVENT_TIMESTAMP = "pve_decision_date"
+OUTCOME_DATE = "outcome_assessment_date"
+OUTCOME = "progression"
+NON_RESECTION_REASON = "non_resection_reason"
+NON_RESECTION_REASONS = ("none", "progression", "insufficient_flr", "complication", "other")
+PROGRESSION_DEFINITION = "progression_definition"
+PROGRESSION_DEFINITIONS = ("RECIST 1.1", "volumetric", "clinical")
+# Simulated data only: the generating probability (the oracle).  Never a feature.
+TRUE_PROBABILITY = "true_probability"
+NON_FEATURE_COLUMNS = (
+    PATIENT_ID,
+    EVENT_TIMESTAMP,
+    OUTCOME_DATE,
+    OUTCOME,
+    NON_RESECTION_REASON,
+    PROGRESSION_DEFINITION,
+    TRUE_PROBABILITY,
+)
+
+
+class Kind(str, Enum):
+    NUMBER = "number"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    CATEGORY = "category"
+
+
+class Timing(str, Enum):
+    PRE_PVE = "pre_pve"
+    POST_PVE = "post_pve"
+
+
+@dataclass(frozen=True)
+class Code:
+    system: str
+    code: str
+    display: str
+    unit: str | None = None  # UCUM unit the coded value is reported in, for lab observations
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: Kind
+    description: str
+    unit: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    categories: tuple[str, ...] = ()
+    # Categories that mean "not known": stored as missing, never as a level of their own.
+    unknown_categories: tuple[str, ...] = ()
+    # Ordered categories are encoded as one ordinal column, others one-hot.
+    ordered: bool = False
+    required: bool = False
+    timing: Timing = Timing.PRE_PVE
+    codes: tuple[Code, ...] = ()
+    source: str = "assumption"
+    example: Any = None
+
+    @property
+    def known_categories(self) -> tuple[str, ...]:
+        return tuple(c for c in self.categories if c not in self.unknown_categories)
+
+    @property
+    def range_text(self) -> str:
+        if self.kind in (Kind.NUMBER, Kind.INTEGER):
+            unit = f" {self.unit}" if self.unit else ""
+            return f"{_fmt(self.minimum)} to {_fmt(self.maximum)}{unit}"
+        if self.kind is Kind.BOOLEAN:
+            return "true or false"
+        return "one of " + ", ".join(self.categories)
+
+    def model_columns(self) -> tuple[str, ...]:
+        """Columns this feature contributes to the model matrix."""
+        if self.kind is Kind.CATEGORY and not self.ordered and len(self.known_categories) > 2:
+            return tuple(f"{self.name}__{c}" for c in self.known_categories)
+        if self.kind is Kind.CATEGORY and not self.ordered:
+            # two known levels: one indicator column for the second level
+            return (f"{self.name}__{self.known_categories[1]}",)
+        return (self.name,)
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:g}"
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature(
+        "age_years", Kind.NUMBER, "Age at the PVE decision", unit="years",
+        minimum=18, maximum=100, required=True, source="Hitpass, Cancers 2020: mean 61 +/- 9",
+        codes=(Code(LOINC, "30525-0", "Age", "a"),), example=62,
+    ),
+    Feature(
+        "sex", Kind.CATEGORY, "Administrative sex (FHIR Patient.gender)",
+        categories=("female", "male"), example="male",
+    ),
+    Feature(
+        "primary_side", Kind.CATEGORY,
+        "Side of the primary tumour: right colon (ICD-10 C18.0-C18.4), left colon (C18.5-C18.7, C19), rectum (C20)",
+        categories=("right_colon", "left_colon", "rectum"), example="left_colon",
+        source="Hitpass 2020: right-sided HR 2.24 (1.13-4.47)",
+        codes=(Code(ICD10, "C18", "Malignant neoplasm of colon"), Code(ICD10, "C19", "Rectosigmoid junction"),
+               Code(ICD10, "C20", "Malignant neoplasm of rectum")),
+    ),
+    Feature(
+        "node_positive_primary", Kind.BOOLEAN, "Lymph-node-positive primary tumour (part of Fong, GAME, m-CRS)",
+        example=True, codes=(Code(SNOMED, "443493003", "Metastasis to regional lymph node"),),
+    ),
+    Feature(
+        "synchronous_metastases", Kind.BOOLEAN, "Liver metastases found with or within 3 months of the primary",
+        example=True,
+    ),
+    Feature(
+        "disease_free_interval_months", Kind.NUMBER,
+        "Months from primary diagnosis to liver metastases (0 when synchronous; part of Fong)",
+        unit="months", minimum=0, maximum=240, example=0,
+    ),
+    Feature(
+        "ras_status", Kind.CATEGORY, "KRAS/NRAS mutation status of the tumour",
+        categories=("wild_type", "mutant", "unknown"), unknown_categories=("unknown",), example="wild_type",
+        codes=(Code(LOINC, "21702-6", "KRAS gene mutations found"),),
+    ),
+    Feature(
+        "braf_v600e", Kind.CATEGORY, "BRAF V600E mutation status",
+        categories=("wild_type", "mutant", "unknown"), unknown_categories=("unknown",), example="unknown",
+        codes=(Code(LOINC, "58415-1", "BRAF gene mutations found"),),
+    ),
+    Feature(
+        "n_liver_metastases", Kind.INTEGER, "Number of liver metastases on pre-PVE imaging",
+        unit="count", minimum=1, maximum=100, required=True, example=5,
+        source="> 4 metastases: OR 4.7 for PVE failure (Arch Med Sci 2013, n=38)",
+    ),
+    Feature(
+        "largest_metastasis_cm", Kind.NUMBER, "Diameter of the largest liver metastasis",
+        unit="cm", minimum=0.2, maximum=30, required=True, example=3.8,
+        codes=(Code(LOINC, "33728-7", "Size.maximum dimension in Tumor", "cm"),),
+    ),
+    Feature("bilobar_disease", Kind.BOOLEAN, "Metastases in both liver lobes", example=True),
+    Feature("extrahepatic_disease", Kind.BOOLEAN, "Extrahepatic disease at the PVE decision (part of GAME)",
+            example=False),
+    Feature(
+        "cea_ng_ml", Kind.NUMBER, "Serum carcinoembryonic antigen before PVE (ug/L is the same number)",
+        unit="ng/mL", minimum=0, maximum=100000, example=12.5,
+        codes=(Code(LOINC, "2039-6", "Carcinoembryonic Ag [Mass/volume] in Serum or Plasma", "ng/mL"),
+               Code(LOINC, "83085-1", "Carcinoembryonic Ag [Mass/volume] in Serum or Plasma by Immunoassay",
+                    "ng/mL")),
+    ),
+    Feature(
+        "chemo_cycles_pre_pve", Kind.INTEGER, "Cycles of systemic chemotherapy before PVE",
+        unit="cycles", minimum=0, maximum=60, example=6,
+        source="Pommier 2014; Passot 2016: > 6 cycles linked to two-stage failure",
+    ),
+    Feature(
+        "chemo_response", Kind.CATEGORY, "Best radiological response to chemotherapy before PVE (RECIST 1.1)",
+        categories=("complete", "partial", "stable", "progressive"), ordered=True, example="partial",
+        source="Pommier 2014; Giuliante 2014",
+    ),
+    Feature("bevacizumab_pre_pve", Kind.BOOLEAN, "Bevacizumab given before PVE", example=False,
+            source="Simoneau 2012: about 53%, no effect"),
+    Feature("bridging_chemo_planned", Kind.BOOLEAN, "Chemotherapy planned between PVE and surgery",
+            example=False),
+    Feature(
+        "sflr_percent", Kind.NUMBER, "Standardized future liver remnant before PVE",
+        unit="%", minimum=5, maximum=80, example=28.0, source="median 33% (18-54%), Surgery 2018",
+    ),
+    Feature(
+        "planned_interval_weeks", Kind.NUMBER, "Planned interval from PVE to surgery",
+        unit="weeks", minimum=1, maximum=26, example=5.0,
+    ),
+    Feature(
+        "embolic_agent", Kind.CATEGORY, "Embolic agent planned for PVE",
+        categories=("nbca", "particles_coils", "other"), example="nbca",
+    ),
+    Feature(
+        "bilirubin_mg_dl", Kind.NUMBER, "Total serum bilirubin", unit="mg/dL", minimum=0.05, maximum=30,
+        example=0.6,
+        codes=(Code(LOINC, "1975-2", "Bilirubin.total [Mass/volume] in Serum or Plasma", "mg/dL"),
+               Code(LOINC, "14631-6", "Bilirubin.total [Moles/volume] in Serum or Plasma", "umol/L")),
+    ),
+    Feature(
+        "albumin_g_dl", Kind.NUMBER, "Serum albumin", unit="g/dL", minimum=1, maximum=7, example=4.1,
+        codes=(Code(LOINC, "1751-7", "Albumin [Mass/volume] in Serum or Plasma", "g/dL"),),
+    ),
+    Feature(
+        "inr", Kind.NUMBER, "International normalized ratio", unit="ratio", minimum=0.5, maximum=10,
+        example=1.0, codes=(Code(LOINC, "6301-6", "INR in Platelet poor plasma by Coagulation assay", "{INR}"),),
+    ),
+    Feature(
+        "platelets_10e9_l", Kind.NUMBER, "Platelet count", unit="10^9/L", minimum=5, maximum=2000,
+        example=240,
+        codes=(Code(LOINC, "777-3", "Platelets [#/volume] in Blood by Automated count", "10*3/uL"),
+               Code(LOINC, "26515-7", "Platelets [#/volume] in Blood", "10*3/uL")),
+    ),
+    # Known only after PVE: never inputs of the pre-PVE model (leakage).
+    Feature(
+        "degree_hypertrophy_pp", Kind.NUMBER, "Degree of FLR hypertrophy after PVE", unit="percentage points",
+        minimum=-20, maximum=60, timing=Timing.POST_PVE, source="Shindoh, JACS 2013: DH >= 7.5",
+    ),
+    Feature(
+        "kinetic_growth_rate_pct_week", Kind.NUMBER, "Kinetic growth rate of the FLR after PVE",
+        unit="%/week", minimum=-10, maximum=30, timing=Timing.POST_PVE, source="Shindoh, JACS 2013: KGR >= 2%/week",
+    ),
+)
+
+BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+
+
+class LeakageError(ValueError):
+    """A feature known only after the PVE decision was asked for as a pre-PVE model input."""
+
+
+def features(timing: Timing | None = Timing.PRE_PVE) -> tuple[Feature, ...]:
+    return tuple(f for f in FEATURES if timing is None or f.timing is timing)
+
+
+def feature_names(timing: Timing | None = Timing.PRE_PVE) -> list[str]:
+    return [f.name for f in features(timing)]
+
+
+def check_no_leakage(names: list[str] | tuple[str, ...]) -> None:
+    """Refuse post-PVE features and non-feature columns (outcome, oracle) as pre-PVE inputs."""
+    leaking = [n for n in names if n in BY_NAME and BY_NAME[n].timing is Timing.POST_PVE]
+    leaking += [n for n in names if n in NON_FEATURE_COLUMNS]
+    unknown = [n for n in names if n not in BY_NAME and n not in NON_FEATURE_COLUMNS]
+    if leaking:
+        raise LeakageError(
+            f"not known at the PVE decision, refused as inputs of the pre-PVE model: {', '.join(leaking)}"
+        )
+    if unknown:
+        raise ValueError(f"not in the feature contract: {', '.join(unknown)}")
+
+
+def model_columns(names: list[str] | None = None) -> list[str]:
+    """The model matrix columns (all float64) for the given features, in contract order."""
+    chosen = feature_names() if names is None else names
+    check_no_leakage(chosen)
+    return [c for f in FEATURES if f.name in chosen for c in f.model_columns()]
+
+
+def column_owner() -> dict[str, str]:
+    """Model-matrix column -> feature it came from (to fold explanations back onto features)."""
+    return {c: f.name for f in FEATURES for c in f.model_columns()}
+
+
+def cohort_dtypes(timing: Timing | None = None) -> dict[str, str]:
+    """Pandas dtypes of a validated cohort table: numbers that can be missing are float64."""
+    out: dict[str, str] = {}
+    for f in features(timing):
+        if f.kind in (Kind.NUMBER, Kind.INTEGER):
+            out[f.name] = "float64"
+        elif f.kind is Kind.BOOLEAN:
+            out[f.name] = "boolean"
+        else:
+            out[f.name] = "string"
+    return out
+
+
+def encode(frame: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:
+    """Cohort table (contract names and values) -> float64 model matrix.
+
+    Missing stays NaN: XGBoost handles it natively; the logistic baseline imputes.
+    """
+    chosen = feature_names() if names is None else names
+    n = len(frame)
+    cols: dict[str, np.ndarray] = {}
+    for f in FEATURES:
+        if f.name not in chosen:
+            continue
+        raw = frame[f.name] if f.name in frame else pd.Series([None] * n, index=frame.index, dtype="object")
+        if f.kind in (Kind.NUMBER, Kind.INTEGER):
+            cols[f.name] = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        elif f.kind is Kind.BOOLEAN:
+            cols[f.name] = raw.astype("boolean").astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            values = raw.astype("object").where(raw.notna(), None).to_numpy()
+            if f.ordered:
+                lookup = {c: float(i) for i, c in enumerate(f.known_categories)}
+                cols[f.name] = np.array([lookup.get(v, np.nan) for v in values], dtype="float64")
+            else:
+                missing = np.array([v is None or v in f.unknown_categories for v in values])
+                for col in f.model_columns():
+                    level = col.split("__", 1)[1]
+                    ind = (values == level).astype("float64")
+                    ind[missing] = np.nan
+                    cols[col] = ind
+    return pd.DataFrame(cols, index=frame.index)[model_columns(chosen)]
+
+
+@lru_cache(maxsize=1)
+def contract_summary() -> dict[str, Any]:
+    """Machine-readable contract (served as model metadata, logged with every model)."""
+    return {
+        "version": CONTRACT_VERSION,
+        "features": [
+            {
+                "name": f.name,
+                "type": f.kind.value,
+                "unit": f.unit,
+                "minimum": f.minimum,
+                "maximum": f.maximum,
+                "categories": list(f.categories),
+                "required": f.required,
+                "timing": f.timing.value,
+                "description": f.description,
+                "codes": [{"system": c.system, "code": c.code, "display": c.display} for c in f.codes],
+                "source": f.source,
+            }
+            for f in FEATURES
+        ],
+    }
+
+
+def data_dictionary_markdown() -> str:
+    """The data dictionary, generated from the contract (docs are never edited by hand)."""
+    lines = [
+        "# Data dictionary",
+        "",
+        f"Generated from `feature_store/contract.py` (contract version {CONTRACT_VERSION}) by "
+        "`pverisk data-dictionary`. Do not edit by hand.",
+        "",
+        "Pre-PVE features are the model's inputs. Post-PVE features are known only after the "
+        "embolization and are refused as inputs of the pre-PVE model.",
+        "",
+        "| feature | type | unit | allowed | required | known | codes | description | source |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in FEATURES:
+        codes = "; ".join(f"{c.system.rsplit('/', 1)[-1]} {c.code}" for c in f.codes) or "-"
+        lines.append(
+            f"| `{f.name}` | {f.kind.value} | {f.unit or '-'} | {f.range_text} | "
+            f"{'yes' if f.required else 'no'} | {f.timing.value} | {codes} | {f.description} | {f.source} |"
+        )
+    lines += [
+        "",
+        "Cohort columns that are never model inputs:",
+        "",
+        f"- `{PATIENT_ID}`: pseudonymous patient id (never logged).",
+        f"- `{EVENT_TIMESTAMP}`: date of the PVE decision (the prediction time; point-in-time joins).",
+        f"- `{OUTCOME_DATE}`: date the outcome was assessed.",
+        f"- `{OUTCOME}`: progression of liver disease between PVE and planned resection (true/false).",
+        f"- `{NON_RESECTION_REASON}`: one of {', '.join(NON_RESECTION_REASONS)}.",
+        f"- `{PROGRESSION_DEFINITION}`: one of {', '.join(PROGRESSION_DEFINITIONS)}.",
+        f"- `{TRUE_PROBABILITY}`: simulated cohorts only, the generating probability (the oracle).",
+        "",
+    ]
+    return "\n".join(lines)
+

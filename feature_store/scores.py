@@ -1,0 +1,107 @@
+"""Derived clinical scores, computed from the record (never asked of the user).
+
+All functions are vectorised over a cohort table with contract column names; a
+score whose inputs are missing is NaN (never a guess).  `scores_for_record` is
+the one-patient convenience used by the service.
+
+These scores were built for survival after resection, not for progression after
+PVE: they are the clinicians' yardstick, reported beside the model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SCORE_NAMES = ("tumour_burden_score", "fong_crs", "game_score", "m_crs")
+
+
+def _num(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in frame:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _flag(frame: pd.DataFrame, name: str, true_values: tuple[Any, ...] = (True,)) -> np.ndarray:
+    """1.0 / 0.0 / NaN for a boolean or a category compared with its 'positive' values."""
+    if name not in frame:
+        return np.full(len(frame), np.nan)
+    col = frame[name].astype("object")
+    out = np.array([1.0 if v in true_values else 0.0 for v in col], dtype="float64")
+    missing = col.isna().to_numpy() | col.isin(["unknown"]).to_numpy()
+    out[missing] = np.nan
+    return out
+
+
+def tumour_burden_score(frame: pd.DataFrame) -> np.ndarray:
+    """Sasaki, Ann Surg 2018: sqrt(largest diameter (cm)^2 + number of metastases^2)."""
+    return np.sqrt(_num(frame, "largest_metastasis_cm") ** 2 + _num(frame, "n_liver_metastases") ** 2)
+
+
+def fong_crs(frame: pd.DataFrame) -> np.ndarray:
+    """Fong, Ann Surg 1999: one point each for node-positive primary, DFI < 12 months,
+    more than one tumour, largest > 5 cm, CEA > 200 ng/mL (0-5)."""
+    dfi = _num(frame, "disease_free_interval_months")
+    cea = _num(frame, "cea_ng_ml")
+    parts = [
+        _flag(frame, "node_positive_primary"),
+        np.where(np.isnan(dfi), np.nan, (dfi < 12).astype(float)),
+        np.where(np.isnan(n := _num(frame, "n_liver_metastases")), np.nan, (n > 1).astype(float)),
+        np.where(np.isnan(d := _num(frame, "largest_metastasis_cm")), np.nan, (d > 5).astype(float)),
+        np.where(np.isnan(cea), np.nan, (cea > 200).astype(float)),
+    ]
+    return np.sum(parts, axis=0)  # NaN if any part is NaN
+
+
+def game_score(frame: pd.DataFrame) -> np.ndarray:
+    """Margonis, Br J Surg 2018: KRAS mutant 1, CEA >= 20 ng/mL 1, node-positive primary 1,
+    TBS 3-8 1 / >= 9 2, extrahepatic disease 2 (0-7). We use RAS status for KRAS."""
+    cea = _num(frame, "cea_ng_ml")
+    tbs = tumour_burden_score(frame)
+    tbs_points = np.where(np.isnan(tbs), np.nan, np.where(tbs >= 9, 2.0, np.where(tbs >= 3, 1.0, 0.0)))
+    parts = [
+        _flag(frame, "ras_status", ("mutant",)),
+        np.where(np.isnan(cea), np.nan, (cea >= 20).astype(float)),
+        _flag(frame, "node_positive_primary"),
+        tbs_points,
+        2.0 * _flag(frame, "extrahepatic_disease"),
+    ]
+    return np.sum(parts, axis=0)
+
+
+def game_group(score: float) -> str | None:
+    """GAME groups: 0-1 low, 2-3 medium, >= 4 high."""
+    if score is None or math.isnan(score):
+        return None
+    return "low" if score <= 1 else "medium" if score <= 3 else "high"
+
+
+def m_crs(frame: pd.DataFrame) -> np.ndarray:
+    """Brudvik, Ann Surg 2019: one point each for RAS mutant, node-positive primary, largest > 5 cm (0-3)."""
+    d = _num(frame, "largest_metastasis_cm")
+    parts = [
+        _flag(frame, "ras_status", ("mutant",)),
+        _flag(frame, "node_positive_primary"),
+        np.where(np.isnan(d), np.nan, (d > 5).astype(float)),
+    ]
+    return np.sum(parts, axis=0)
+
+
+def compute_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "tumour_burden_score": tumour_burden_score(frame),
+            "fong_crs": fong_crs(frame),
+            "game_score": game_score(frame),
+            "m_crs": m_crs(frame),
+        },
+        index=frame.index,
+    )
+
+
+def scores_for_record(record: dict[str, Any]) -> dict[str, float | None]:
+    row = compute_scores(pd.DataFrame([record])).iloc[0]
+    return {k: (None if math.isnan(v) else float(v)) for k, v in row.items()}

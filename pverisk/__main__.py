@@ -1,0 +1,3 @@
+from pverisk.cli import app
+
+app()
