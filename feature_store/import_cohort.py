@@ -52,7 +52,7 @@ class ColumnMap(BaseModel):
     source: str | None = None
     unit: str | None = None
     missing_values: list[Any] = Field(default_factory=list)
-    recode: dict[str, Any] = Field(default_factory=dict)
+    recode: dict[Any, Any] = Field(default_factory=dict)
     # Dates instead of an interval: months (or weeks) between two date columns.
     months_between: tuple[str, str] | None = None
     weeks_between: tuple[str, str] | None = None

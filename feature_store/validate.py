@@ -64,7 +64,7 @@ def _problems(mask: np.ndarray, series: pd.Series, column: str, rule: str, row_n
 def parse_boolean(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Text/number/bool -> nullable boolean; second value marks unparseable entries."""
     missing = _is_missing(series)
-    text = series.astype("object").map(lambda v: str(v).strip().lower() if v is not None else "")
+    text = series.astype("object").where(~missing, None).map(lambda v: "" if v is None else str(v).strip().lower())
     is_true = text.isin(TRUE_TEXT).to_numpy()
     is_false = text.isin(FALSE_TEXT).to_numpy()
     bad = ~missing & ~is_true & ~is_false
@@ -121,7 +121,7 @@ def validate_frame(
             parsed[bad] = pd.NA
             out[f.name] = parsed
         else:
-            text = col.astype("object").map(lambda v: str(v).strip() if v is not None and v == v else None)
+            text = col.astype("object").where(~missing, None).map(lambda v: None if v is None else str(v).strip())
             bad = ~missing & ~text.isin(f.categories).to_numpy()
             problems += _problems(bad, col, f.name, f"unknown category; allowed {f.range_text}", rows)
             text[bad | missing] = None

@@ -116,5 +116,14 @@ def contract() -> None:
     print(json.dumps(contract_summary(), indent=2))
 
 
+@app.command()
+def demo(
+    patients: int = typer.Option(2000, help="Simulated cohort size."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """The main job on embedded defaults: simulate a cohort (SIMULATED data) and summarise it."""
+    simulate(patients=patients, seed=seed, out=None, csv=False)
+
+
 if __name__ == "__main__":
     app()
