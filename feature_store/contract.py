@@ -83,6 +83,9 @@ class Feature:
     codes: tuple[Code, ...] = ()
     source: str = "assumption"
     example: Any = None
+    # Direction the model is constrained to (XGBoost monotone constraint): +1 risk never falls
+    # as the value rises, all else equal; 0 unconstrained.  Only where the literature says so.
+    monotone: int = 0
 
     @property
     def known_categories(self) -> tuple[str, ...]:
@@ -156,12 +159,12 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         "n_liver_metastases", Kind.INTEGER, "Number of liver metastases on pre-PVE imaging",
-        unit="count", minimum=1, maximum=100, required=True, example=5,
+        unit="count", minimum=1, maximum=100, required=True, example=5, monotone=1,
         source="> 4 metastases: OR 4.7 for PVE failure (Arch Med Sci 2013, n=38)",
     ),
     Feature(
         "largest_metastasis_cm", Kind.NUMBER, "Diameter of the largest liver metastasis",
-        unit="cm", minimum=0.2, maximum=30, required=True, example=3.8,
+        unit="cm", minimum=0.2, maximum=30, required=True, example=3.8, monotone=1,
         codes=(Code(LOINC, "33728-7", "Size.maximum dimension in Tumor", "cm"),),
     ),
     Feature("bilobar_disease", Kind.BOOLEAN, "Metastases in both liver lobes", example=True),
@@ -181,7 +184,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         "chemo_response", Kind.CATEGORY, "Best radiological response to chemotherapy before PVE (RECIST 1.1)",
-        categories=("complete", "partial", "stable", "progressive"), ordered=True, example="partial",
+        categories=("complete", "partial", "stable", "progressive"), ordered=True, example="partial", monotone=1,
         source="Pommier 2014; Giuliante 2014",
     ),
     Feature("bevacizumab_pre_pve", Kind.BOOLEAN, "Bevacizumab given before PVE", example=False,
@@ -266,6 +269,12 @@ def model_columns(names: list[str] | None = None) -> list[str]:
     return [c for f in FEATURES if f.name in chosen for c in f.model_columns()]
 
 
+def monotone_constraints_for(columns: list[str]) -> tuple[int, ...]:
+    """Per model-matrix column: +1/-1/0 (the owning feature's constraint)."""
+    owner = column_owner()
+    return tuple(BY_NAME[owner[col]].monotone for col in columns)
+
+
 def column_owner() -> dict[str, str]:
     """Model-matrix column -> feature it came from (to fold explanations back onto features)."""
     return {c: f.name for f in FEATURES for c in f.model_columns()}
@@ -313,6 +322,12 @@ def encode(frame: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:
                     ind[missing] = np.nan
                     cols[col] = ind
     return pd.DataFrame(cols, index=frame.index)[model_columns(chosen)]
+
+
+def example_record(timing: Timing | None = Timing.PRE_PVE) -> dict[str, Any]:
+    """A made-up patient from the contract's examples (documentation and MLflow input examples:
+    never a real patient's row)."""
+    return {f.name: f.example for f in features(timing) if f.example is not None}
 
 
 @lru_cache(maxsize=1)

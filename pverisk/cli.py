@@ -117,12 +117,139 @@ def contract() -> None:
 
 
 @app.command()
+def train(
+    data: Optional[Path] = typer.Option(None, help="Validated cohort (Parquet/CSV). Default: simulate one."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Separate evaluation cohort."),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Hyperparameter configurations to try."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", min=1, help="Tuning time budget (s)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    features: Optional[str] = typer.Option(None, help="Comma-separated contract features (default: all pre-PVE)."),
+    data_kind: Optional[str] = typer.Option(None, "--data-kind", help="simulated or real (default: detected)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
+) -> None:
+    """Train, evaluate, log to MLflow and register a version (champion only if it beats the champion)."""
+    result = _train(data, eval_data, trials, time_budget, seed, features, data_kind, tracking_uri)
+    _print_training(result)
+
+
+def _train(data, eval_data, trials, time_budget, seed, features, data_kind, tracking_uri):  # type: ignore[no-untyped-def]
+    from feature_store.contract import LeakageError
+    from feature_store.paths import DataSettings
+    from feature_store.simulate import simulate_cohort, write_cohort
+    from feature_store.validate import CohortValidationError
+    from training.pipeline import run_training
+    from training.settings import TrackingSettings, TrainSettings
+
+    overrides = {k: v for k, v in {"trials": trials, "time_budget_s": time_budget, "seed": seed}.items()
+                 if v is not None}
+    settings = TrainSettings(**overrides)
+    tracking = TrackingSettings(**({"tracking_uri": tracking_uri} if tracking_uri else {}))
+    if data is None:
+        data = DataSettings().default_cohort
+        if not data.exists():
+            write_cohort(simulate_cohort(2000, settings.seed), data)
+    names = [f.strip() for f in features.split(",")] if features else None
+    with _progress() as progress:
+        task = progress.add_task("training", total=None)
+        try:
+            return run_training(data, settings=settings, tracking=tracking, eval_data=eval_data, features=names,
+                                data_kind=data_kind, progress=lambda m: progress.update(task, description=m))
+        except CohortValidationError as exc:
+            table = Table(title=f"{len(exc.problems)} problem(s): nothing was written to MLflow")
+            for col in ("row", "column", "value", "rule"):
+                table.add_column(col)
+            for p in exc.problems[:200]:
+                table.add_row("-" if p.row is None else str(p.row), p.column, p.value or "", p.rule)
+            err.print(table)
+            raise typer.Exit(1) from None
+        except (LeakageError, ValueError) as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+
+
+def _print_training(result) -> None:  # type: ignore[no-untyped-def]
+    from training.settings import TrackingSettings
+
+    m = result.metrics
+    table = Table(title=f"{result.registered_model} v{result.version} -> {result.alias}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("AUROC (95% CI)", f"{m['auroc']:.3f} ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f})")
+    table.add_row("average precision", f"{m['average_precision']:.3f}")
+    table.add_row("Brier", f"{m['brier']:.4f}")
+    table.add_row("calibration slope / intercept", f"{m['calibration_slope']:.2f} / {m['calibration_intercept']:.2f}")
+    for name, b in result.baselines.items():
+        if b.get("auroc") is not None:
+            table.add_row(f"baseline {name} AUROC", f"{b['auroc']:.3f}")
+    if result.oracle:
+        table.add_row("oracle AUROC (true probability)", f"{result.oracle['auroc']:.3f}")
+    table.add_row("wall time", f"{result.seconds:.1f} s")
+    console.print(table)
+    console.print(f"gate: {result.gate_reason}")
+    for w in result.warnings:
+        console.print(f"[yellow]warning: {w}[/yellow]")
+    uri = TrackingSettings().tracking_uri
+    console.print(f"look: uv run mlflow ui --backend-store-uri {uri}  (run {result.run_id})")
+
+
+@app.command()
+def promote(
+    version: str = typer.Argument(..., help="Registered model version."),
+    alias: str = typer.Option("champion", help="Alias to move (champion, challenger, ...)."),
+    reason: str = typer.Option(..., help="Why (recorded as a version tag)."),
+    by: Optional[str] = typer.Option(None, help="Who decides (default: the current user)."),
+) -> None:
+    """A human promotion decision, recorded with who/why/when tags."""
+    from mlflow.exceptions import MlflowException
+
+    from training.pipeline import configure_tracking
+    from training.registry import promote as do_promote
+    from training.settings import TrackingSettings
+
+    tracking = TrackingSettings()
+    client = configure_tracking(tracking)
+    try:
+        record = do_promote(client, tracking.registered_model, version, alias, reason, by)
+    except MlflowException as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"{tracking.registered_model} v{version} is now '{alias}' ({record})")
+
+
+@app.command()
+def models() -> None:
+    """List registered versions with their aliases and gate decisions."""
+    from training.pipeline import configure_tracking
+    from training.registry import describe
+    from training.settings import TrackingSettings
+
+    tracking = TrackingSettings()
+    client = configure_tracking(tracking)
+    table = Table(title=tracking.registered_model)
+    for col in ("version", "aliases", "data", "AUROC", "gate"):
+        table.add_column(col)
+    try:
+        rows = describe(client, tracking.registered_model)
+    except Exception:  # no registered model yet
+        rows = []
+    for r in rows:
+        table.add_row(r["version"], ",".join(r["aliases"]), r["data_kind"] or "", r["auroc"] or "",
+                      (r["gate_reason"] or "")[:80])
+    console.print(table)
+
+
+@app.command()
 def demo(
     patients: int = typer.Option(2000, help="Simulated cohort size."),
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
-    """The main job on embedded defaults: simulate a cohort (SIMULATED data) and summarise it."""
-    simulate(patients=patients, seed=seed, out=None, csv=False)
+    """The main job on embedded defaults: simulate a cohort (SIMULATED data), train, register."""
+    from feature_store.paths import DataSettings
+
+    cohort = DataSettings().default_cohort
+    simulate(patients=patients, seed=seed, out=cohort, csv=False)
+    result = _train(cohort, None, None, None, seed, None, None, None)
+    _print_training(result)
 
 
 if __name__ == "__main__":

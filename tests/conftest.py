@@ -16,3 +16,37 @@ from feature_store.simulate import simulate_cohort  # noqa: E402
 @pytest.fixture(scope="session")
 def cohort_20k():
     return simulate_cohort(20_000, seed=20_000)
+
+
+# --- training fixtures: one small model per session, in a temporary SQLite store ----------
+from pathlib import Path  # noqa: E402
+
+from training.settings import TrackingSettings, TrainSettings  # noqa: E402
+
+
+def fast_settings(**kw) -> TrainSettings:
+    """Small budgets: the tests check behaviour, the benchmark checks quality."""
+    base = dict(trials=2, n_bootstrap=50, max_rounds=150, cv_folds=3, early_stopping_rounds=20)
+    return TrainSettings(**{**base, **kw})
+
+
+def local_tracking(root: Path, **kw) -> TrackingSettings:
+    return TrackingSettings(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=root / "artifacts", **kw)
+
+
+@pytest.fixture(scope="session")
+def cohort_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "simulated-cohort.parquet"
+    simulate_cohort(800, seed=11).to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, cohort_file):
+    """A registered champion in a temporary local store: (result, tracking settings)."""
+    from training.pipeline import run_training
+
+    root = tmp_path_factory.mktemp("store")
+    tracking = local_tracking(root)
+    result = run_training(cohort_file, settings=fast_settings(), tracking=tracking)
+    return result, tracking

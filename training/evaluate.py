@@ -1,0 +1,150 @@
+"""Honest evaluation: discrimination with bootstrap intervals, calibration, decision curves,
+subgroups and (for simulated data) the oracle.
+
+scikit-learn supplies AUROC, average precision and Brier; it has no calibration
+intercept/slope, net benefit or bootstrap intervals, so those few lines are ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from feature_store.calibration import logit
+
+THRESHOLDS = np.round(np.arange(0.05, 0.5001, 0.01), 2)
+
+
+def calibration_intercept_slope(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """Calibration slope (logistic recalibration on logit p) and calibration-in-the-large
+    (intercept with logit p as offset), by Newton-Raphson."""
+    y = np.asarray(y, float)
+    lp = logit(p)
+    # slope: y ~ a + b * lp
+    A = np.column_stack([np.ones_like(lp), lp])
+    beta = np.array([0.0, 1.0])
+    for _ in range(50):
+        q = 1 / (1 + np.exp(-(A @ beta)))
+        H = A.T @ (A * (q * (1 - q))[:, None]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(H, A.T @ (y - q))
+        beta += step
+        if np.abs(step).max() < 1e-9:
+            break
+    slope = float(beta[1])
+    # intercept: y ~ a + offset(lp)
+    a = 0.0
+    for _ in range(50):
+        q = 1 / (1 + np.exp(-(a + lp)))
+        step = np.sum(y - q) / max(np.sum(q * (1 - q)), 1e-12)
+        a += step
+        if abs(step) < 1e-10:
+            break
+    return float(a), slope
+
+
+def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> pd.DataFrame:
+    """Decision curve (Vickers & Elkin 2006): model, treat-all and treat-none."""
+    y = np.asarray(y, bool)
+    n = len(y)
+    prev = y.mean()
+    rows = []
+    for t in thresholds:
+        pos = p >= t
+        tp = np.sum(pos & y) / n
+        fp = np.sum(pos & ~y) / n
+        w = t / (1 - t)
+        rows.append({"threshold": float(t), "model": tp - fp * w, "treat_all": prev - (1 - prev) * w,
+                     "treat_none": 0.0})
+    return pd.DataFrame(rows)
+
+
+def _bootstrap_indices(n: int, n_boot: int, seed: int, y: np.ndarray) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n_boot:
+        idx = rng.integers(0, n, n)
+        if 0 < y[idx].sum() < n:  # both classes needed for AUROC
+            out.append(idx)
+    return out
+
+
+def core_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    intercept, slope = calibration_intercept_slope(y, p)
+    return {
+        "auroc": float(roc_auc_score(y, p)),
+        "average_precision": float(average_precision_score(y, p)),
+        "brier": float(brier_score_loss(y, p)),
+        "calibration_intercept": intercept,
+        "calibration_slope": slope,
+        "mean_predicted": float(np.mean(p)),
+        "observed_rate": float(np.mean(y)),
+    }
+
+
+def metrics_with_ci(y: np.ndarray, p: np.ndarray, n_boot: int = 500, seed: int = 0) -> dict[str, float]:
+    """Core metrics plus percentile bootstrap 95% intervals for AUROC and average precision."""
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, float)
+    out = core_metrics(y, p)
+    aucs, aps = [], []
+    for idx in _bootstrap_indices(len(y), n_boot, seed, y):
+        aucs.append(roc_auc_score(y[idx], p[idx]))
+        aps.append(average_precision_score(y[idx], p[idx]))
+    out["auroc_ci_low"], out["auroc_ci_high"] = (float(x) for x in np.percentile(aucs, [2.5, 97.5]))
+    out["average_precision_ci_low"], out["average_precision_ci_high"] = (float(x) for x in np.percentile(aps, [2.5, 97.5]))
+    return out
+
+
+def auroc_difference(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, n_boot: int = 500, seed: int = 0
+                     ) -> dict[str, float]:
+    """Paired bootstrap of AUROC(a) - AUROC(b) on the same patients."""
+    y = np.asarray(y).astype(int)
+    diffs = [roc_auc_score(y[i], p_a[i]) - roc_auc_score(y[i], p_b[i])
+             for i in _bootstrap_indices(len(y), n_boot, seed, y)]
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return {"difference": float(roc_auc_score(y, p_a) - roc_auc_score(y, p_b)), "ci_low": float(lo),
+            "ci_high": float(hi)}
+
+
+def age_band(age: pd.Series) -> pd.Series:
+    return pd.cut(age, [0, 60, 70, 200], right=False, labels=["<60", "60-69", ">=70"]).astype("string")
+
+
+def subgroup_table(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, min_n: int = 20) -> pd.DataFrame:
+    """Performance by sex, age band, sidedness and RAS status, with counts."""
+    groups = {
+        "sex": frame["sex"].astype("string"),
+        "age_band": age_band(frame["age_years"]),
+        "primary_side": frame["primary_side"].astype("string"),
+        "ras_status": frame["ras_status"].astype("string"),
+    }
+    y = np.asarray(y).astype(int)
+    rows: list[dict[str, Any]] = []
+    for var, values in groups.items():
+        values = values.fillna("missing").to_numpy()
+        for level in sorted(set(values)):
+            m = values == level
+            n, events = int(m.sum()), int(y[m].sum())
+            both = 0 < events < n
+            rows.append({
+                "variable": var, "level": str(level), "n": n, "events": events,
+                "auroc": float(roc_auc_score(y[m], p[m])) if both and n >= min_n else None,
+                "brier": float(brier_score_loss(y[m], p[m])) if n else None,
+                "mean_predicted": float(p[m].mean()) if n else None,
+                "observed_rate": float(y[m].mean()) if n else None,
+            })
+    return pd.DataFrame(rows)
+
+
+def score_ranker_auroc(y: np.ndarray, score: np.ndarray, p_model: np.ndarray) -> dict[str, float | int | None]:
+    """A clinical score used as a risk ranker, on the patients where it can be computed;
+    the model's AUROC on the same patients beside it."""
+    y = np.asarray(y).astype(int)
+    m = ~np.isnan(score)
+    if m.sum() < 10 or not 0 < y[m].sum() < m.sum():
+        return {"n": int(m.sum()), "auroc": None, "model_auroc_same_patients": None}
+    return {"n": int(m.sum()), "auroc": float(roc_auc_score(y[m], score[m])),
+            "model_auroc_same_patients": float(roc_auc_score(y[m], p_model[m]))}

@@ -1,0 +1,143 @@
+"""Model card: the fields of "Model Cards for Model Reporting" (Mitchell et al. 2019) and
+the TRIPOD+AI items that apply, as JSON and Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from feature_store import contract as c
+
+RESEARCH_NOTICE = (
+    "Research use only. Not a medical device and not validated for clinical decisions; "
+    "predictions must not replace multidisciplinary judgement."
+)
+
+
+def build_card(
+    *,
+    model_name: str,
+    cohort: Any,
+    features: list[str],
+    params: dict[str, Any],
+    calibration: dict[str, Any],
+    evaluation: dict[str, Any],
+    baselines: dict[str, Any],
+    subgroups: list[dict[str, Any]],
+    oracle: dict[str, Any] | None,
+    evaluation_design: str,
+    n_train: int,
+    events_train: int,
+    warnings: list[str],
+) -> dict[str, Any]:
+    simulated = cohort.kind == "simulated"
+    predictors = [
+        {"name": f.name, "type": f.kind.value, "unit": f.unit, "allowed": f.range_text,
+         "codes": [f"{x.system} {x.code}" for x in f.codes]}
+        for f in c.FEATURES if f.name in features
+    ]
+    return {
+        "model_details": {
+            "name": model_name,
+            "type": "XGBoost gradient-boosted trees, probability calibrated "
+                    f"({calibration['method']}), monotone constraints on "
+                    + ", ".join(f.name for f in c.FEATURES if f.monotone and f.name in features),
+            "feature_contract_version": c.CONTRACT_VERSION,
+            "hyperparameters": params,
+            "tuning": "random search, stratified cross-validation (repeated for small cohorts) with early stopping",
+        },
+        "intended_use": {
+            "purpose": "Estimate, at the PVE decision, the risk that colorectal liver metastases progress "
+                       "between portal vein embolization and planned resection.",
+            "users": "Hepatobiliary surgeons, interventional radiologists, oncologists and researchers, "
+                     "as a research aid next to the clinical scores.",
+            "notice": RESEARCH_NOTICE,
+        },
+        "out_of_scope": [
+            "Patients without colorectal liver metastases or not considered for PVE.",
+            "Use after PVE with post-PVE measurements (hypertrophy, KGR): the model is pre-PVE only.",
+            "Survival prediction; deciding treatment without clinical review.",
+            "Any clinical use of a model trained on simulated data.",
+        ],
+        "data": {
+            "dataset": cohort.name,
+            "kind": cohort.kind,
+            "simulated": simulated,
+            "digest": cohort.digest,
+            "patients": cohort.n,
+            "events": cohort.events,
+            "train_patients": n_train,
+            "train_events": events_train,
+            "note": ("SIMULATED data from a literature-grounded generator; performance says nothing about real "
+                     "patients." if simulated else "Real cohort imported and validated against the contract."),
+        },
+        "outcome": {
+            "definition": "Progression of liver disease between PVE and planned resection (RECIST 1.1: sum of "
+                          "longest diameters +20% and +5 mm, or any new lesion), or recorded as the reason "
+                          "resection was not done.",
+            "horizon": "PVE to planned resection, typically 3-8 weeks",
+            "prediction_time": "the PVE decision",
+        },
+        "predictors": predictors,
+        "missing_data": "Missing inputs are left missing: XGBoost learns a default direction per split. "
+                        "The logistic baseline imputes the median with missing-indicators.",
+        "evaluation": {"design": evaluation_design, "metrics": evaluation, "subgroups": subgroups},
+        "baselines": baselines,
+        "oracle": oracle,
+        "calibration": {"method": calibration["method"]},
+        "limitations": [
+            "No published multivariable model of progression after PVE exists to validate against.",
+            "Clinical scores (Fong, GAME, m-CRS, TBS) were built for survival after resection, not progression.",
+            "Cohorts are small (40-600 per centre): intervals are wide; external validation is needed.",
+            *warnings,
+        ],
+    }
+
+
+def _f(x: Any, nd: int = 3) -> str:
+    return "-" if x is None else f"{x:.{nd}f}" if isinstance(x, float) else str(x)
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    d, m = card["data"], card["evaluation"]["metrics"]
+    lines = [
+        f"# Model card: {card['model_details']['name']}",
+        "",
+        f"**{card['intended_use']['notice']}**",
+        "",
+        f"**Data: {d['kind'].upper()}** ({d['dataset']}, digest `{d['digest']}`). {d['note']}",
+        "",
+        "## Model", f"{card['model_details']['type']}. Feature contract "
+        f"{card['model_details']['feature_contract_version']}. Tuning: {card['model_details']['tuning']}.",
+        "",
+        "## Intended use", card["intended_use"]["purpose"], "", f"Users: {card['intended_use']['users']}",
+        "", "## Out of scope", *[f"- {x}" for x in card["out_of_scope"]],
+        "", "## Outcome", f"{card['outcome']['definition']} Horizon: {card['outcome']['horizon']}. "
+        f"Prediction time: {card['outcome']['prediction_time']}.",
+        "", "## Data and sample size",
+        f"{d['patients']} patients, {d['events']} events; training {d['train_patients']} patients, "
+        f"{d['train_events']} events.", "", f"Missing data: {card['missing_data']}",
+        "", "## Performance", f"Design: {card['evaluation']['design']}.", "",
+        "| metric | value |", "|---|---|",
+        f"| AUROC | {_f(m['auroc'])} ({_f(m['auroc_ci_low'])}-{_f(m['auroc_ci_high'])}) |",
+        f"| average precision | {_f(m['average_precision'])} ({_f(m['average_precision_ci_low'])}-"
+        f"{_f(m['average_precision_ci_high'])}) |",
+        f"| Brier score | {_f(m['brier'])} |",
+        f"| calibration intercept | {_f(m['calibration_intercept'])} |",
+        f"| calibration slope | {_f(m['calibration_slope'])} |",
+        "", "### Baselines (same evaluation data)", "", "| model | n | AUROC | model AUROC, same patients |",
+        "|---|---|---|---|",
+    ]
+    for name, b in card["baselines"].items():
+        lines.append(f"| {name} | {b.get('n', '-')} | {_f(b.get('auroc'))} | {_f(b.get('model_auroc_same_patients'))} |")
+    if card.get("oracle"):
+        o = card["oracle"]
+        lines += ["", f"Oracle (true simulated probabilities): AUROC {_f(o['auroc'])}, Brier {_f(o['brier'])}; "
+                      f"model minus oracle AUROC {_f(o['auroc_gap'])}."]
+    lines += ["", "### Subgroups", "", "| variable | level | n | events | AUROC | Brier |", "|---|---|---|---|---|---|"]
+    for s in card["evaluation"]["subgroups"]:
+        lines.append(f"| {s['variable']} | {s['level']} | {s['n']} | {s['events']} | {_f(s['auroc'])} | {_f(s['brier'])} |")
+    lines += ["", "## Predictors", "", "| name | type | unit | allowed | codes |", "|---|---|---|---|---|"]
+    for p in card["predictors"]:
+        lines.append(f"| `{p['name']}` | {p['type']} | {p['unit'] or '-'} | {p['allowed']} | {'; '.join(p['codes']) or '-'} |")
+    lines += ["", "## Limitations", *[f"- {x}" for x in card["limitations"]], ""]
+    return "\n".join(lines)

@@ -1,0 +1,287 @@
+"""The training run: validate, split, tune, fit, calibrate, evaluate, log, gate, register.
+
+Validation happens before anything is written to MLflow; registration happens last
+and is undone on failure, so a failed run leaves no half-registered model.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from feature_store import contract as c
+from feature_store.paths import project_root
+from feature_store.scores import compute_scores
+from training import evaluate as ev
+from training import plots, registry
+from training.data import Cohort, load_cohort
+from training.model_card import RESEARCH_NOTICE, build_card, card_markdown
+from training.settings import TrackingSettings, TrainSettings
+from training.train import FittedModel, Trial, fit_logistic, fit_model
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+class SmallSampleWarning(UserWarning):
+    pass
+
+
+@dataclass
+class TrainingResult:
+    run_id: str
+    model_uri: str
+    registered_model: str
+    version: str
+    alias: str
+    gate_reason: str
+    metrics: dict[str, float]
+    baselines: dict[str, Any]
+    oracle: dict[str, float] | None
+    card: dict[str, Any]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def pinned_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("xgboost", "scikit-learn", "numpy", "pandas", "mlflow")]
+
+
+def configure_tracking(tracking: TrackingSettings) -> MlflowClient:
+    """Point MLflow at the configured store and make sure the experiment exists."""
+    mlflow.set_tracking_uri(tracking.tracking_uri)
+    client = MlflowClient(tracking.tracking_uri)
+    if client.get_experiment_by_name(tracking.experiment) is None:
+        local = tracking.tracking_uri.startswith("sqlite:") or tracking.tracking_uri.startswith("file:")
+        location = None
+        if local:
+            tracking.artifact_root.mkdir(parents=True, exist_ok=True)
+            location = tracking.artifact_root.resolve().as_uri()
+        client.create_experiment(tracking.experiment, artifact_location=location)
+    mlflow.set_experiment(tracking.experiment)
+    return client
+
+
+def _eval_predictions_cv(X: pd.DataFrame, y: np.ndarray, settings: TrainSettings) -> np.ndarray:
+    """Small cohorts: every patient predicted by a model (tuned and calibrated) that never saw them."""
+    p = np.zeros(len(y))
+    k = max(2, min(settings.cv_folds, int(y.sum()), int(len(y) - y.sum())))
+    inner = settings.model_copy(update={"trials": max(2, settings.trials // 2)})
+    for tr, te in StratifiedKFold(k, shuffle=True, random_state=settings.seed + 7).split(X, y):
+        fold = fit_model(X.iloc[tr], y[tr], inner)
+        p[te] = fold.predict(X.iloc[te])
+    return p
+
+
+def _log_figure(fig: plt.Figure, name: str) -> None:
+    mlflow.log_figure(fig, f"plots/{name}")
+    plt.close(fig)
+
+
+def _contributions(model: FittedModel, X: pd.DataFrame, max_rows: int = 2000) -> pd.DataFrame:
+    sample = X.iloc[:max_rows]
+    contribs = model.classifier.get_booster().predict(xgb.DMatrix(sample, missing=np.nan), pred_contribs=True)
+    return pd.DataFrame(contribs[:, :-1], columns=model.columns, index=sample.index)
+
+
+def run_training(
+    data: Path,
+    *,
+    settings: TrainSettings | None = None,
+    tracking: TrackingSettings | None = None,
+    eval_data: Path | None = None,
+    features: list[str] | None = None,
+    data_kind: str | None = None,
+    progress: Progress = lambda msg: None,
+) -> TrainingResult:
+    settings = settings or TrainSettings()
+    tracking = tracking or TrackingSettings()
+    t_start = time.perf_counter()
+    features = list(features) if features is not None else c.feature_names()
+    c.check_no_leakage(features)  # before anything else: post-PVE inputs are refused
+
+    progress("validating data")
+    cohort = load_cohort(data, features, kind=data_kind)  # raises with every bad row before MLflow
+    eval_cohort = load_cohort(eval_data, features, kind=data_kind) if eval_data else None
+    notes: list[str] = []
+    if cohort.n < settings.small_sample_warning:
+        msg = (f"small sample: {cohort.n} patients, {cohort.events} events; estimates are unstable and "
+               "confidence intervals wide")
+        warnings.warn(msg, SmallSampleWarning, stacklevel=2)
+        notes.append(msg)
+
+    columns = c.model_columns(features)
+    frame = cohort.frame
+    y_all = frame[c.OUTCOME].to_numpy(int)
+    if eval_cohort is not None:
+        train_frame, eval_frame = frame, eval_cohort.frame
+        design = f"external evaluation file {eval_cohort.name} ({eval_cohort.n} patients)"
+    elif cohort.n >= settings.small_cohort:
+        train_frame, eval_frame = train_test_split(frame, test_size=settings.test_size, stratify=y_all,
+                                                   random_state=settings.seed)
+        design = f"stratified held-out split ({settings.test_size:.0%}, {len(eval_frame)} patients)"
+    else:
+        train_frame, eval_frame = frame, frame
+        design = f"{settings.cv_folds}-fold cross-validation of the whole pipeline (small cohort, {cohort.n} patients)"
+    X_train = c.encode(train_frame, features)
+    y_train = train_frame[c.OUTCOME].to_numpy(int)
+    X_eval = c.encode(eval_frame, features)
+    y_eval = eval_frame[c.OUTCOME].to_numpy(int)
+
+    client = configure_tracking(tracking)
+    name = tracking.registered_model
+    tags = {
+        "data_kind": cohort.kind,
+        "simulated": str(cohort.simulated).lower(),
+        "dataset_name": cohort.name,
+        "dataset_digest": cohort.digest,
+        "git_commit": git_commit(),
+        "feature_contract_version": c.CONTRACT_VERSION,
+        "research_use_only": "true",
+    }
+    with mlflow.start_run(run_name=f"train-{cohort.name}", tags=tags) as run:
+        mlflow.log_params({
+            "seed": settings.seed, "trials": settings.trials, "time_budget_s": settings.time_budget_s,
+            "cv_folds": settings.cv_folds, "evaluation_design": design, "n_features": len(features),
+            "n_train": len(train_frame), "n_eval": len(eval_frame),
+        })
+        for ctx, coh, fr in (("training", cohort, train_frame), ("evaluation", eval_cohort or cohort, eval_frame)):
+            ds = mlflow.data.from_pandas(fr.drop(columns=[c.PATIENT_ID]), source=coh.source, name=coh.name,
+                                         targets=c.OUTCOME)
+            mlflow.log_input(ds, context=ctx, tags={"data_kind": coh.kind, "content_hash": coh.digest})
+
+        progress(f"tuning ({settings.trials} trials)")
+
+        def log_trial(t: Trial) -> None:
+            with mlflow.start_run(run_name=f"trial-{t.number}", nested=True):
+                mlflow.log_params(t.params)
+                mlflow.log_metrics({"cv_auroc": t.cv_auroc, "cv_auroc_sd": t.cv_auroc_sd,
+                                    "best_rounds": t.best_rounds, "seconds": t.seconds})
+            progress(f"trial {t.number}: CV AUROC {t.cv_auroc:.3f}")
+
+        model = fit_model(X_train, y_train, settings, on_trial=log_trial)
+        mlflow.log_params({f"xgb_{k}": v for k, v in model.params.items()})
+        mlflow.log_param("calibration", model.calibration["method"])
+        mlflow.log_metrics({f"calibration_cv_brier_{k}": v for k, v in model.calibration_cv_brier.items()})
+
+        progress("evaluating")
+        if eval_cohort is None and cohort.n < settings.small_cohort:
+            p_eval = _eval_predictions_cv(X_train, y_train, settings)
+            logit_cv = np.zeros(len(y_train))
+            k = max(2, min(settings.cv_folds, int(y_train.sum()), int(len(y_train) - y_train.sum())))
+            for tr, te in StratifiedKFold(k, shuffle=True, random_state=settings.seed + 7).split(X_train, y_train):
+                logit_cv[te] = fit_logistic(X_train.iloc[tr], y_train[tr], settings).predict_proba(X_train.iloc[te])[:, 1]
+            p_logreg = logit_cv
+        else:
+            p_eval = model.predict(X_eval)
+            p_logreg = fit_logistic(X_train, y_train, settings).predict_proba(X_eval)[:, 1]
+        metrics = ev.metrics_with_ci(y_eval, p_eval, settings.n_bootstrap, settings.seed)
+        mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items()})
+
+        logreg = ev.metrics_with_ci(y_eval, p_logreg, settings.n_bootstrap, settings.seed)
+        diff = ev.auroc_difference(y_eval, p_eval, p_logreg, settings.n_bootstrap, settings.seed)
+        baselines: dict[str, Any] = {"logistic_regression": {
+            "n": len(y_eval), "auroc": logreg["auroc"], "auroc_ci_low": logreg["auroc_ci_low"],
+            "auroc_ci_high": logreg["auroc_ci_high"], "brier": logreg["brier"],
+            "calibration_slope": logreg["calibration_slope"], "model_auroc_same_patients": metrics["auroc"],
+            "model_minus_baseline_auroc": diff["difference"], "difference_ci_low": diff["ci_low"],
+            "difference_ci_high": diff["ci_high"],
+        }}
+        scores = compute_scores(eval_frame)
+        for s in scores.columns:
+            baselines[s] = ev.score_ranker_auroc(y_eval, scores[s].to_numpy(), p_eval)
+        for bname, b in baselines.items():
+            mlflow.log_metrics({f"baseline_{bname}_{k}": float(v) for k, v in b.items()
+                                if isinstance(v, (int, float)) and v is not None})
+        mlflow.log_table(pd.DataFrame([{"model": k, **v} for k, v in baselines.items()]), "baselines.json")
+
+        oracle = None
+        if c.TRUE_PROBABILITY in eval_frame and eval_frame[c.TRUE_PROBABILITY].notna().all():
+            p_true = eval_frame[c.TRUE_PROBABILITY].to_numpy(float)
+            oracle = ev.core_metrics(y_eval, p_true)
+            oracle["auroc_gap"] = metrics["auroc"] - oracle["auroc"]
+            oracle["brier_gap"] = metrics["brier"] - oracle["brier"]
+            mlflow.log_metrics({f"oracle_{k}": v for k, v in oracle.items()})
+
+        subgroups = ev.subgroup_table(eval_frame, y_eval, p_eval)
+        mlflow.log_table(subgroups, "subgroups.json")
+        dc = {"model": ev.net_benefit(y_eval, p_eval), "logistic regression": ev.net_benefit(y_eval, p_logreg)}
+        mlflow.log_table(dc["model"], "decision_curve.json")
+
+        progress("plots and explanations")
+        curves = {"XGBoost (calibrated)": p_eval, "logistic regression": p_logreg}
+        if oracle:
+            curves["oracle (true probability)"] = eval_frame[c.TRUE_PROBABILITY].to_numpy(float)
+        _log_figure(plots.roc_figure(y_eval, curves), "roc.png")
+        _log_figure(plots.calibration_figure(y_eval, curves), "calibration.png")
+        _log_figure(plots.decision_curve_figure(dc), "decision_curve.png")
+        _log_figure(plots.shap_summary_figure(_contributions(model, X_eval), X_eval), "shap_summary.png")
+
+        card = build_card(
+            model_name=name, cohort=cohort, features=features, params=model.params, calibration=model.calibration,
+            evaluation=metrics, baselines=baselines, subgroups=subgroups.to_dict("records"), oracle=oracle,
+            evaluation_design=design, n_train=len(train_frame), events_train=int(y_train.sum()), warnings=notes,
+        )
+        markdown = card_markdown(card)
+        mlflow.log_dict(card, "model_card/model_card.json")
+        mlflow.log_text(markdown, "model_card/model_card.md")
+        mlflow.log_dict(c.contract_summary(), "feature_contract.json")
+
+        progress("logging the model")
+        example = c.encode(pd.DataFrame([c.example_record()]), features)
+        metadata = {
+            "calibration": model.calibration, "features": features, "columns": columns,
+            "feature_contract_version": c.CONTRACT_VERSION, "data_kind": cohort.kind,
+            "dataset_name": cohort.name, "registered_model": name, "research_notice": RESEARCH_NOTICE,
+            "metrics": {k: metrics[k] for k in ("auroc", "auroc_ci_low", "auroc_ci_high", "brier",
+                                                 "calibration_slope", "calibration_intercept")},
+        }
+        info = mlflow.xgboost.log_model(
+            model.classifier, name="model", signature=infer_signature(example, model.predict(example)),
+            input_example=example, metadata=metadata, model_format="json",
+            # Stated, not inferred: inference loads the model in a subprocess (~10 s here).
+            pip_requirements=pinned_requirements(),
+        )
+
+        progress("promotion gate and registration")
+        decision = registry.gate(client, name, metrics, eval_frame, settings)
+        version_tags = {**tags, "run_id": run.info.run_id, "auroc": f"{metrics['auroc']:.4f}",
+                        "brier": f"{metrics['brier']:.4f}", "calibration": model.calibration["method"]}
+        version = registry.register(client, name, info.model_uri, run.info.run_id, version_tags, markdown, decision)
+        mlflow.set_tags({"registered_version": version, "alias": decision.alias})
+    seconds = time.perf_counter() - t_start
+    return TrainingResult(run.info.run_id, info.model_uri, name, version, decision.alias, decision.reason, metrics,
+                          baselines, oracle, card, seconds, notes)
+
+
+def write_temp_parquet(frame: pd.DataFrame, name: str) -> Path:
+    """Helper for callers that hold a frame rather than a file (demo, benchmark)."""
+    path = Path(tempfile.mkdtemp(prefix="pverisk-")) / f"{name}.parquet"
+    frame.to_parquet(path, index=False)
+    return path
