@@ -273,7 +273,7 @@ def run_training(
         decision = registry.gate(client, name, metrics, eval_frame, settings)
         version_tags = {**tags, "run_id": run.info.run_id, "auroc": f"{metrics['auroc']:.4f}",
                         "brier": f"{metrics['brier']:.4f}", "calibration": model.calibration["method"]}
-        version = registry.register(client, name, info.model_uri, run.info.run_id, version_tags, markdown, decision)
+        version = registry.register(client, name, info.model_uri, info.model_id, run.info.run_id, version_tags, markdown, decision)
         mlflow.set_tags({"registered_version": version, "alias": decision.alias})
     seconds = time.perf_counter() - t_start
     return TrainingResult(run.info.run_id, info.model_uri, name, version, decision.alias, decision.reason, metrics,

@@ -85,6 +85,7 @@ def register(
     client: MlflowClient,
     name: str,
     model_uri: str,
+    model_id: str | None,
     run_id: str,
     tags: dict[str, str],
     description: str,
@@ -100,7 +101,7 @@ def register(
     version = None
     try:
         version = client.create_model_version(name, model_uri, run_id=run_id, description=description,
-                                              tags=tags)
+                                              tags=tags, model_id=model_id)
         client.set_model_version_tag(name, version.version, "gate_decision", decision.alias)
         client.set_model_version_tag(name, version.version, "gate_reason", decision.reason[:5000])
         client.set_registered_model_alias(name, decision.alias, version.version)

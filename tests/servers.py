@@ -1,0 +1,70 @@
+"""Start real servers on 127.0.0.1 for the tests, and stop them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def offline_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
+    env.update(extra)
+    return env
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0, expect: int = 200) -> float:
+    """Poll until `url` answers `expect`; returns seconds waited. Fails fast if the process died."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{out[-4000:]}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == expect:
+                return time.perf_counter() - t0
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextmanager
+def mlflow_server(root: Path) -> Iterator[str]:
+    """A real `mlflow server` (1 worker, SQLite backend, proxied artifacts) on loopback."""
+    port = free_port()
+    cmd = [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+           "--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "art")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=offline_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=90)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
