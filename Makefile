@@ -27,6 +27,7 @@ test: install-dev
 
 bench: install-dev
 	$(RUN) python -m feature_store.benchmark
+	$(RUN) python -m training.benchmark
 
 clean-stores:
 	rm -rf mlflow/mlflow.db mlflow/artifacts data bentoml_home

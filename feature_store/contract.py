@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -293,35 +293,51 @@ def cohort_dtypes(timing: Timing | None = None) -> dict[str, str]:
     return out
 
 
-def encode(frame: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:
-    """Cohort table (contract names and values) -> float64 model matrix.
+def _column(frame: Mapping[str, Any], name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A column as an object array and its missing mask (None, NaN, pd.NA all count)."""
+    if name not in frame:
+        return np.full(n, None, dtype=object), np.ones(n, dtype=bool)
+    values = np.asarray(frame[name], dtype=object).reshape(-1)
+    return values, pd.isna(values)
 
+
+def encode_array(frame: Mapping[str, Any], names: list[str] | None = None) -> np.ndarray:
+    """Cohort table or dict of columns -> float64 model matrix (n x len(model_columns)).
+
+    Works on a DataFrame and on a plain dict of lists alike, so one patient's request is
+    encoded by the same code as a training table, without pandas overhead.
     Missing stays NaN: XGBoost handles it natively; the logistic baseline imputes.
     """
     chosen = feature_names() if names is None else names
-    n = len(frame)
-    cols: dict[str, np.ndarray] = {}
+    columns = model_columns(chosen)
+    n = len(frame) if isinstance(frame, pd.DataFrame) else len(next(iter(frame.values()), []))
+    out = np.full((n, len(columns)), np.nan)
+    j = 0
     for f in FEATURES:
         if f.name not in chosen:
             continue
-        raw = frame[f.name] if f.name in frame else pd.Series([None] * n, index=frame.index, dtype="object")
-        if f.kind in (Kind.NUMBER, Kind.INTEGER):
-            cols[f.name] = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        elif f.kind is Kind.BOOLEAN:
-            cols[f.name] = raw.astype("boolean").astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
+        values, missing = _column(frame, f.name, n)
+        if f.kind in (Kind.NUMBER, Kind.INTEGER, Kind.BOOLEAN):
+            out[~missing, j] = values[~missing].astype("float64")
+            j += 1
+        elif f.ordered:
+            lookup = {c: float(i) for i, c in enumerate(f.known_categories)}
+            out[:, j] = [lookup.get(v, np.nan) if not m else np.nan for v, m in zip(values, missing)]
+            j += 1
         else:
-            values = raw.astype("object").where(raw.notna(), None).to_numpy()
-            if f.ordered:
-                lookup = {c: float(i) for i, c in enumerate(f.known_categories)}
-                cols[f.name] = np.array([lookup.get(v, np.nan) for v in values], dtype="float64")
-            else:
-                missing = np.array([v is None or v in f.unknown_categories for v in values])
-                for col in f.model_columns():
-                    level = col.split("__", 1)[1]
-                    ind = (values == level).astype("float64")
-                    ind[missing] = np.nan
-                    cols[col] = ind
-    return pd.DataFrame(cols, index=frame.index)[model_columns(chosen)]
+            missing = missing | np.isin(values, f.unknown_categories)
+            for col in f.model_columns():
+                ind = (values == col.split("__", 1)[1]).astype("float64")
+                ind[missing] = np.nan
+                out[:, j] = ind
+                j += 1
+    return out
+
+
+def encode(frame: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:
+    """Cohort table (contract names and values) -> float64 model matrix as a DataFrame."""
+    chosen = feature_names() if names is None else names
+    return pd.DataFrame(encode_array(frame, chosen), columns=model_columns(chosen), index=frame.index)
 
 
 def example_record(timing: Timing | None = Timing.PRE_PVE) -> dict[str, Any]:

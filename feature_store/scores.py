@@ -11,7 +11,7 @@ PVE: they are the clinicians' yardstick, reported beside the model.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -19,19 +19,32 @@ import pandas as pd
 SCORE_NAMES = ("tumour_burden_score", "fong_crs", "game_score", "m_crs")
 
 
-def _num(frame: pd.DataFrame, name: str) -> np.ndarray:
+Columns = Mapping[str, Any]  # a DataFrame, or a dict of equal-length lists/arrays
+
+
+def _length(frame: Columns) -> int:
+    return len(frame) if isinstance(frame, pd.DataFrame) else len(next(iter(frame.values()), []))
+
+
+def _num(frame: Columns, name: str) -> np.ndarray:
+    n = _length(frame)
     if name not in frame:
-        return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        return np.full(n, np.nan)
+    values = np.asarray(frame[name], dtype=object).reshape(-1)
+    missing = pd.isna(values)
+    out = np.full(n, np.nan)
+    out[~missing] = values[~missing].astype("float64")
+    return out
 
 
-def _flag(frame: pd.DataFrame, name: str, true_values: tuple[Any, ...] = (True,)) -> np.ndarray:
+def _flag(frame: Columns, name: str, true_values: tuple[Any, ...] = (True,)) -> np.ndarray:
     """1.0 / 0.0 / NaN for a boolean or a category compared with its 'positive' values."""
+    n = _length(frame)
     if name not in frame:
-        return np.full(len(frame), np.nan)
-    col = frame[name].astype("object")
-    out = np.array([1.0 if v in true_values else 0.0 for v in col], dtype="float64")
-    missing = col.isna().to_numpy() | col.isin(["unknown"]).to_numpy()
+        return np.full(n, np.nan)
+    values = np.asarray(frame[name], dtype=object).reshape(-1)
+    missing = pd.isna(values) | np.isin(values, ["unknown"])
+    out = np.isin(values, list(true_values)).astype("float64")
     out[missing] = np.nan
     return out
 
@@ -90,18 +103,19 @@ def m_crs(frame: pd.DataFrame) -> np.ndarray:
     return np.sum(parts, axis=0)
 
 
+def score_arrays(frame: Columns) -> dict[str, np.ndarray]:
+    return {
+        "tumour_burden_score": tumour_burden_score(frame),
+        "fong_crs": fong_crs(frame),
+        "game_score": game_score(frame),
+        "m_crs": m_crs(frame),
+    }
+
+
 def compute_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "tumour_burden_score": tumour_burden_score(frame),
-            "fong_crs": fong_crs(frame),
-            "game_score": game_score(frame),
-            "m_crs": m_crs(frame),
-        },
-        index=frame.index,
-    )
+    return pd.DataFrame(score_arrays(frame), index=frame.index)
 
 
 def scores_for_record(record: dict[str, Any]) -> dict[str, float | None]:
-    row = compute_scores(pd.DataFrame([record])).iloc[0]
-    return {k: (None if math.isnan(v) else float(v)) for k, v in row.items()}
+    arrays = score_arrays({k: [v] for k, v in record.items()})
+    return {k: (None if math.isnan(v[0]) else float(v[0])) for k, v in arrays.items()}

@@ -188,7 +188,7 @@ def run_training(
         model = fit_model(X_train, y_train, settings, on_trial=log_trial)
         mlflow.log_params({f"xgb_{k}": v for k, v in model.params.items()})
         mlflow.log_param("calibration", model.calibration["method"])
-        mlflow.log_metrics({f"calibration_cv_brier_{k}": v for k, v in model.calibration_cv_brier.items()})
+        mlflow.log_metrics({f"calibration_cv_log_loss_{k}": v for k, v in model.calibration_cv_log_loss.items()})
 
         progress("evaluating")
         if eval_cohort is None and cohort.n < settings.small_cohort:

@@ -17,7 +17,7 @@ import xgboost as xgb
 from sklearn.calibration import IsotonicRegression
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.metrics import brier_score_loss
+from sklearn.metrics import log_loss
 from sklearn.model_selection import ParameterSampler, RepeatedStratifiedKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -36,6 +36,8 @@ SEARCH_SPACE = {
     "reg_lambda": loguniform(0.5, 20),
     "gamma": uniform(0, 2),
 }
+PROB_FLOOR = 0.005
+ISOTONIC_MIN_GAIN = 0.005  # relative log-loss improvement isotonic needs over sigmoid
 DEFAULTS = {"max_depth": 3, "learning_rate": 0.05, "min_child_weight": 3.0, "subsample": 0.8,
             "colsample_bytree": 0.8, "reg_lambda": 2.0, "gamma": 0.0}
 
@@ -57,7 +59,7 @@ class FittedModel:
     columns: list[str]
     params: dict[str, Any]
     trials: list[Trial] = field(default_factory=list)
-    calibration_cv_brier: dict[str, float] = field(default_factory=dict)
+    calibration_cv_log_loss: dict[str, float] = field(default_factory=dict)
 
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
         return self.classifier.predict_proba(X[self.columns])[:, 1]
@@ -124,23 +126,28 @@ def _classifier(params: dict[str, Any], rounds: int, settings: TrainSettings, co
 
 def _fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str) -> dict[str, Any]:
     if method == "isotonic":
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+        # Bounded away from 0 and 1: a step at exactly 0% or 100% risk is never credible
+        # and would wreck log loss and the calibration slope.
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=PROB_FLOOR, y_max=1 - PROB_FLOOR).fit(raw, y)
         return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
     lr = LogisticRegression(C=1e6, max_iter=1000).fit(logit(raw).reshape(-1, 1), y)
     return {"method": "sigmoid", "a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
 
 
 def choose_calibration(raw_oof: np.ndarray, y: np.ndarray, seed: int) -> tuple[dict[str, Any], dict[str, float]]:
-    """Isotonic or sigmoid, whichever has the lower cross-validated Brier score on
-    out-of-fold raw predictions; then refit it on all of them."""
+    """Isotonic or sigmoid, whichever has the lower cross-validated log loss on out-of-fold
+    raw predictions (log loss punishes over-confident steps that Brier forgives); then
+    refit it on all of them."""
     k = max(2, min(5, int(y.sum()), int(len(y) - y.sum())))
     scores: dict[str, float] = {}
     for method in ("sigmoid", "isotonic"):
         cal = np.zeros(len(y))
         for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(raw_oof, y):
             cal[te] = apply_calibration(raw_oof[te], _fit_calibrator(raw_oof[tr], y[tr], method))
-        scores[method] = float(brier_score_loss(y, cal))
-    best = min(scores, key=lambda m: (scores[m], m != "sigmoid"))  # ties go to the simpler sigmoid
+        scores[method] = float(log_loss(y, cal))
+    # Isotonic has a parameter per step and ties patients' risks; take it only when it is
+    # clearly better than the two-parameter sigmoid, not on cross-validation noise.
+    best = "isotonic" if scores["isotonic"] < scores["sigmoid"] * (1 - ISOTONIC_MIN_GAIN) else "sigmoid"
     return _fit_calibrator(raw_oof, y, best), scores
 
 
