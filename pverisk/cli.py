@@ -12,6 +12,11 @@ from typing import Optional
 for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
     os.environ.setdefault(_var, "true")
 
+from feature_store.settings import default_bentoml_home  # noqa: E402
+
+# The local BentoML store lives in the project (git-ignored), never in the user's home.
+os.environ.setdefault("BENTOML_HOME", str(default_bentoml_home()))
+
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn  # noqa: E402
@@ -39,7 +44,7 @@ def simulate(
     csv: bool = typer.Option(False, "--csv", help="Also write a CSV next to the Parquet file."),
 ) -> None:
     """Simulate a literature-grounded PVE cohort (SIMULATED data, labelled so)."""
-    from feature_store.paths import DataSettings
+    from feature_store.settings import DataSettings
     from feature_store.simulate import dataset_name, simulate_cohort, summarise, write_cohort
 
     target = out or DataSettings().default_cohort
@@ -134,7 +139,7 @@ def train(
 
 def _train(data, eval_data, trials, time_budget, seed, features, data_kind, tracking_uri):  # type: ignore[no-untyped-def]
     from feature_store.contract import LeakageError
-    from feature_store.paths import DataSettings
+    from feature_store.settings import DataSettings
     from feature_store.simulate import simulate_cohort, write_cohort
     from feature_store.validate import CohortValidationError
     from training.pipeline import run_training
@@ -168,8 +173,6 @@ def _train(data, eval_data, trials, time_budget, seed, features, data_kind, trac
 
 
 def _print_training(result) -> None:  # type: ignore[no-untyped-def]
-    from training.settings import TrackingSettings
-
     m = result.metrics
     table = Table(title=f"{result.registered_model} v{result.version} -> {result.alias}")
     table.add_column("metric")
@@ -188,8 +191,7 @@ def _print_training(result) -> None:  # type: ignore[no-untyped-def]
     console.print(f"gate: {result.gate_reason}")
     for w in result.warnings:
         console.print(f"[yellow]warning: {w}[/yellow]")
-    uri = TrackingSettings().tracking_uri
-    console.print(f"look: uv run mlflow ui --backend-store-uri {uri}  (run {result.run_id})")
+    console.print(f"look: uv run mlflow ui --backend-store-uri {_tracking_uri()}  (run {result.run_id})")
 
 
 @app.command()
@@ -238,18 +240,109 @@ def models() -> None:
     console.print(table)
 
 
+@app.command("import-model")
+def import_model_cmd(
+    alias: str = typer.Option("champion", help="Registry alias to resolve to a concrete version."),
+) -> None:
+    """Import the model behind an MLflow alias into the local BentoML store (idempotent)."""
+    from serving.import_model import ModelNotFound, import_model
+
+    try:
+        model = import_model(alias)
+    except ModelNotFound as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    labels = model.info.labels
+    console.print(f"imported {model.tag} (MLflow {labels['registered_model']} v{labels['version']}, "
+                  f"alias {labels['alias']}, data {labels['data_kind']}) into {os.environ['BENTOML_HOME']}")
+
+
+def _serve_command(host: str, port: int) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "bentoml", "serve", "serving.service:PVERisk", "--host", host, "--port", str(port)]
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
+    port: int = typer.Option(3000, help="Port."),
+    model_tag: Optional[str] = typer.Option(None, help="Pinned BentoML model tag (default: newest champion)."),
+) -> None:
+    """Serve the model over HTTP (BentoML): /v1/predict, /v1/predict/batch, /v1/model, /docs."""
+    from feature_store.settings import project_root
+
+    if model_tag:
+        os.environ["PVERISK_SERVE_MODEL_TAG"] = model_tag
+    cmd = _serve_command(host, port)
+    console.print(f"serving on http://{host}:{port} (docs at /docs) - research use only")
+    os.chdir(project_root())
+    os.execv(cmd[0], cmd)
+
+
 @app.command()
 def demo(
     patients: int = typer.Option(2000, help="Simulated cohort size."),
     seed: int = typer.Option(0, help="Random seed."),
+    port: int = typer.Option(3000, help="Port for the service (127.0.0.1)."),
+    keep_serving: bool = typer.Option(True, help="Keep the service running until Ctrl-C."),
 ) -> None:
-    """The main job on embedded defaults: simulate a cohort (SIMULATED data), train, register."""
-    from feature_store.paths import DataSettings
+    """The main job on embedded defaults: simulate (SIMULATED data), train, register, import, serve, predict."""
+    import json as _json
+    import subprocess
+
+    import httpx
+
+    from feature_store.contract import example_record
+    from feature_store.settings import DataSettings, project_root
+    from serving.import_model import import_model
 
     cohort = DataSettings().default_cohort
     simulate(patients=patients, seed=seed, out=cohort, csv=False)
-    result = _train(cohort, None, None, None, seed, None, None, None)
-    _print_training(result)
+    _print_training(_train(cohort, None, None, None, seed, None, None, None))
+    model = import_model("champion")
+    os.environ["PVERISK_SERVE_MODEL_TAG"] = str(model.tag)
+    console.print(f"imported champion as {model.tag}; starting the service on http://127.0.0.1:{port}")
+    proc = subprocess.Popen(_serve_command("127.0.0.1", port), cwd=project_root())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.perf_counter()
+        while True:
+            if proc.poll() is not None:
+                err.print("[red]the service exited; see its output above[/red]")
+                raise typer.Exit(1)
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() - t0 > 120:
+                err.print("[red]the service did not become ready in 120 s[/red]")
+                raise typer.Exit(1)
+            time.sleep(0.2)
+        body = _json.dumps(example_record())
+        answer = httpx.post(f"{base}/v1/predict", content=body, headers={"content-type": "application/json"}).json()
+        console.rule("ready-to-paste request")
+        print(f"curl -s -X POST {base}/v1/predict -H 'content-type: application/json' -d '{body}'")
+        console.rule("its answer")
+        print(_json.dumps(answer, indent=2))
+        console.print(f"API docs: {base}/docs   model: {base}/v1/model   metrics: {base}/metrics")
+        console.print(f"MLflow: uv run mlflow ui --backend-store-uri {_tracking_uri()}")
+        if keep_serving:
+            console.print("serving until Ctrl-C (research use only)")
+            proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(15)
+
+
+def _tracking_uri() -> str:
+    from feature_store.settings import TrackingSettings
+
+    return TrackingSettings().tracking_uri
 
 
 if __name__ == "__main__":

@@ -3,26 +3,10 @@ defaults that work locally (SQLite store under mlflow/)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from feature_store.paths import project_root
-
-
-def _default_tracking_uri() -> str:
-    # Honour the standard variable where it is set.
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow' / 'mlflow.db'}"
-
-
-class TrackingSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PVERISK_")
-    tracking_uri: str = Field(default_factory=_default_tracking_uri)
-    artifact_root: Path = Field(default_factory=lambda: project_root() / "mlflow" / "artifacts")
-    experiment: str = "pve-progression"
-    registered_model: str = "pve-progression-risk"
+from feature_store.settings import TrackingSettings  # noqa: F401  (re-exported for callers)
 
 
 class TrainSettings(BaseSettings):

@@ -1,0 +1,144 @@
+"""Scoring: calibrated risk, band, clinical scores, explanations and missing inputs.
+
+One code path for one patient and for a batch: the input is a dict of columns, encoded
+and scored column-wise against the feature contract (no per-row objects).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from feature_store import contract as c
+from feature_store.calibration import apply_calibration
+from feature_store.scores import game_group, score_arrays
+from serving.settings import ServingSettings
+
+SIMULATED_NOTICE = (
+    "Research use only: not a medical device, not for clinical decisions. This model was trained on "
+    "SIMULATED data and says nothing about real patients."
+)
+REAL_NOTICE = "Research use only: not a medical device, not for clinical decisions."
+
+
+@dataclass
+class ModelIdentity:
+    name: str
+    version: str
+    alias: str
+    data_kind: str
+    bento_tag: str
+    run_id: str = ""
+    feature_contract_version: str = c.CONTRACT_VERSION
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "alias": self.alias, "data_kind": self.data_kind,
+                "bento_tag": self.bento_tag, "run_id": self.run_id,
+                "feature_contract_version": self.feature_contract_version}
+
+
+@dataclass
+class RiskModel:
+    booster: xgb.Booster
+    metadata: dict[str, Any]
+    identity: ModelIdentity
+    settings: ServingSettings = field(default_factory=ServingSettings)
+
+    def __post_init__(self) -> None:
+        self.features: list[str] = list(self.metadata["features"])
+        self.columns: list[str] = list(self.metadata["columns"])
+        if self.columns != c.model_columns(self.features) or (
+                self.booster.feature_names and list(self.booster.feature_names) != self.columns):
+            raise ValueError("the model's columns do not match this feature contract; re-train or upgrade")
+        owner = c.column_owner()
+        # column -> feature folding matrix, so explanations are per clinical feature, not per one-hot level
+        self._fold = np.zeros((len(self.columns), len(self.features)))
+        for i, col in enumerate(self.columns):
+            self._fold[i, self.features.index(owner[col])] = 1.0
+        self.notice = SIMULATED_NOTICE if self.identity.data_kind == "simulated" else REAL_NOTICE
+        self._model_block = self.identity.as_dict()
+        self._bands = {"low_below": self.settings.band_low_below, "high_from": self.settings.band_high_from}
+
+    @classmethod
+    def from_mlflow_dir(cls, path: Path, identity: ModelIdentity, settings: ServingSettings | None = None
+                        ) -> "RiskModel":
+        """Load the native XGBoost flavor of an MLflow model directory (probabilities, not labels).
+
+        Reads the MLmodel file and the flavor's model file directly: importing mlflow would add
+        seconds to every worker's start-up for two file reads.
+        """
+        import yaml
+
+        spec = yaml.safe_load((Path(path) / "MLmodel").read_text())
+        flavor = spec["flavors"]["xgboost"]
+        booster = xgb.Booster()
+        booster.load_model(str(Path(path) / flavor["data"]))
+        return cls(booster, spec.get("metadata") or {}, identity, settings or ServingSettings())
+
+    def band(self, p: float) -> str:
+        return "low" if p < self.settings.band_low_below else "high" if p >= self.settings.band_high_from else "intermediate"
+
+    def probabilities(self, columns: Mapping[str, Any]) -> np.ndarray:
+        X = c.encode_array(columns, self.features)
+        return apply_calibration(self.booster.inplace_predict(X, missing=np.nan), self.metadata.get("calibration"))
+
+    def score_columns(self, columns: Mapping[str, Any], n: int) -> list[dict[str, Any]]:
+        """Full responses for n patients given as a dict of columns."""
+        X = c.encode_array(columns, self.features)
+        raw = self.booster.inplace_predict(X, missing=np.nan)
+        p = apply_calibration(raw, self.metadata.get("calibration"))
+        dm = xgb.DMatrix(X, missing=np.nan, feature_names=self.columns)
+        contribs = self.booster.predict(dm, pred_contribs=True)[:, :-1] @ self._fold
+        scores = score_arrays(columns)
+        k = min(self.settings.top_factors, len(self.features))
+        order = np.argsort(-np.abs(contribs), axis=1)[:, :k]
+        values = {f: np.asarray(columns[f], dtype=object) if f in columns else np.full(n, None, dtype=object)
+                  for f in self.features}
+        out = []
+        for i in range(n):
+            prob = float(p[i])
+            factors = []
+            for j in order[i]:
+                size = float(contribs[i, j])
+                if size == 0.0:
+                    continue
+                name = self.features[j]
+                factors.append({"feature": name, "value": _plain(values[name][i]), "contribution_log_odds": round(size, 4),
+                                "direction": "raises risk" if size > 0 else "lowers risk"})
+            missing = [f for f in self.features if _plain(values[f][i]) is None]
+            s = {key: _num(arr[i]) for key, arr in scores.items()}
+            s["game_group"] = game_group(s["game_score"]) if s["game_score"] is not None else None
+            out.append({
+                "probability": round(prob, 4),
+                "risk_band": self.band(prob),
+                "band_thresholds": self._bands,
+                "clinical_scores": s,
+                "top_factors": factors,
+                "missing_inputs": missing,
+                "missing_handling": "left missing; the model follows its learned default branch",
+                "model": self._model_block,
+                "data_kind": self.identity.data_kind,
+                "notice": self.notice,
+            })
+        return out
+
+    def score_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return self.score_columns({k: [v] for k, v in record.items()}, 1)[0]
+
+
+def _plain(v: Any) -> Any:
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _num(v: float) -> float | None:
+    return None if math.isnan(v) else round(float(v), 3)

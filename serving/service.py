@@ -1,0 +1,257 @@
+"""The BentoML service: /v1/predict, /v1/predict/batch, /v1/model (POST and GET).
+
+Start with `uv run pverisk serve` (or `bentoml serve serving.service:PVERisk`). The model
+is a pinned BentoML model tag (PVERISK_SERVE_MODEL_TAG, else the newest imported
+champion); without one the service refuses to start and says how to get one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
+    os.environ.setdefault(_var, "true")
+
+import bentoml  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from bentoml.exceptions import ServiceUnavailable  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+
+from feature_store import contract as c  # noqa: E402
+from feature_store.record import patient_model  # noqa: E402
+from feature_store.validate import validate_frame  # noqa: E402
+from serving.import_model import HOW_TO, ModelNotFound, newest_champion_tag  # noqa: E402
+from serving.predict import ModelIdentity, RiskModel  # noqa: E402
+from serving.settings import ServingSettings  # noqa: E402
+from serving.web import GuardMiddleware  # noqa: E402
+
+logger = logging.getLogger("pverisk.service")
+PatientRecord = patient_model()
+
+
+def _model_tag() -> str:
+    """Resolve the pinned tag (or the newest imported champion) in the local store only:
+    BentoML would otherwise try a remote model registry, and we are offline by rule."""
+    tag = ServingSettings().model_tag or newest_champion_tag()
+    try:
+        bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        raise ModelNotFound(f"model {tag!r} is not in the BentoML store. {HOW_TO}") from None
+    return tag
+
+
+MODEL_TAG = _model_tag()  # a reference, not a load: `bentoml build` needs it on the class
+
+PREDICTIONS = bentoml.metrics.Counter(
+    name="pverisk_predictions_total",
+    documentation="Patients scored, by model version, endpoint and risk band",
+    labelnames=["model_name", "model_version", "endpoint", "risk_band"],
+)
+REJECTED = bentoml.metrics.Counter(
+    name="pverisk_rejected_patients_total",
+    documentation="Patients rejected by validation, by endpoint",
+    labelnames=["model_version", "endpoint"],
+)
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"patients": [c.example_record(), {**c.example_record(),
+                                                                          "n_liver_metastases": 9}],
+                                       "partial": False}},
+    )
+    patients: list[dict[str, Any]] = Field(
+        ..., min_length=1, description="Patients, each with the fields of PatientRecord (see /v1/predict).")
+    partial: bool = Field(False, description="Score the valid patients even if some are invalid.")
+
+
+class ModelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {}})
+
+
+class Factor(BaseModel):
+    feature: str
+    value: Any = None
+    contribution_log_odds: float
+    direction: str
+
+
+class PredictionResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "probability": 0.27, "risk_band": "intermediate", "band_thresholds": {"low_below": 0.15, "high_from": 0.35},
+        "clinical_scores": {"tumour_burden_score": 6.3, "fong_crs": 3.0, "game_score": 2.0, "m_crs": 1.0,
+                            "game_group": "medium"},
+        "top_factors": [{"feature": "n_liver_metastases", "value": 5, "contribution_log_odds": 0.21,
+                         "direction": "raises risk"}],
+        "missing_inputs": [], "missing_handling": "left missing; the model follows its learned default branch",
+        "model": {"name": "pve-progression-risk", "version": "1", "alias": "champion", "data_kind": "simulated",
+                  "bento_tag": "pve-progression-risk:v1", "run_id": "...", "feature_contract_version": "1.0.0"},
+        "data_kind": "simulated", "notice": "Research use only ..."}})
+    probability: float = Field(..., ge=0, le=1, description="Calibrated risk of progression (0-1)")
+    risk_band: str
+    band_thresholds: dict[str, float]
+    clinical_scores: dict[str, Any]
+    top_factors: list[Factor]
+    missing_inputs: list[str]
+    missing_handling: str
+    model: dict[str, str]
+    data_kind: str
+    notice: str
+
+
+meta_app = FastAPI(title="pverisk model metadata", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@meta_app.get("/model")
+def get_model() -> dict[str, Any]:
+    return bentoml.get_current_service().model_info()
+
+
+@bentoml.service(
+    name="pve_progression_risk",
+    description="Risk of liver progression after portal vein embolization. RESEARCH USE ONLY.",
+    traffic={"timeout": 30},
+    http={"cors": {"enabled": True, "access_control_allow_origins": ["*"],
+                   "access_control_allow_methods": ["GET", "POST", "OPTIONS"],
+                   "access_control_allow_headers": ["*"]}},
+)
+@bentoml.asgi_app(meta_app, path="/v1")
+class PVERisk:
+    bento_model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        self.settings = ServingSettings()
+        self.risk: RiskModel | None = None
+        self.loaded_at: str | None = None
+        self.load_seconds: float | None = None
+        self._error: BaseException | None = None
+        # Load in the background: /livez answers at once, /readyz only once the model is in.
+        threading.Thread(target=self._load, name="load-model", daemon=True).start()
+
+    def _load(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            stored = self.bento_model  # the class attribute resolves to the stored model
+            labels = stored.info.labels
+            identity = ModelIdentity(
+                name=labels.get("registered_model", "pve-progression-risk"), version=labels.get("version", "?"),
+                alias=labels.get("alias", "?"), data_kind=labels.get("data_kind", "unknown"),
+                bento_tag=str(stored.tag), run_id=labels.get("run_id", ""),
+                feature_contract_version=labels.get("feature_contract_version", c.CONTRACT_VERSION))
+            risk = RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), identity, self.settings)
+            self._info = {"identity": identity.as_dict(), "metadata": stored.info.metadata}
+            self._card = json.loads(stored.info.metadata.get("model_card_json") or "{}")
+            example = c.example_record()
+            for _ in range(self.settings.warmup_requests):
+                risk.score_record(example)
+            self.risk = risk
+            self.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self.load_seconds = time.perf_counter() - t0
+        except BaseException as exc:  # surfaced by /livez and every endpoint
+            logger.exception("loading the model failed")
+            self._error = exc
+
+    def __is_ready__(self) -> bool:
+        return self.risk is not None
+
+    def __is_alive__(self) -> bool:
+        return self._error is None
+
+    def _model(self) -> RiskModel:
+        if self.risk is None:
+            raise ServiceUnavailable("model is loading; retry when /readyz answers 200")
+        return self.risk
+
+    @bentoml.api(route="/v1/predict", input_spec=PatientRecord)
+    def predict(self, **patient: Any) -> PredictionResponse:
+        """Risk for one patient at the PVE decision, with the clinical scores, the top factors and
+        the inputs that were missing. Research use only."""
+        risk = self._model()
+        out = risk.score_record(patient)
+        PREDICTIONS.labels(risk.identity.name, risk.identity.version, "predict", out["risk_band"]).inc()
+        return out  # type: ignore[return-value]
+
+    @bentoml.api(route="/v1/predict/batch", input_spec=BatchRequest)
+    def predict_batch(self, patients: list[dict[str, Any]], partial: bool = False) -> dict[str, Any]:
+        """Up to PVERISK_SERVE_MAX_BATCH patients, validated column-wise. Invalid rows are listed with
+        their index; valid rows are scored only when `partial` is true."""
+        risk = self._model()
+        if len(patients) > self.settings.max_batch:
+            return JSONResponse({"error": f"{len(patients)} patients in one call; at most "
+                                          f"{self.settings.max_batch} allowed"}, status_code=413)  # type: ignore[return-value]
+        frame = pd.DataFrame.from_records(patients)
+        allowed = set(risk.features)
+        problems: dict[int, list[dict[str, str]]] = {}
+        for col in frame.columns:
+            if col not in allowed:
+                for i in np.flatnonzero(frame[col].notna().to_numpy()):
+                    problems.setdefault(int(i), []).append({"field": str(col), "problem": "unknown field"})
+        cleaned, found = validate_frame(frame[[col for col in frame.columns if col in allowed]],
+                                        names=risk.features, row_numbers=np.arange(len(frame)))
+        column_level = [p for p in found if p.row is None]
+        for p in found:
+            if p.row is not None:
+                problems.setdefault(p.row, []).append({"field": p.column, "problem": p.rule})
+        if column_level:  # a required field absent from every patient
+            for i in range(len(frame)):
+                problems.setdefault(i, []).extend({"field": p.column, "problem": p.rule} for p in column_level)
+        invalid = sorted(problems)
+        if invalid:
+            REJECTED.labels(risk.identity.version, "batch").inc(len(invalid))
+        if invalid and not partial:
+            return JSONResponse({  # type: ignore[return-value]
+                "error": f"{len(invalid)} of {len(frame)} patients invalid; nothing scored "
+                         "(send partial=true to score the valid ones)",
+                "invalid": [{"index": i, "errors": problems[i]} for i in invalid]}, status_code=400)
+        valid = np.setdiff1d(np.arange(len(frame)), invalid)
+        columns = {f: cleaned[f].to_numpy(dtype=object)[valid] for f in risk.features if f in cleaned}
+        scored = risk.score_columns(columns, len(valid)) if len(valid) else []
+        results: list[dict[str, Any]] = [{}] * len(frame)
+        for i, r in zip(valid, scored):
+            results[int(i)] = {"index": int(i), **r}
+        for i in invalid:
+            results[i] = {"index": i, "errors": problems[i]}
+        for band in ("low", "intermediate", "high"):
+            n = sum(1 for r in scored if r["risk_band"] == band)
+            if n:
+                PREDICTIONS.labels(risk.identity.name, risk.identity.version, "batch", band).inc(n)
+        return {"n_scored": len(scored), "n_invalid": len(invalid), "results": results,
+                "model": risk.identity.as_dict(), "data_kind": risk.identity.data_kind, "notice": risk.notice}
+
+    @bentoml.api(route="/v1/model", input_spec=ModelRequest)
+    def model(self) -> dict[str, Any]:
+        """Model card, metrics, feature contract version, training data kind and import time
+        (also GET /v1/model)."""
+        return self.model_info()
+
+    def model_info(self) -> dict[str, Any]:
+        risk = self._model()
+        meta = self._info["metadata"]
+        return {
+            "model": risk.identity.as_dict(),
+            "data_kind": risk.identity.data_kind,
+            "notice": risk.notice,
+            "feature_contract_version": risk.metadata.get("feature_contract_version"),
+            "features": risk.features,
+            "metrics": risk.metadata.get("metrics", {}),
+            "calibration": risk.metadata.get("calibration", {}).get("method"),
+            "imported_at": meta.get("imported_at"),
+            "loaded_at": self.loaded_at,
+            "gate_reason": meta.get("gate_reason"),
+            "band_thresholds": {"low_below": self.settings.band_low_below,
+                                "high_from": self.settings.band_high_from},
+            "model_card": self._card,
+        }
+
+
+PVERisk.add_asgi_middleware(GuardMiddleware)

@@ -1,0 +1,30 @@
+"""Serving configuration (PVERISK_SERVE_*): model tag, risk bands, limits, authentication."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BENTO_MODEL_NAME = "pve-progression-risk"
+
+
+class ServingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PVERISK_SERVE_")
+    # Pinned BentoML model tag (name:version). Unset: the newest imported champion.
+    model_tag: str | None = None
+    # Risk bands (assumption: around the ~25% base rate of Ironside 2017; not validated cut-offs).
+    band_low_below: float = Field(0.15, gt=0, lt=1)
+    band_high_from: float = Field(0.35, gt=0, lt=1)
+    top_factors: int = Field(5, ge=1, le=30)
+    max_batch: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(2_000_000, ge=1024)
+    # Off by default locally; set PVERISK_SERVE_API_KEY to require it (X-API-Key or Bearer).
+    api_key: SecretStr | None = None
+    # Predictions run on dummy input after loading and before /readyz says ready.
+    warmup_requests: int = Field(50, ge=0)
+
+    @model_validator(mode="after")
+    def _bands(self) -> "ServingSettings":
+        if self.band_low_below >= self.band_high_from:
+            raise ValueError("band_low_below must be below band_high_from")
+        return self

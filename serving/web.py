@@ -1,0 +1,139 @@
+"""ASGI middleware in front of the BentoML app: our own docs page (no third-party calls),
+optional API-key authentication and a request-body size limit.
+
+Starlette has no body-size middleware and BentoML's index page embeds Google Tag
+Manager, so these few lines are ours.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import mimetypes
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import swagger_ui_bundle
+
+from serving.settings import ServingSettings
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+ASSETS = Path(swagger_ui_bundle.swagger_ui_path)
+ASSET_FILES = {"swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css", "favicon-32x32.png"}
+PROTECTED_PREFIXES = ("/v1/",)
+CSP = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
+
+DOCS_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>PVE progression risk API (research use only)</title>
+<link rel="stylesheet" href="/docs-assets/swagger-ui.css">
+<link rel="icon" href="/docs-assets/favicon-32x32.png">
+</head><body>
+<div style="font-family:sans-serif;padding:8px 16px;background:#fff3cd;border-bottom:1px solid #e0c36a">
+<strong>Research use only.</strong> Not a medical device; not for clinical decisions.
+Check <code>data_kind</code> in every response: a model trained on simulated data says nothing about real patients.
+</div>
+<div id="swagger-ui"></div>
+<script src="/docs-assets/swagger-ui-bundle.js"></script>
+<script>
+window.ui = SwaggerUIBundle({url: "/docs.json", dom_id: "#swagger-ui", validatorUrl: null,
+  deepLinking: false, presets: [SwaggerUIBundle.presets.apis]});
+</script>
+</body></html>
+"""
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: str,
+                   headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+                ) -> None:
+    await _respond(send, status, json.dumps(payload).encode(), "application/json", headers)
+
+
+class GuardMiddleware:
+    def __init__(self, app: Callable[..., Awaitable[None]], settings: ServingSettings | None = None) -> None:
+        self.app = app
+        self.settings = settings or ServingSettings()
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
+        self._key = key.encode() if key else None
+
+    def _authorised(self, scope: Scope) -> bool:
+        if self._key is None:
+            return True
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-api-key", b"")
+        auth = headers.get(b"authorization", b"")
+        if not given and auth.lower().startswith(b"bearer "):
+            given = auth[7:].strip()
+        return hmac.compare_digest(given, self._key)  # constant-time
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, method = scope["path"], scope["method"]
+        if method == "GET" and path in ("/", "/docs"):
+            await _respond(send, 200, DOCS_HTML.encode(), "text/html; charset=utf-8",
+                           [(b"content-security-policy", CSP.encode())])
+            return
+        if method == "GET" and path.startswith("/docs-assets/"):
+            name = path.rsplit("/", 1)[-1]
+            if name not in ASSET_FILES:
+                await _json(send, 404, {"error": "not found"})
+                return
+            ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            await _respond(send, 200, (ASSETS / name).read_bytes(), ctype,
+                           [(b"cache-control", b"public, max-age=86400")])
+            return
+        if path.startswith(PROTECTED_PREFIXES) and not self._authorised(scope):
+            await _json(send, 401, {"error": "missing or wrong API key (send X-API-Key or Authorization: Bearer)"},
+                        [(b"www-authenticate", b"Bearer")])
+            return
+        if method in ("POST", "PUT", "PATCH"):
+            receive = await self._limited_body(scope, receive, send)
+            if receive is None:
+                return
+        await self.app(scope, receive, send)
+
+    async def _limited_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """Read the body up to the limit (413 beyond it) and replay it to the app."""
+        limit = self.settings.max_body_bytes
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        too_big = {"error": f"request body larger than {limit} bytes",
+                   "hint": f"send at most {self.settings.max_batch} patients per batch call"}
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _json(send, 413, too_big)
+            return None
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _json(send, 413, too_big)
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
