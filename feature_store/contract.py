@@ -293,45 +293,84 @@ def cohort_dtypes(timing: Timing | None = None) -> dict[str, str]:
     return out
 
 
+def missing_mask(values: np.ndarray) -> np.ndarray:
+    """None, NaN and pd.NA are missing. A plain loop for a few values: pd.isna costs more
+    than one patient's whole encoding."""
+    if len(values) <= 32:
+        return np.fromiter((v is None or v is pd.NA or (isinstance(v, float) and v != v) for v in values),
+                           dtype=bool, count=len(values))
+    return pd.isna(values)
+
+
 def _column(frame: Mapping[str, Any], name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """A column as an object array and its missing mask (None, NaN, pd.NA all count)."""
+    """A column as an object array and its missing mask."""
     if name not in frame:
         return np.full(n, None, dtype=object), np.ones(n, dtype=bool)
     values = np.asarray(frame[name], dtype=object).reshape(-1)
-    return values, pd.isna(values)
+    return values, missing_mask(values)
+
+
+@lru_cache(maxsize=32)
+def _plan(names: tuple[str, ...]) -> tuple[tuple[Feature, tuple[int, ...], dict[Any, float]], ...]:
+    """Per chosen feature: its model-matrix column indices and, for ordered categories, the codes."""
+    plan = []
+    j = 0
+    for f in FEATURES:
+        if f.name not in names:
+            continue
+        width = len(f.model_columns())
+        codes = {cat: float(i) for i, cat in enumerate(f.known_categories)} if f.ordered else {}
+        plan.append((f, tuple(range(j, j + width)), codes))
+        j += width
+    return tuple(plan)
 
 
 def encode_array(frame: Mapping[str, Any], names: list[str] | None = None) -> np.ndarray:
     """Cohort table or dict of columns -> float64 model matrix (n x len(model_columns)).
 
-    Works on a DataFrame and on a plain dict of lists alike, so one patient's request is
-    encoded by the same code as a training table, without pandas overhead.
-    Missing stays NaN: XGBoost handles it natively; the logistic baseline imputes.
+    Works on a DataFrame and on a plain dict of lists alike, so a batch request is encoded
+    by the same code as a training table. Missing stays NaN: XGBoost handles it natively;
+    the logistic baseline imputes.
     """
-    chosen = feature_names() if names is None else names
-    columns = model_columns(chosen)
+    chosen = tuple(feature_names() if names is None else names)
+    check_no_leakage(chosen)
+    plan = _plan(chosen)
     n = len(frame) if isinstance(frame, pd.DataFrame) else len(next(iter(frame.values()), []))
-    out = np.full((n, len(columns)), np.nan)
-    j = 0
-    for f in FEATURES:
-        if f.name not in chosen:
-            continue
+    out = np.full((n, sum(len(cols) for _, cols, _ in plan)), np.nan)
+    for f, cols, codes in plan:
         values, missing = _column(frame, f.name, n)
         if f.kind in (Kind.NUMBER, Kind.INTEGER, Kind.BOOLEAN):
-            out[~missing, j] = values[~missing].astype("float64")
-            j += 1
+            out[~missing, cols[0]] = values[~missing].astype("float64")
         elif f.ordered:
-            lookup = {c: float(i) for i, c in enumerate(f.known_categories)}
-            out[:, j] = [lookup.get(v, np.nan) if not m else np.nan for v, m in zip(values, missing)]
-            j += 1
+            out[:, cols[0]] = [np.nan if m else codes.get(v, np.nan) for v, m in zip(values, missing)]
         else:
-            missing = missing | np.isin(values, f.unknown_categories)
-            for col in f.model_columns():
+            for unknown in f.unknown_categories:
+                missing = missing | (values == unknown)
+            for j, col in zip(cols, f.model_columns()):
                 ind = (values == col.split("__", 1)[1]).astype("float64")
                 ind[missing] = np.nan
                 out[:, j] = ind
-                j += 1
     return out
+
+
+def encode_record(record: Mapping[str, Any], names: list[str] | None = None) -> np.ndarray:
+    """One patient -> 1 x p model matrix, in plain Python (numpy's per-call overhead, paid
+    once per feature in encode_array, would cost more than the model). Tests check it equals
+    encode_array on whole simulated cohorts."""
+    plan = _plan(tuple(feature_names() if names is None else names))
+    row = [np.nan] * sum(len(cols) for _, cols, _ in plan)
+    for f, cols, codes in plan:
+        v = record.get(f.name)
+        if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+            continue
+        if f.kind in (Kind.NUMBER, Kind.INTEGER, Kind.BOOLEAN):
+            row[cols[0]] = float(v)
+        elif f.ordered:
+            row[cols[0]] = codes.get(v, np.nan)
+        elif v not in f.unknown_categories:
+            for j, col in zip(cols, f.model_columns()):
+                row[j] = 1.0 if col.split("__", 1)[1] == v else 0.0
+    return np.array([row], dtype="float64")
 
 
 def encode(frame: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:

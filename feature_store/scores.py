@@ -16,6 +16,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from feature_store.contract import missing_mask
+
 SCORE_NAMES = ("tumour_burden_score", "fong_crs", "game_score", "m_crs")
 
 
@@ -31,7 +33,7 @@ def _num(frame: Columns, name: str) -> np.ndarray:
     if name not in frame:
         return np.full(n, np.nan)
     values = np.asarray(frame[name], dtype=object).reshape(-1)
-    missing = pd.isna(values)
+    missing = missing_mask(values)
     out = np.full(n, np.nan)
     out[~missing] = values[~missing].astype("float64")
     return out
@@ -43,8 +45,10 @@ def _flag(frame: Columns, name: str, true_values: tuple[Any, ...] = (True,)) -> 
     if name not in frame:
         return np.full(n, np.nan)
     values = np.asarray(frame[name], dtype=object).reshape(-1)
-    missing = pd.isna(values) | np.isin(values, ["unknown"])
-    out = np.isin(values, list(true_values)).astype("float64")
+    missing = missing_mask(values) | (values == "unknown")
+    out = np.zeros(n)
+    for t in true_values:
+        out[values == t] = 1.0
     out[missing] = np.nan
     return out
 

@@ -77,7 +77,10 @@ def import_model(alias: str = "champion", tracking: TrackingSettings | None = No
 
 def newest_champion_tag() -> str:
     """The newest imported model labelled champion (when no tag is pinned)."""
-    models = [m for m in bentoml.models.list(BENTO_MODEL_NAME) if m.info.labels.get("alias") == "champion"]
+    try:
+        models = [m for m in bentoml.models.list(BENTO_MODEL_NAME) if m.info.labels.get("alias") == "champion"]
+    except bentoml.exceptions.NotFound:
+        models = []
     if not models:
         raise ModelNotFound(f"no {BENTO_MODEL_NAME!r} model in the BentoML store. {HOW_TO}")
     return str(max(models, key=lambda m: m.info.creation_time).tag)

@@ -61,6 +61,7 @@ class RiskModel:
         self._fold = np.zeros((len(self.columns), len(self.features)))
         for i, col in enumerate(self.columns):
             self._fold[i, self.features.index(owner[col])] = 1.0
+        self._unknown = {f: c.BY_NAME[f].unknown_categories for f in self.features}
         self.notice = SIMULATED_NOTICE if self.identity.data_kind == "simulated" else REAL_NOTICE
         self._model_block = self.identity.as_dict()
         self._bands = {"low_below": self.settings.band_low_below, "high_from": self.settings.band_high_from}
@@ -88,13 +89,16 @@ class RiskModel:
         X = c.encode_array(columns, self.features)
         return apply_calibration(self.booster.inplace_predict(X, missing=np.nan), self.metadata.get("calibration"))
 
-    def score_columns(self, columns: Mapping[str, Any], n: int) -> list[dict[str, Any]]:
-        """Full responses for n patients given as a dict of columns."""
-        X = c.encode_array(columns, self.features)
-        raw = self.booster.inplace_predict(X, missing=np.nan)
+    def score_columns(self, columns: Mapping[str, Any], n: int, X: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Full responses for n patients given as a dict of columns (X: their model matrix, if known)."""
+        X = c.encode_array(columns, self.features) if X is None else X
+        # One XGBoost call: SHAP contributions (pred_contribs) sum to the margin, so the raw
+        # probability comes from the same call as the explanation.
+        dm = xgb.DMatrix(X, missing=np.nan)
+        contribs_all = self.booster.predict(dm, pred_contribs=True, validate_features=False)
+        raw = 1.0 / (1.0 + np.exp(-contribs_all.sum(axis=1)))
         p = apply_calibration(raw, self.metadata.get("calibration"))
-        dm = xgb.DMatrix(X, missing=np.nan, feature_names=self.columns)
-        contribs = self.booster.predict(dm, pred_contribs=True)[:, :-1] @ self._fold
+        contribs = contribs_all[:, :-1] @ self._fold
         scores = score_arrays(columns)
         k = min(self.settings.top_factors, len(self.features))
         order = np.argsort(-np.abs(contribs), axis=1)[:, :k]
@@ -111,7 +115,7 @@ class RiskModel:
                 name = self.features[j]
                 factors.append({"feature": name, "value": _plain(values[name][i]), "contribution_log_odds": round(size, 4),
                                 "direction": "raises risk" if size > 0 else "lowers risk"})
-            missing = [f for f in self.features if _plain(values[f][i]) is None]
+            missing = [f for f in self.features if _plain(values[f][i]) in (None, *self._unknown[f])]
             s = {key: _num(arr[i]) for key, arr in scores.items()}
             s["game_group"] = game_group(s["game_score"]) if s["game_score"] is not None else None
             out.append({
@@ -129,7 +133,7 @@ class RiskModel:
         return out
 
     def score_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        return self.score_columns({k: [v] for k, v in record.items()}, 1)[0]
+        return self.score_columns({k: [v] for k, v in record.items()}, 1, c.encode_record(record, self.features))[0]
 
 
 def _plain(v: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The BentoML service: /v1/predict, /v1/predict/batch, /v1/model (POST and GET).
+"""The BentoML service: POST /v1/predict, POST /v1/predict/batch, GET /v1/model.
 
 Start with `uv run pverisk serve` (or `bentoml serve serving.service:PVERisk`). The model
 is a pinned BentoML model tag (PVERISK_SERVE_MODEL_TAG, else the newest imported
@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from bentoml.exceptions import ServiceUnavailable  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
-from starlette.responses import JSONResponse  # noqa: E402
+from starlette.responses import JSONResponse, Response  # noqa: E402
 
 from feature_store import contract as c  # noqa: E402
 from feature_store.record import patient_model  # noqa: E402
@@ -75,10 +75,6 @@ class BatchRequest(BaseModel):
     partial: bool = Field(False, description="Score the valid patients even if some are invalid.")
 
 
-class ModelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {}})
-
-
 class Factor(BaseModel):
     feature: str
     value: Any = None
@@ -114,6 +110,7 @@ meta_app = FastAPI(title="pverisk model metadata", docs_url=None, redoc_url=None
 
 @meta_app.get("/model")
 def get_model() -> dict[str, Any]:
+    """Model card, metrics, feature contract version, training data kind and import time."""
     return bentoml.get_current_service().model_info()
 
 
@@ -179,7 +176,8 @@ class PVERisk:
         risk = self._model()
         out = risk.score_record(patient)
         PREDICTIONS.labels(risk.identity.name, risk.identity.version, "predict", out["risk_band"]).inc()
-        return out  # type: ignore[return-value]
+        # Serialised once here; the return annotation documents the shape in the OpenAPI spec.
+        return Response(json.dumps(out), media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api(route="/v1/predict/batch", input_spec=BatchRequest)
     def predict_batch(self, patients: list[dict[str, Any]], partial: bool = False) -> dict[str, Any]:
@@ -227,12 +225,6 @@ class PVERisk:
                 PREDICTIONS.labels(risk.identity.name, risk.identity.version, "batch", band).inc(n)
         return {"n_scored": len(scored), "n_invalid": len(invalid), "results": results,
                 "model": risk.identity.as_dict(), "data_kind": risk.identity.data_kind, "notice": risk.notice}
-
-    @bentoml.api(route="/v1/model", input_spec=ModelRequest)
-    def model(self) -> dict[str, Any]:
-        """Model card, metrics, feature contract version, training data kind and import time
-        (also GET /v1/model)."""
-        return self.model_info()
 
     def model_info(self) -> dict[str, Any]:
         risk = self._model()

@@ -7,6 +7,12 @@ import os
 # Offline by rule, before any library reads them.
 for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
     os.environ[_var] = "true"
+# The BentoML store of this test session: a temporary folder, set before bentoml is imported.
+import tempfile  # noqa: E402
+
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="pverisk-bentoml-")
+for _var in ("MLFLOW_TRACKING_URI", "PVERISK_TRACKING_URI", "PVERISK_SERVE_MODEL_TAG", "PVERISK_SERVE_API_KEY"):
+    os.environ.pop(_var, None)
 
 import pytest  # noqa: E402
 

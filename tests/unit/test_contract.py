@@ -65,3 +65,13 @@ def test_data_dictionary_lists_every_feature_and_is_current():
 def test_cohort_dtypes_numeric_are_float64():
     dt = c.cohort_dtypes()
     assert dt["n_liver_metastases"] == "float64" and dt["cea_ng_ml"] == "float64"
+
+
+def test_encode_record_equals_encode_array_on_a_cohort():
+    from feature_store.simulate import simulate_cohort
+
+    df = simulate_cohort(3000, seed=8)
+    df["braf_v600e"] = df["braf_v600e"].astype(object)
+    df.loc[::7, "braf_v600e"] = None  # None as well as "unknown"
+    fast = np.vstack([c.encode_record(r) for r in df.to_dict("records")])
+    np.testing.assert_array_equal(fast, c.encode_array(df))

@@ -1,0 +1,110 @@
+"""Service lifecycle: refusal without a model, readiness, authentication, offline `bentoml build`."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from feature_store import contract as c
+from feature_store.settings import project_root
+from tests.servers import VENV_BIN, offline_env
+from tests.service.conftest import bento_server
+
+pytestmark = pytest.mark.slow
+
+
+def test_refuses_to_start_without_a_model(tmp_path):
+    env = offline_env(BENTOML_HOME=str(tmp_path / "empty-store"))
+    env.pop("PVERISK_SERVE_MODEL_TAG", None)
+    proc = subprocess.run([str(VENV_BIN / "bentoml"), "serve", "serving.service:PVERisk", "--host", "127.0.0.1",
+                           "--port", "1"], cwd=project_root(), env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "no 'pve-progression-risk' model in the BentoML store" in out and "pverisk train" in out
+
+
+def test_readiness_waits_for_the_model_and_auth_is_enforced(imported, tmp_path):
+    model, _ = imported
+    # Many warm-up predictions hold the service alive-but-not-ready for a while.
+    with bento_server(tmp_path, str(model.tag), wait_ready=False, PVERISK_SERVE_WARMUP_REQUESTS="3000",
+                      PVERISK_SERVE_API_KEY="s3cret-key") as s:
+        statuses = []
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                live = httpx.get(f"{s.url}/livez", timeout=1).status_code
+                ready = httpx.get(f"{s.url}/readyz", timeout=1).status_code
+            except httpx.HTTPError:
+                time.sleep(0.05)
+                continue
+            statuses.append((live, ready))
+            if ready == 200:
+                break
+            time.sleep(0.02)
+        assert statuses and statuses[-1] == (200, 200)
+        assert (200, 503) in statuses, "alive before ready while the model loads"
+
+        url = f"{s.url}/v1/predict"
+        patient = c.example_record()
+        assert httpx.post(url, json=patient).status_code == 401
+        assert httpx.post(url, json=patient, headers={"x-api-key": "wrong"}).status_code == 401
+        assert httpx.post(url, json=patient, headers={"x-api-key": "s3cret-key"}).status_code == 200
+        assert httpx.post(url, json=patient, headers={"authorization": "Bearer s3cret-key"}).status_code == 200
+        assert httpx.get(f"{s.url}/v1/model").status_code == 401
+        assert httpx.get(f"{s.url}/livez").status_code == 200  # probes stay open
+        assert "s3cret-key" not in s.log_text()
+
+
+def test_auth_off_by_default(server):
+    assert httpx.post(f"{server.url}/v1/predict", json=c.example_record()).status_code == 200
+
+
+def test_bentoml_build_offline(imported, tmp_path):
+    model, _ = imported
+    env = offline_env(PVERISK_SERVE_MODEL_TAG=str(model.tag), PIP_NO_INDEX="1", UV_OFFLINE="1")
+    proc = subprocess.run([str(VENV_BIN / "bentoml"), "build", "-f", "bentofile.yaml", "--output", "tag"],
+                          cwd=project_root(), env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    tag = proc.stdout.strip().splitlines()[-1].replace("__tag__:", "")
+    bento = Path(os.environ["BENTOML_HOME"]) / "bentos" / tag.replace(":", "/")
+    assert (bento / "bento.yaml").exists()
+    manifest = yaml.safe_load((bento / "bento.yaml").read_text())
+    assert [m["tag"] for m in manifest["services"][0]["models"]] == [str(model.tag)]  # pinned, not latest
+    # `bentoml export` makes one file that carries the model itself
+    out = tmp_path / "pverisk.bento"
+    exp = subprocess.run([str(VENV_BIN / "bentoml"), "export", tag, str(out)], cwd=project_root(), env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert exp.returncode == 0, exp.stderr[-2000:]
+    import tarfile
+
+    with tarfile.open(out) as tar:
+        assert any(n.endswith("mlflow_model/MLmodel") for n in tar.getnames())
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and os.environ.get("CI") != "true",
+                    reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_docs_page_makes_no_request_outside_loopback(server, tmp_path):
+    netlog = tmp_path / "netlog.json"
+    proc = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tempfile.mkdtemp()}", f"--log-net-log={netlog}", "--virtual-time-budget=8000",
+         "--dump-dom", f"{server.url}/"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "pve_progression_risk" in proc.stdout or "/v1/predict" in proc.stdout, "Swagger UI rendered the spec"
+    import json
+    import re
+
+    text = netlog.read_text()
+    urls = set(re.findall(r'"url"\s*:\s*"([^"]+)"', text))
+    assert any(u.startswith(server.url) for u in urls)
+    outside = {u for u in urls if not re.match(r"^(https?|wss?)://(127\.0\.0\.1|localhost)(:\d+)?/", u)
+               and not u.startswith(("data:", "about:", "chrome:", "blob:"))}
+    assert outside == set(), outside
+    json.loads(text.rstrip().rstrip(",") + ("]}" if not text.rstrip().endswith("}") else ""))  # well-formed enough
