@@ -1,0 +1,35 @@
+"""The README's main job end to end: simulate, train, register, import, serve, predict."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from feature_store.settings import project_root
+from tests.servers import free_port, offline_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_trains_registers_imports_serves_and_predicts(tmp_path):
+    port = free_port()
+    env = offline_env(PVERISK_ROOT=str(tmp_path), BENTOML_HOME=str(tmp_path / "bentoml_home"))
+    for var in ("MLFLOW_TRACKING_URI", "PVERISK_TRACKING_URI", "PVERISK_SERVE_MODEL_TAG"):
+        env.pop(var, None)
+    proc = subprocess.run([sys.executable, "-m", "pverisk", "demo", "--patients", "600", "--port", str(port),
+                           "--no-keep-serving"], cwd=project_root(), env=env, capture_output=True, text=True,
+                          timeout=600)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert "(SIMULATED)" in out and "-> champion" in out
+    assert f"curl -s -X POST http://127.0.0.1:{port}/v1/predict" in out
+    answer = json.loads(out.split("its answer")[1].split("API docs:")[0].strip().lstrip("─").strip())
+    assert 0 <= answer["probability"] <= 1 and answer["data_kind"] == "simulated"
+    assert answer["model"]["alias"] == "champion" and answer["model"]["version"] == "1"
+    # stores live where the defaults say, inside the project root
+    assert (tmp_path / "mlflow" / "mlflow.db").exists() and (tmp_path / "mlflow" / "artifacts").is_dir()
+    assert (tmp_path / "data" / "simulated" / "cohort.parquet").exists()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
+    assert str(client.get_model_version_by_alias("pve-progression-risk", "champion").version) == "1"
