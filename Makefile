@@ -31,6 +31,7 @@ test: install-dev
 bench: install-dev
 	$(RUN) python -m feature_store.benchmark
 	$(RUN) python -m training.benchmark
+	$(RUN) python -m pverisk.bench_serving
 
 clean-stores:
 	rm -rf mlflow/mlflow.db mlflow/artifacts data bentoml_home
