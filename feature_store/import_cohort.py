@@ -19,31 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from feature_store import contract as c
 from feature_store.simulate import conform
+from feature_store.units import UNIT_FACTORS
 from feature_store.validate import Problem, validate_frame
 
-# (contract unit, source unit) -> multiply by.  Only conversions that are exact.
-UNIT_FACTORS: dict[tuple[str, str], float] = {
-    ("cm", "mm"): 0.1,
-    ("cm", "cm"): 1.0,
-    ("%", "fraction"): 100.0,
-    ("%", "%"): 1.0,
-    ("ng/mL", "ug/L"): 1.0,
-    ("ng/mL", "ng/mL"): 1.0,
-    ("mg/dL", "umol/L"): 1 / 17.1,  # bilirubin: 1 mg/dL = 17.1 umol/L
-    ("mg/dL", "mg/dL"): 1.0,
-    ("g/dL", "g/L"): 0.1,
-    ("g/dL", "g/dL"): 1.0,
-    ("10^9/L", "10^3/uL"): 1.0,
-    ("10^9/L", "10^9/L"): 1.0,
-    ("weeks", "days"): 1 / 7,
-    ("weeks", "weeks"): 1.0,
-    ("months", "days"): 12 / 365.25,
-    ("months", "months"): 1.0,
-    ("years", "years"): 1.0,
-    ("count", "count"): 1.0,
-    ("cycles", "cycles"): 1.0,
-    ("ratio", "ratio"): 1.0,
-}
 DAYS_PER_MONTH = 365.25 / 12
 
 

@@ -49,10 +49,14 @@ def _show(v: Any) -> str | None:
     return str(v)[:60]
 
 
+_blank = np.frompyfunc(lambda v: isinstance(v, str) and not v.strip(), 1, 1)
+
+
 def _is_missing(series: pd.Series) -> np.ndarray:
-    obj = series.astype("object")
-    blank = np.array([isinstance(v, str) and v.strip() == "" for v in obj])
-    return obj.isna().to_numpy() | blank
+    if series.dtype != object:  # typed columns (numbers, bools from JSON) cannot hold blank text
+        return series.isna().to_numpy()
+    obj = series.to_numpy()
+    return pd.isna(obj) | _blank(obj).astype(bool)
 
 
 def _problems(mask: np.ndarray, series: pd.Series, column: str, rule: str, row_numbers: np.ndarray) -> list[Problem]:
@@ -63,7 +67,12 @@ def _problems(mask: np.ndarray, series: pd.Series, column: str, rule: str, row_n
 
 def parse_boolean(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Text/number/bool -> nullable boolean; second value marks unparseable entries."""
+    if series.dtype == bool:  # already booleans (JSON true/false): nothing to parse
+        return series.astype("boolean"), np.zeros(len(series), dtype=bool)
     missing = _is_missing(series)
+    if series.dtype == object and all(isinstance(v, bool) for v in series.to_numpy()[~missing]):
+        out = series.astype("object").where(~missing, None).astype("boolean")
+        return out, np.zeros(len(series), dtype=bool)
     text = series.astype("object").where(~missing, None).map(lambda v: "" if v is None else str(v).strip().lower())
     is_true = text.isin(TRUE_TEXT).to_numpy()
     is_false = text.isin(FALSE_TEXT).to_numpy()
@@ -100,7 +109,8 @@ def validate_frame(
         if f.required:
             problems += _problems(missing, col, f.name, f"required value missing; allowed {f.range_text}", rows)
         if f.kind in (c.Kind.NUMBER, c.Kind.INTEGER):
-            num = pd.to_numeric(col.astype("object").where(~missing, None), errors="coerce").astype("float64")
+            num = (col.astype("float64") if col.dtype.kind in "fiu" else
+                   pd.to_numeric(col.astype("object").where(~missing, None), errors="coerce").astype("float64"))
             arr = num.to_numpy()
             not_number = ~missing & np.isnan(arr)
             problems += _problems(not_number, col, f.name, f"not a number; allowed {f.range_text}", rows)
@@ -121,7 +131,9 @@ def validate_frame(
             parsed[bad] = pd.NA
             out[f.name] = parsed
         else:
-            text = col.astype("object").where(~missing, None).map(lambda v: None if v is None else str(v).strip())
+            text = col.astype("object").where(~missing, None)
+            if not text.isin(f.categories).to_numpy()[~missing].all():  # strip only when needed
+                text = text.map(lambda v: None if v is None else str(v).strip())
             bad = ~missing & ~text.isin(f.categories).to_numpy()
             problems += _problems(bad, col, f.name, f"unknown category; allowed {f.range_text}", rows)
             text[bad | missing] = None

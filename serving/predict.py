@@ -6,6 +6,7 @@ and scored column-wise against the feature contract (no per-row objects).
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,6 @@ class RiskModel:
         self._fold = np.zeros((len(self.columns), len(self.features)))
         for i, col in enumerate(self.columns):
             self._fold[i, self.features.index(owner[col])] = 1.0
-        self._unknown = {f: c.BY_NAME[f].unknown_categories for f in self.features}
         self.notice = SIMULATED_NOTICE if self.identity.data_kind == "simulated" else REAL_NOTICE
         self._model_block = self.identity.as_dict()
         self._bands = {"low_below": self.settings.band_low_below, "high_from": self.settings.band_high_from}
@@ -101,36 +101,54 @@ class RiskModel:
         contribs = contribs_all[:, :-1] @ self._fold
         scores = score_arrays(columns)
         k = min(self.settings.top_factors, len(self.features))
-        order = np.argsort(-np.abs(contribs), axis=1)[:, :k]
-        values = {f: np.asarray(columns[f], dtype=object) if f in columns else np.full(n, None, dtype=object)
+        # Everything per patient is computed column-wise; the loop below only assembles dicts.
+        order = np.argsort(-np.abs(contribs), axis=1, kind="stable")[:, :k]
+        sizes = np.round(np.take_along_axis(contribs, order, axis=1), 4).tolist()
+        order_l = order.tolist()
+        # a feature is missing when all its model columns are NaN ("unknown" encodes as NaN)
+        missing = (np.isnan(X).astype(float) @ self._fold) == self._fold.sum(axis=0)
+        values = {f: np.asarray(columns[f], dtype=object).tolist() if f in columns else [None] * n
                   for f in self.features}
+        rows, cols = np.nonzero(missing)
+        names_arr = np.array(self.features, dtype=object)
+        missing_lists = [x.tolist() for x in np.split(names_arr[cols], np.cumsum(missing.sum(axis=1))[:-1])]
+        probs = np.round(p, 4).tolist()
+        score_lists = {key: [None if np.isnan(v) else round(float(v), 3) for v in arr] for key, arr in scores.items()}
+        names = self.features
         out = []
+        # Thousands of small dicts trigger full garbage collections that cost more than the
+        # model; none of them is cyclic, so collection waits until they are built.
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            self._assemble(out, n, probs, order_l, sizes, values, score_lists, missing_lists, names)
+        finally:
+            if gc_was_on:
+                gc.enable()
+        return out
+
+    def _assemble(self, out: list[dict[str, Any]], n: int, probs: list[float], order_l: list[list[int]],
+                  sizes: list[list[float]], values: dict[str, list[Any]], score_lists: dict[str, list[Any]],
+                  missing_lists: list[list[str]], names: list[str]) -> None:
         for i in range(n):
-            prob = float(p[i])
-            factors = []
-            for j in order[i]:
-                size = float(contribs[i, j])
-                if size == 0.0:
-                    continue
-                name = self.features[j]
-                factors.append({"feature": name, "value": _plain(values[name][i]), "contribution_log_odds": round(size, 4),
-                                "direction": "raises risk" if size > 0 else "lowers risk"})
-            missing = [f for f in self.features if _plain(values[f][i]) in (None, *self._unknown[f])]
-            s = {key: _num(arr[i]) for key, arr in scores.items()}
+            prob = probs[i]
+            factors = [{"feature": names[j], "value": _plain(values[names[j]][i]), "contribution_log_odds": size,
+                        "direction": "raises risk" if size > 0 else "lowers risk"}
+                       for j, size in zip(order_l[i], sizes[i]) if size != 0.0]
+            s = {key: lst[i] for key, lst in score_lists.items()}
             s["game_group"] = game_group(s["game_score"]) if s["game_score"] is not None else None
             out.append({
-                "probability": round(prob, 4),
+                "probability": prob,
                 "risk_band": self.band(prob),
                 "band_thresholds": self._bands,
                 "clinical_scores": s,
                 "top_factors": factors,
-                "missing_inputs": missing,
+                "missing_inputs": missing_lists[i],
                 "missing_handling": "left missing; the model follows its learned default branch",
                 "model": self._model_block,
                 "data_kind": self.identity.data_kind,
                 "notice": self.notice,
             })
-        return out
 
     def score_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
         return self.score_columns({k: [v] for k, v in record.items()}, 1, c.encode_record(record, self.features))[0]
@@ -144,5 +162,3 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _num(v: float) -> float | None:
-    return None if math.isnan(v) else round(float(v), 3)

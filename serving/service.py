@@ -223,8 +223,9 @@ class PVERisk:
             n = sum(1 for r in scored if r["risk_band"] == band)
             if n:
                 PREDICTIONS.labels(risk.identity.name, risk.identity.version, "batch", band).inc(n)
-        return {"n_scored": len(scored), "n_invalid": len(invalid), "results": results,
+        body = {"n_scored": len(scored), "n_invalid": len(invalid), "results": results,
                 "model": risk.identity.as_dict(), "data_kind": risk.identity.data_kind, "notice": risk.notice}
+        return Response(json.dumps(body), media_type="application/json")  # type: ignore[return-value]
 
     def model_info(self) -> dict[str, Any]:
         risk = self._model()
