@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
     os.environ.setdefault(_var, "true")
@@ -29,6 +29,9 @@ from starlette.responses import JSONResponse, Response  # noqa: E402
 from feature_store import contract as c  # noqa: E402
 from feature_store.record import patient_model  # noqa: E402
 from feature_store.validate import validate_frame  # noqa: E402
+from feature_store.fhir_map import bundle_resources  # noqa: E402
+from serving.cds import assess, make_app  # noqa: E402
+from serving.fhir_out import risk_assessment  # noqa: E402
 from serving.import_model import HOW_TO, ModelNotFound, newest_champion_tag  # noqa: E402
 from serving.predict import ModelIdentity, RiskModel  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
@@ -106,6 +109,34 @@ class PredictionResponse(BaseModel):
 
 
 meta_app = FastAPI(title="pverisk model metadata", docs_url=None, redoc_url=None, openapi_url=None)
+cds_app = make_app(bentoml.get_current_service)
+FEEDBACK = bentoml.metrics.Counter(
+    name="pverisk_cds_feedback_total",
+    documentation="CDS Hooks card feedback, by outcome and override reason code (no patient data)",
+    labelnames=["outcome", "override_reason"],
+)
+
+
+class FhirBundle(BaseModel):
+    """A FHIR R4 Bundle (collection or searchset) holding one patient's resources."""
+    model_config = ConfigDict(extra="allow", json_schema_extra={"example": {
+        "resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1961-04-02"}},
+            {"resource": {"resourceType": "Condition", "id": "c1", "code": {"coding": [
+                {"system": "http://snomed.info/sct", "code": "94381002"}]}}},
+            {"resource": {"resourceType": "Condition", "id": "c2", "code": {"coding": [
+                {"system": "http://hl7.org/fhir/sid/icd-10", "code": "C18.2"}]}}},
+            {"resource": {"resourceType": "Observation", "id": "o1", "status": "final",
+                          "code": {"coding": [{"system": "urn:pverisk:feature", "code": "n_liver_metastases"}]},
+                          "effectiveDateTime": "2026-01-01", "valueInteger": 6}},
+            {"resource": {"resourceType": "Observation", "id": "o2", "status": "final",
+                          "code": {"coding": [{"system": "http://loinc.org", "code": "33728-7"}]},
+                          "effectiveDateTime": "2026-01-01",
+                          "valueQuantity": {"value": 42, "unit": "mm", "system": "http://unitsofmeasure.org",
+                                            "code": "mm"}}}]}})
+    resourceType: Literal["Bundle"]
+    type: Literal["collection", "searchset"]
+    entry: list[dict[str, Any]] = Field(default_factory=list)
 
 
 @meta_app.get("/model")
@@ -123,6 +154,7 @@ def get_model() -> dict[str, Any]:
                    "access_control_allow_headers": ["*"]}},
 )
 @bentoml.asgi_app(meta_app, path="/v1")
+@bentoml.asgi_app(cds_app, path="/cds-services")
 class PVERisk:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
 
@@ -169,12 +201,17 @@ class PVERisk:
             raise ServiceUnavailable("model is loading; retry when /readyz answers 200")
         return self.risk
 
+    def record_feedback(self, outcome: str, reason: str | None) -> None:
+        FEEDBACK.labels(outcome, reason or "none").inc()
+
     @bentoml.api(route="/v1/predict", input_spec=PatientRecord)
-    def predict(self, **patient: Any) -> PredictionResponse:
+    def predict(self, ctx: bentoml.Context, **patient: Any) -> PredictionResponse:
         """Risk for one patient at the PVE decision, with the clinical scores, the top factors and
-        the inputs that were missing. Research use only."""
+        the inputs that were missing. `?format=fhir` adds a FHIR R4 RiskAssessment. Research use only."""
         risk = self._model()
         out = risk.score_record(patient)
+        if ctx.request.query_params.get("format") == "fhir":
+            out["fhir_risk_assessment"] = risk_assessment(out)
         PREDICTIONS.labels(risk.identity.name, risk.identity.version, "predict", out["risk_band"]).inc()
         # Serialised once here; the return annotation documents the shape in the OpenAPI spec.
         return Response(json.dumps(out), media_type="application/json")  # type: ignore[return-value]
@@ -226,6 +263,23 @@ class PVERisk:
         body = {"n_scored": len(scored), "n_invalid": len(invalid), "results": results,
                 "model": risk.identity.as_dict(), "data_kind": risk.identity.data_kind, "notice": risk.notice}
         return Response(json.dumps(body), media_type="application/json")  # type: ignore[return-value]
+
+    @bentoml.api(route="/v1/predict/fhir", input_spec=FhirBundle)
+    def predict_fhir(self, **bundle: Any) -> dict[str, Any]:
+        """A FHIR Bundle of one patient's Patient, Condition and Observation resources in; the risk
+        and a FHIR R4 RiskAssessment out (same mapping as the CDS Hooks service)."""
+        risk = self._model()
+        a = assess(bundle_resources(bundle), risk, self.settings)
+        if a.prediction is None:
+            return JSONResponse({  # type: ignore[return-value]
+                "error": "not enough data to estimate the risk responsibly",
+                "share_of_inputs": round(a.share, 2), "missing_required": a.missing_required,
+                "missing_inputs": [f.name for f in c.features() if a.record.get(f.name) is None],
+                "notes": a.notes}, status_code=422)
+        PREDICTIONS.labels(risk.identity.name, risk.identity.version, "fhir", a.prediction["risk_band"]).inc()
+        ra = risk_assessment(a.prediction, f"Patient/{a.patient_id}" if a.patient_id else None, a.basis)
+        return Response(json.dumps({**a.prediction, "inputs": a.record, "notes": a.notes,  # type: ignore[return-value]
+                                    "fhir_risk_assessment": ra}), media_type="application/json")
 
     def model_info(self) -> dict[str, Any]:
         risk = self._model()

@@ -22,6 +22,16 @@ class ServingSettings(BaseSettings):
     api_key: SecretStr | None = None
     # Predictions run on dummy input after loading and before /readyz says ready.
     warmup_requests: int = Field(50, ge=0)
+    # The URL clients use to reach this service (JWT audience, links in cards); default: the request's.
+    public_url: str | None = None
+    # CDS Hooks: JWT verification (off for local development), issuer -> JWKS URL allowlist.
+    cds_jwt_required: bool = False
+    cds_issuers: dict[str, str] = Field(default_factory=dict)
+    cds_jti_window_s: int = Field(600, ge=1)
+    cds_fhir_timeout_s: float = Field(2.0, gt=0)
+    # Below this share of contract inputs (or with a required input missing) a card says so instead of a number.
+    cds_min_input_share: float = Field(0.5, ge=0, le=1)
+    cds_max_observation_age_days: int = Field(120, ge=1)
 
     @model_validator(mode="after")
     def _bands(self) -> "ServingSettings":

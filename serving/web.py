@@ -81,6 +81,10 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]
+        if path == "/cds-services":
+            # CDS Hooks discovery lives at {base}/cds-services; a mounted app answers only below
+            # its prefix, so the bare path is routed to the mount's root instead of a 307.
+            scope = {**scope, "path": "/cds-services/", "raw_path": b"/cds-services/"}
         if method == "GET" and path in ("/", "/docs"):
             await _respond(send, 200, DOCS_HTML.encode(), "text/html; charset=utf-8",
                            [(b"content-security-policy", CSP.encode())])

@@ -33,8 +33,9 @@ class Server:
 
 
 @contextmanager
-def bento_server(tmp: Path, tag: str, wait_ready: bool = True, **env: str) -> Iterator[Server]:
-    port = free_port()
+def bento_server(tmp: Path, tag: str, wait_ready: bool = True, port: int | None = None, **env: str
+                 ) -> Iterator[Server]:
+    port = port or free_port()
     log = tmp / f"server-{port}.log"
     fh = open(log, "w")
     cmd = [str(VENV_BIN / "bentoml"), "serve", "serving.service:PVERisk", "--host", "127.0.0.1", "--port", str(port)]

@@ -1,0 +1,55 @@
+"""A prediction as a FHIR R4 RiskAssessment (validated with fhir.resources' R4B models)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from fhir.resources.R4B.riskassessment import RiskAssessment
+
+OUTCOME_CODING = {
+    "text": "Progression of colorectal liver metastases between portal vein embolization and planned resection",
+}
+RISK_PROBABILITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/risk-probability"
+BAND_TO_QUALITATIVE = {"low": ("low", "Low likelihood"), "intermediate": ("moderate", "Moderate likelihood"),
+                       "high": ("high", "High likelihood")}
+
+
+def risk_assessment(prediction: dict[str, Any], patient_ref: str | None = None, basis: list[str] | None = None,
+                    occurrence: datetime | None = None) -> dict[str, Any]:
+    """Build and validate a RiskAssessment; returns its JSON form."""
+    model = prediction["model"]
+    code, display = BAND_TO_QUALITATIVE[prediction["risk_band"]]
+    device = {
+        "resourceType": "Device",
+        "id": "model",
+        "deviceName": [{"name": model["name"], "type": "model-name"}],
+        "version": [{"value": str(model["version"])}],
+        "note": [{"text": prediction["notice"]}],
+    }
+    resource: dict[str, Any] = {
+        "resourceType": "RiskAssessment",
+        "id": str(uuid.uuid4()),
+        "contained": [device],
+        "status": "final",
+        "subject": {"reference": patient_ref or "Patient/unknown"},
+        "occurrenceDateTime": (occurrence or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+        "method": {"text": f"{model['name']} v{model['version']} (XGBoost, calibrated; data: "
+                           f"{prediction['data_kind']})"},
+        "performer": {"reference": "#model", "display": f"{model['name']} v{model['version']}"},
+        "basis": [{"reference": ref} for ref in (basis or [])],
+        "prediction": [{
+            "outcome": OUTCOME_CODING,
+            "probabilityDecimal": prediction["probability"],
+            "qualitativeRisk": {"coding": [{"system": RISK_PROBABILITY_SYSTEM, "code": code, "display": display}]},
+            "whenRange": {"low": {"value": 3, "unit": "wk", "system": "http://unitsofmeasure.org", "code": "wk"},
+                          "high": {"value": 8, "unit": "wk", "system": "http://unitsofmeasure.org", "code": "wk"}},
+        }],
+        "note": [{"text": prediction["notice"]}],
+    }
+    if not resource["basis"]:
+        del resource["basis"]
+    validated = RiskAssessment.model_validate(resource)
+    return json.loads(validated.model_dump_json(exclude_none=True))

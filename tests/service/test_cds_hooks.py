@@ -1,0 +1,210 @@
+"""CDS Hooks and FHIR endpoints over real HTTP, with a FHIR server on 127.0.0.1."""
+
+import json
+import statistics
+import time
+import uuid
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from serving.cds import CardsResponse, Discovery
+from tests.fixtures.fhir import hook_request, patient_resources, searchset
+from tests.service.conftest import bento_server
+from tests.service.fhir_server import TOKEN, FhirServer
+
+pytestmark = pytest.mark.slow
+SERVICE = "/cds-services/pve-progression-risk"
+
+
+@pytest.fixture(scope="module")
+def fhir():
+    with FhirServer() as f:
+        yield f
+
+
+def cards(server, body, **kw):
+    return httpx.post(f"{server.url}{SERVICE}", json=body, timeout=30, **kw)
+
+
+def test_discovery_lists_the_service_with_prefetch(server):
+    r = httpx.get(f"{server.url}/cds-services")
+    assert r.status_code == 200, r.text
+    d = Discovery.model_validate(r.json())
+    svc = d.services[0]
+    assert svc.id == "pve-progression-risk" and svc.hook == "patient-view"
+    assert svc.prefetch["patient"] == "Patient/{{context.patientId}}"
+    assert "http://snomed.info/sct|94381002" in svc.prefetch["conditions"]
+    assert "http://hl7.org/fhir/sid/icd-10|C78.7" in svc.prefetch["conditions"]
+    for code in ("2039-6", "83085-1", "1975-2", "14631-6", "1751-7", "6301-6", "777-3"):
+        assert f"http://loinc.org|{code}" in svc.prefetch["observations"]
+
+
+def test_high_and_low_risk_cards_with_prefetch(server):
+    hi = CardsResponse.model_validate(cards(server, hook_request("hi-1", True)).json()).cards[0]
+    lo = CardsResponse.model_validate(cards(server, hook_request("lo-1", False)).json()).cards[0]
+    assert len(hi.summary) <= 140 and "research use" in hi.summary
+    assert hi.indicator in ("warning", "critical") and lo.indicator == "info"
+    hi_p = int(hi.summary.split("risk ")[1].split("%")[0])
+    lo_p = int(lo.summary.split("risk ")[1].split("%")[0])
+    assert hi_p > lo_p
+    assert "Top factors" in hi.detail and "Fong CRS" in hi.detail and "Research use only" in hi.detail
+    assert "SIMULATED" in hi.detail and "simulated data" in hi.source.label
+    assert hi.links[0].url.endswith("/v1/model") and hi.overrideReasons
+
+
+def test_request_without_patient_id_is_400(server):
+    body = hook_request("hi-1", True)
+    del body["context"]["patientId"]
+    r = cards(server, body)
+    assert r.status_code == 400 and "context.patientId" in json.dumps(r.json())
+
+
+@pytest.mark.parametrize("missing", ["hook", "hookInstance"])
+def test_required_request_fields(server, missing):
+    body = hook_request("hi-1", True)
+    del body[missing]
+    assert cards(server, body).status_code == 400
+
+
+def test_too_little_data_gives_an_info_card_not_a_number(server):
+    body = hook_request("x-1", True)
+    body["prefetch"]["observations"] = searchset([])
+    card = CardsResponse.model_validate(cards(server, body).json()).cards[0]
+    assert card.indicator == "info" and "not enough data" in card.summary
+    assert "n_liver_metastases" in card.detail and "%" not in card.summary.replace("research", "")
+
+
+def test_fetches_from_the_fhir_server_when_prefetch_is_absent(server, fhir):
+    body = hook_request("hi-1", True, with_prefetch=False, fhirServer=fhir.url,
+                        fhirAuthorization={"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300,
+                                           "scope": "user/Patient.read", "subject": "pverisk"})
+    r = cards(server, body)
+    assert r.status_code == 200, r.text
+    assert CardsResponse.model_validate(r.json()).cards[0].indicator in ("warning", "critical")
+    assert all(auth == f"Bearer {TOKEN}" for path, auth in fhir.requests if path != "/jwks.json")
+
+
+def test_no_prefetch_and_no_fhir_server_is_412(server):
+    assert cards(server, hook_request("hi-1", True, with_prefetch=False)).status_code == 412
+
+
+def test_fhir_server_down_or_slow_is_412(server, fhir):
+    auth = {"access_token": TOKEN, "token_type": "Bearer"}
+    down = hook_request("hi-1", True, with_prefetch=False, fhirServer="http://127.0.0.1:9", fhirAuthorization=auth)
+    assert cards(server, down).status_code == 412
+    fhir.delay = 3.0  # beyond the 2 s timeout
+    try:
+        t0 = time.perf_counter()
+        slow = hook_request("hi-1", True, with_prefetch=False, fhirServer=fhir.url, fhirAuthorization=auth)
+        assert cards(server, slow).status_code == 412
+        assert time.perf_counter() - t0 < 6
+    finally:
+        fhir.delay = 0.0
+
+
+def test_feedback_is_accepted_and_counted(server):
+    body = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden",
+                          "overrideReason": {"reason": {"code": "already-considered",
+                                                        "system": "urn:pverisk:override-reason"},
+                                             "userComment": "discussed at tumour board"},
+                          "outcomeTimestamp": "2026-11-28T08:00:00Z"}]}
+    r = httpx.post(f"{server.url}{SERVICE}/feedback", json=body)
+    assert r.status_code == 200 and r.json() == {"accepted": 1}
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'pverisk_cds_feedback_total{outcome="overridden",override_reason="already-considered"}' in metrics
+    assert "tumour board" not in server.log_text()
+    assert httpx.post(f"{server.url}{SERVICE}/feedback", json={"feedback": [{"card": "x"}]}).status_code == 400
+
+
+def test_predict_can_return_a_fhir_risk_assessment(server):
+    from feature_store import contract as c
+    from fhir.resources.R4B.riskassessment import RiskAssessment
+
+    r = httpx.post(f"{server.url}/v1/predict?format=fhir", json=c.example_record())
+    assert r.status_code == 200, r.text
+    ra = RiskAssessment.model_validate(r.json()["fhir_risk_assessment"])
+    assert float(ra.prediction[0].probabilityDecimal) == r.json()["probability"]
+
+
+def test_predict_from_a_fhir_bundle(server):
+    from fhir.resources.R4B.riskassessment import RiskAssessment
+
+    res = patient_resources("hi-1", True)
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": x} for k in ("patient", "conditions", "observations") for x in res[k]]}
+    r = httpx.post(f"{server.url}/v1/predict/fhir", json=bundle)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    ra = RiskAssessment.model_validate(body["fhir_risk_assessment"])
+    assert ra.subject.reference == "Patient/hi-1" and len(ra.basis) > 10
+    assert body["inputs"]["bilirubin_mg_dl"] == pytest.approx(1.0)
+    # the same patient through CDS Hooks gets the same number
+    card = CardsResponse.model_validate(cards(server, hook_request("hi-1", True)).json()).cards[0]
+    assert f"{100 * body['probability']:.0f}%" in card.summary
+    empty = {"resourceType": "Bundle", "type": "collection", "entry": []}
+    assert httpx.post(f"{server.url}/v1/predict/fhir", json=empty).status_code == 422
+
+
+def test_cds_latency_with_prefetch(server):
+    body = hook_request("hi-1", True)
+    with httpx.Client() as client:
+        for _ in range(20):
+            client.post(f"{server.url}{SERVICE}", json=body)
+        times = []
+        for _ in range(100):
+            t0 = time.perf_counter()
+            assert client.post(f"{server.url}{SERVICE}", json=body).status_code == 200
+            times.append((time.perf_counter() - t0) * 1e3)
+    print(f"CDS Hooks call with prefetch: median {statistics.median(times):.1f} ms")  # measured, not asserted
+
+
+@pytest.fixture(scope="module")
+def jwt_server(imported, fhir, tmp_path_factory):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    fhir.jwks = {"keys": [{**jwk, "kid": "k1", "alg": "RS384", "use": "sig"}]}
+    model, _ = imported
+    from tests.servers import free_port
+
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    issuers = json.dumps({"https://ehr.test": f"{fhir.url}/jwks.json"})
+    with bento_server(tmp_path_factory.mktemp("jwt"), str(model.tag), port=port, PVERISK_SERVE_CDS_JWT_REQUIRED="true",
+                      PVERISK_SERVE_CDS_ISSUERS=issuers, PVERISK_SERVE_PUBLIC_URL=public) as s:
+        yield s, key
+
+
+def _token(key, aud, iss="https://ehr.test", exp_in=300, jti=None):
+    now = int(time.time())
+    return jwt.encode({"iss": iss, "aud": aud, "exp": now + exp_in, "iat": now, "jti": jti or str(uuid.uuid4()),
+                       "sub": "ehr-client"}, key, algorithm="RS384", headers={"kid": "k1"})
+
+
+def test_jwt_good_expired_wrong_audience_unknown_issuer_replay(jwt_server):
+    s, key = jwt_server
+    aud = f"{s.url}{SERVICE}"
+    body = hook_request("hi-1", True)
+
+    def call(token):
+        return cards(s, body, headers={"authorization": f"Bearer {token}"}).status_code
+
+    assert cards(s, body).status_code == 401
+    assert call(_token(key, aud)) == 200
+    assert call(_token(key, aud, exp_in=-60)) == 401
+    assert call(_token(key, f"{s.url}/somewhere-else")) == 401
+    assert call(_token(key, aud, iss="https://evil.test")) == 401
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert call(_token(other, aud)) == 401  # signed by a key not in the JWKS
+    replay = _token(key, aud, jti="same-jti")
+    assert call(replay) == 200 and call(replay) == 401
+
+
+def test_cors_preflight_for_browser_sandboxes(jwt_server):
+    s, _ = jwt_server
+    r = httpx.options(f"{s.url}{SERVICE}", headers={"origin": "https://sandbox.cds-hooks.org",
+                                                      "access-control-request-method": "POST",
+                                                      "access-control-request-headers": "authorization,content-type"})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] in ("*", "https://sandbox.cds-hooks.org")
