@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response  # noqa: E402
 from feature_store import contract as c  # noqa: E402
 from feature_store.record import patient_model  # noqa: E402
 from feature_store.validate import validate_frame  # noqa: E402
-from feature_store.fhir_map import bundle_resources  # noqa: E402
+from feature_store.fhir_map import bundle_resources, record_to_bundle  # noqa: E402
 from serving.cds import assess, make_app  # noqa: E402
 from serving.fhir_out import risk_assessment  # noqa: E402
 from serving.import_model import HOW_TO, ModelNotFound, newest_champion_tag  # noqa: E402
@@ -119,21 +119,9 @@ FEEDBACK = bentoml.metrics.Counter(
 
 class FhirBundle(BaseModel):
     """A FHIR R4 Bundle (collection or searchset) holding one patient's resources."""
-    model_config = ConfigDict(extra="allow", json_schema_extra={"example": {
-        "resourceType": "Bundle", "type": "collection", "entry": [
-            {"resource": {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1961-04-02"}},
-            {"resource": {"resourceType": "Condition", "id": "c1", "code": {"coding": [
-                {"system": "http://snomed.info/sct", "code": "94381002"}]}}},
-            {"resource": {"resourceType": "Condition", "id": "c2", "code": {"coding": [
-                {"system": "http://hl7.org/fhir/sid/icd-10", "code": "C18.2"}]}}},
-            {"resource": {"resourceType": "Observation", "id": "o1", "status": "final",
-                          "code": {"coding": [{"system": "urn:pverisk:feature", "code": "n_liver_metastases"}]},
-                          "effectiveDateTime": "2026-01-01", "valueInteger": 6}},
-            {"resource": {"resourceType": "Observation", "id": "o2", "status": "final",
-                          "code": {"coding": [{"system": "http://loinc.org", "code": "33728-7"}]},
-                          "effectiveDateTime": "2026-01-01",
-                          "valueQuantity": {"value": 42, "unit": "mm", "system": "http://unitsofmeasure.org",
-                                            "code": "mm"}}}]}})
+    # dated today so the documented example is never stale for the mapping
+    model_config = ConfigDict(extra="allow", json_schema_extra={"example": record_to_bundle(
+        c.example_record(), when=datetime.now(timezone.utc).date().isoformat())})
     resourceType: Literal["Bundle"]
     type: Literal["collection", "searchset"]
     entry: list[dict[str, Any]] = Field(default_factory=list)

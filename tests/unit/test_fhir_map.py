@@ -73,3 +73,21 @@ def test_risk_assessment_is_valid_r4():
     assert ra["performer"]["reference"] == "#model" and ra["contained"][0]["resourceType"] == "Device"
     assert ra["contained"][0]["version"][0]["value"] == "3"
     assert [b["reference"] for b in ra["basis"]] == ["Observation/o1", "Condition/c1"]
+
+
+def test_record_to_bundle_round_trips_through_the_mapping():
+    from datetime import datetime, timezone
+
+    from feature_store import contract as c
+    from feature_store.fhir_map import bundle_resources, record_to_bundle
+
+    record = c.example_record()
+    m = map_resources(bundle_resources(record_to_bundle(record, when="2026-01-15")),
+                      decision=datetime(2026, 2, 1, tzinfo=timezone.utc))
+    expected = {k: v for k, v in record.items() if v != "unknown"}
+    for k, v in expected.items():
+        if isinstance(v, float) and k != "age_years":
+            assert m.record[k] == pytest.approx(v), k
+        elif k != "age_years":
+            assert m.record[k] == v, k
+    assert abs(m.record["age_years"] - record["age_years"]) <= 1.1
