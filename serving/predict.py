@@ -89,8 +89,11 @@ class RiskModel:
         X = c.encode_array(columns, self.features)
         return apply_calibration(self.booster.inplace_predict(X, missing=np.nan), self.metadata.get("calibration"))
 
-    def score_columns(self, columns: Mapping[str, Any], n: int, X: np.ndarray | None = None) -> list[dict[str, Any]]:
-        """Full responses for n patients given as a dict of columns (X: their model matrix, if known)."""
+    def score_columns(self, columns: Mapping[str, Any], n: int, X: np.ndarray | None = None,
+                      with_meta: bool = True) -> list[dict[str, Any]]:
+        """Responses for n patients given as a dict of columns (X: their model matrix, if known).
+        `with_meta=False` leaves out what is the same for every patient (model, notice, bands):
+        a batch response states it once."""
         X = c.encode_array(columns, self.features) if X is None else X
         # One XGBoost call: SHAP contributions (pred_contribs) sum to the margin, so the raw
         # probability comes from the same call as the explanation.
@@ -121,7 +124,7 @@ class RiskModel:
         gc_was_on = gc.isenabled()
         gc.disable()
         try:
-            self._assemble(out, n, probs, order_l, sizes, values, score_lists, missing_lists, names)
+            self._assemble(out, n, probs, order_l, sizes, values, score_lists, missing_lists, names, with_meta)
         finally:
             if gc_was_on:
                 gc.enable()
@@ -129,7 +132,7 @@ class RiskModel:
 
     def _assemble(self, out: list[dict[str, Any]], n: int, probs: list[float], order_l: list[list[int]],
                   sizes: list[list[float]], values: dict[str, list[Any]], score_lists: dict[str, list[Any]],
-                  missing_lists: list[list[str]], names: list[str]) -> None:
+                  missing_lists: list[list[str]], names: list[str], with_meta: bool) -> None:
         for i in range(n):
             prob = probs[i]
             factors = [{"feature": names[j], "value": _plain(values[names[j]][i]), "contribution_log_odds": size,
@@ -137,18 +140,26 @@ class RiskModel:
                        for j, size in zip(order_l[i], sizes[i]) if size != 0.0]
             s = {key: lst[i] for key, lst in score_lists.items()}
             s["game_group"] = game_group(s["game_score"]) if s["game_score"] is not None else None
-            out.append({
+            row: dict[str, Any] = {
                 "probability": prob,
                 "risk_band": self.band(prob),
-                "band_thresholds": self._bands,
                 "clinical_scores": s,
                 "top_factors": factors,
                 "missing_inputs": missing_lists[i],
-                "missing_handling": "left missing; the model follows its learned default branch",
-                "model": self._model_block,
-                "data_kind": self.identity.data_kind,
-                "notice": self.notice,
-            })
+            }
+            if with_meta:
+                row.update(self.meta_block())
+            out.append(row)
+
+    def meta_block(self) -> dict[str, Any]:
+        """What every response carries: band thresholds, missing-data handling, model, data kind, notice."""
+        return {
+            "band_thresholds": self._bands,
+            "missing_handling": "left missing; the model follows its learned default branch",
+            "model": self._model_block,
+            "data_kind": self.identity.data_kind,
+            "notice": self.notice,
+        }
 
     def score_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
         return self.score_columns({k: [v] for k, v in record.items()}, 1, c.encode_record(record, self.features))[0]

@@ -20,6 +20,7 @@ for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
 
 import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
+import orjson  # noqa: E402
 import pandas as pd  # noqa: E402
 from bentoml.exceptions import ServiceUnavailable  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
@@ -202,7 +203,7 @@ class PVERisk:
             out["fhir_risk_assessment"] = risk_assessment(out)
         PREDICTIONS.labels(risk.identity.name, risk.identity.version, "predict", out["risk_band"]).inc()
         # Serialised once here; the return annotation documents the shape in the OpenAPI spec.
-        return Response(json.dumps(out), media_type="application/json")  # type: ignore[return-value]
+        return Response(orjson.dumps(out), media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api(route="/v1/predict/batch", input_spec=BatchRequest)
     def predict_batch(self, patients: list[dict[str, Any]], partial: bool = False) -> dict[str, Any]:
@@ -238,7 +239,7 @@ class PVERisk:
                 "invalid": [{"index": i, "errors": problems[i]} for i in invalid]}, status_code=400)
         valid = np.setdiff1d(np.arange(len(frame)), invalid)
         columns = {f: cleaned[f].to_numpy(dtype=object)[valid] for f in risk.features if f in cleaned}
-        scored = risk.score_columns(columns, len(valid)) if len(valid) else []
+        scored = risk.score_columns(columns, len(valid), with_meta=False) if len(valid) else []
         results: list[dict[str, Any]] = [{}] * len(frame)
         for i, r in zip(valid, scored):
             results[int(i)] = {"index": int(i), **r}
@@ -248,9 +249,8 @@ class PVERisk:
             n = sum(1 for r in scored if r["risk_band"] == band)
             if n:
                 PREDICTIONS.labels(risk.identity.name, risk.identity.version, "batch", band).inc(n)
-        body = {"n_scored": len(scored), "n_invalid": len(invalid), "results": results,
-                "model": risk.identity.as_dict(), "data_kind": risk.identity.data_kind, "notice": risk.notice}
-        return Response(json.dumps(body), media_type="application/json")  # type: ignore[return-value]
+        body = {"n_scored": len(scored), "n_invalid": len(invalid), **risk.meta_block(), "results": results}
+        return Response(orjson.dumps(body), media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api(route="/v1/predict/fhir", input_spec=FhirBundle)
     def predict_fhir(self, **bundle: Any) -> dict[str, Any]:
