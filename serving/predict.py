@@ -116,7 +116,9 @@ class RiskModel:
         names_arr = np.array(self.features, dtype=object)
         missing_lists = [x.tolist() for x in np.split(names_arr[cols], np.cumsum(missing.sum(axis=1))[:-1])]
         probs = np.round(p, 4).tolist()
-        score_lists = {key: [None if np.isnan(v) else round(float(v), 3) for v in arr] for key, arr in scores.items()}
+        score_lists = {key: np.where(np.isnan(arr), None, np.round(arr, 3)).tolist() for key, arr in scores.items()}
+        bands = np.where(p < self.settings.band_low_below, "low",
+                         np.where(p >= self.settings.band_high_from, "high", "intermediate")).tolist()
         names = self.features
         out = []
         # Thousands of small dicts trigger full garbage collections that cost more than the
@@ -124,13 +126,14 @@ class RiskModel:
         gc_was_on = gc.isenabled()
         gc.disable()
         try:
-            self._assemble(out, n, probs, order_l, sizes, values, score_lists, missing_lists, names, with_meta)
+            self._assemble(out, n, probs, bands, order_l, sizes, values, score_lists, missing_lists, names, with_meta)
         finally:
             if gc_was_on:
                 gc.enable()
         return out
 
-    def _assemble(self, out: list[dict[str, Any]], n: int, probs: list[float], order_l: list[list[int]],
+    def _assemble(self, out: list[dict[str, Any]], n: int, probs: list[float], bands: list[str],
+                  order_l: list[list[int]],
                   sizes: list[list[float]], values: dict[str, list[Any]], score_lists: dict[str, list[Any]],
                   missing_lists: list[list[str]], names: list[str], with_meta: bool) -> None:
         for i in range(n):
@@ -142,7 +145,7 @@ class RiskModel:
             s["game_group"] = game_group(s["game_score"]) if s["game_score"] is not None else None
             row: dict[str, Any] = {
                 "probability": prob,
-                "risk_band": self.band(prob),
+                "risk_band": bands[i],
                 "clinical_scores": s,
                 "top_factors": factors,
                 "missing_inputs": missing_lists[i],
