@@ -59,8 +59,7 @@ def _annotation(f: c.Feature) -> Any:
 @lru_cache(maxsize=None)
 def patient_model(timing: c.Timing = c.Timing.PRE_PVE, name: str = "PatientRecord") -> type[BaseModel]:
     """Pydantic model of one patient's pre-PVE inputs (unknown fields are rejected)."""
-    fields = {f.name: (_annotation(f), ...) for f in c.features(timing)}
-    fields = {k: v[0] for k, v in fields.items()}
+    fields = {f.name: _annotation(f) for f in c.features(timing)}
     example = c.example_record(timing)
     config = ConfigDict(
         extra="forbid",

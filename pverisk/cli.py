@@ -36,6 +36,18 @@ def _progress() -> Progress:
                     transient=False)
 
 
+def _print_problems(problems: list, title: str, more_hint: str, limit: int = 200) -> None:  # type: ignore[type-arg]
+    """Every problem as a rich table (row, column, value, rule) on stderr."""
+    table = Table(title=title)
+    for col in ("row", "column", "value", "rule"):
+        table.add_column(col)
+    for p in problems[:limit]:
+        table.add_row("-" if p.row is None else str(p.row), p.column, p.value or "", p.rule)
+    err.print(table)
+    if len(problems) > limit:
+        err.print(f"... and {len(problems) - limit} more ({more_hint})")
+
+
 @app.command()
 def simulate(
     patients: int = typer.Option(2000, "--patients", "-n", min=1, help="Number of simulated patients."),
@@ -82,14 +94,7 @@ def import_cohort_cmd(
         err.print(f"[red]mapping file {mapping} is invalid:[/red] {exc}")
         raise typer.Exit(2) from None
     if result.problems:
-        table = Table(title=f"{len(result.problems)} problem(s) in {source.name}")
-        for col in ("row", "column", "value", "rule"):
-            table.add_column(col)
-        for p in result.problems[:200]:
-            table.add_row("-" if p.row is None else str(p.row), p.column, p.value or "", p.rule)
-        err.print(table)
-        if len(result.problems) > 200:
-            err.print(f"... and {len(result.problems) - 200} more (see --report)")
+        _print_problems(result.problems, f"{len(result.problems)} problem(s) in {source.name}", "see --report")
     if result.ok:
         console.print(f"wrote {result.written}: {len(result.cohort)} of {result.rows_in} rows"
                       + (f", dropped rows {result.dropped_rows}" if result.dropped_rows else ""))
@@ -160,12 +165,8 @@ def _train(data, eval_data, trials, time_budget, seed, features, data_kind, trac
             return run_training(data, settings=settings, tracking=tracking, eval_data=eval_data, features=names,
                                 data_kind=data_kind, progress=lambda m: progress.update(task, description=m))
         except CohortValidationError as exc:
-            table = Table(title=f"{len(exc.problems)} problem(s): nothing was written to MLflow")
-            for col in ("row", "column", "value", "rule"):
-                table.add_column(col)
-            for p in exc.problems[:200]:
-                table.add_row("-" if p.row is None else str(p.row), p.column, p.value or "", p.rule)
-            err.print(table)
+            _print_problems(exc.problems, f"{len(exc.problems)} problem(s): nothing was written to MLflow",
+                            "fix the file, or import it with --drop-invalid")
             raise typer.Exit(1) from None
         except (LeakageError, ValueError) as exc:
             err.print(f"[red]{exc}[/red]")

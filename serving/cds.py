@@ -310,6 +310,12 @@ def build_cards(prediction: dict[str, Any] | None, mapped_record: dict[str, Any]
                                      links=links, overrideReasons=OVERRIDE_REASONS)])
 
 
+def _invalid(what: str, exc: ValidationError) -> JSONResponse:
+    """400 naming each bad field (dotted path) and its problem, never the submitted value."""
+    errors = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)]
+    return JSONResponse({"error": what, "detail": errors}, status_code=400)
+
+
 def make_app(get_service: Any) -> FastAPI:
     """The CDS Hooks app; `get_service()` returns the running service instance."""
     app = FastAPI(title="CDS Hooks", docs_url=None, redoc_url=None, openapi_url=None)
@@ -349,8 +355,7 @@ def make_app(get_service: Any) -> FastAPI:
         try:
             req = CDSRequest.model_validate_json(await request.body())
         except ValidationError as exc:
-            errors = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)]
-            return JSONResponse({"error": "invalid CDS Hooks request", "detail": errors}, status_code=400)
+            return _invalid("invalid CDS Hooks request", exc)
         if req.hook != "patient-view":
             return JSONResponse({"error": f"hook {req.hook!r} not supported; use patient-view"}, status_code=400)
         risk = get_service()._model()
@@ -371,8 +376,7 @@ def make_app(get_service: Any) -> FastAPI:
         try:
             fb = Feedback.model_validate_json(await request.body())
         except ValidationError as exc:
-            errors = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)]
-            return JSONResponse({"error": "invalid feedback", "detail": errors}, status_code=400)
+            return _invalid("invalid feedback", exc)
         for item in fb.feedback:
             reason = (item.overrideReason or {}).get("reason", {}).get("code") if item.overrideReason else None
             get_service().record_feedback(item.outcome, reason)

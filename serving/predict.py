@@ -82,13 +82,6 @@ class RiskModel:
         booster.load_model(str(Path(path) / flavor["data"]))
         return cls(booster, spec.get("metadata") or {}, identity, settings or ServingSettings())
 
-    def band(self, p: float) -> str:
-        return "low" if p < self.settings.band_low_below else "high" if p >= self.settings.band_high_from else "intermediate"
-
-    def probabilities(self, columns: Mapping[str, Any]) -> np.ndarray:
-        X = c.encode_array(columns, self.features)
-        return apply_calibration(self.booster.inplace_predict(X, missing=np.nan), self.metadata.get("calibration"))
-
     def score_columns(self, columns: Mapping[str, Any], n: int, X: np.ndarray | None = None,
                       with_meta: bool = True) -> list[dict[str, Any]]:
         """Responses for n patients given as a dict of columns (X: their model matrix, if known).

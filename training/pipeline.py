@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from feature_store.settings import project_root
 from feature_store.scores import compute_scores
 from training import evaluate as ev
 from training import plots, registry
-from training.data import Cohort, load_cohort
+from training.data import load_cohort
 from training.model_card import RESEARCH_NOTICE, build_card, card_markdown
 from training.settings import TrackingSettings, TrainSettings
 from training.train import FittedModel, Trial, fit_logistic, fit_model
@@ -279,9 +278,3 @@ def run_training(
     return TrainingResult(run.info.run_id, info.model_uri, name, version, decision.alias, decision.reason, metrics,
                           baselines, oracle, card, seconds, notes)
 
-
-def write_temp_parquet(frame: pd.DataFrame, name: str) -> Path:
-    """Helper for callers that hold a frame rather than a file (demo, benchmark)."""
-    path = Path(tempfile.mkdtemp(prefix="pverisk-")) / f"{name}.parquet"
-    frame.to_parquet(path, index=False)
-    return path

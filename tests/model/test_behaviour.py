@@ -2,7 +2,6 @@
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 
 from feature_store.simulate import simulate_cohort

@@ -1,11 +1,7 @@
 """Training pipeline: what gets logged, the leakage guard, validation before MLflow, reproducibility."""
 
-import json
-from pathlib import Path
 
 import mlflow
-import numpy as np
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 

@@ -110,3 +110,19 @@ def test_docs_page_makes_no_request_outside_loopback(server, tmp_path):
     assert f"{server.url}/docs.json" in from_page and f"{server.url}/docs-assets/swagger-ui-bundle.js" in from_page
     outside = {u for u in from_page if not re.match(r"^https?://(127\.0\.0\.1|localhost)(:\d+)?/", u)}
     assert outside == set(), outside
+
+
+def test_import_model_is_idempotent_and_labelled(imported, trained):
+    import bentoml
+
+    from serving.import_model import import_model
+
+    model, result = imported
+    _, tracking = trained
+    again = import_model("champion", tracking)
+    assert again.tag == model.tag
+    assert len([m for m in bentoml.models.list("pve-progression-risk") if m.tag == model.tag]) == 1
+    labels = again.info.labels
+    assert labels["version"] == result.version and labels["alias"] == "champion"
+    assert labels["data_kind"] == "simulated" and labels["run_id"] == result.run_id
+    assert json.loads(again.info.metadata["model_card_json"])["data"]["simulated"] is True

@@ -1,9 +1,7 @@
 """The prediction service over real HTTP (`bentoml serve` on 127.0.0.1)."""
 
-import json
 
 import httpx
-import numpy as np
 import pytest
 
 from feature_store import contract as c
