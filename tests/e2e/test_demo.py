@@ -25,7 +25,8 @@ def test_demo_trains_registers_imports_serves_and_predicts(tmp_path):
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
     assert "(SIMULATED)" in out and "-> champion" in out
     assert f"curl -s -X POST http://127.0.0.1:{port}/v1/predict" in out
-    answer = json.loads(out.split("its answer")[1].split("API docs:")[0].strip().lstrip("─").strip())
+    after = out.split("# its answer:")[1]
+    answer, _ = json.JSONDecoder().raw_decode(after[after.index("{"):])
     assert 0 <= answer["probability"] <= 1 and answer["data_kind"] == "simulated"
     assert answer["model"]["alias"] == "champion" and answer["model"]["version"] == "1"
     # stores live where the defaults say, inside the project root
