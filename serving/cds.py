@@ -358,7 +358,9 @@ def make_app(get_service: Any) -> FastAPI:
             return _invalid("invalid CDS Hooks request", exc)
         if req.hook != "patient-view":
             return JSONResponse({"error": f"hook {req.hook!r} not supported; use patient-view"}, status_code=400)
-        risk = get_service()._model()
+        risk = get_service().risk
+        if risk is None:  # still loading: the service is alive but not ready
+            return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
         try:
             resources = gather(req, settings())
         except DataUnavailable as exc:

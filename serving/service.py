@@ -129,9 +129,12 @@ class FhirBundle(BaseModel):
 
 
 @meta_app.get("/model")
-def get_model() -> dict[str, Any]:
+def get_model() -> Any:
     """Model card, metrics, feature contract version, training data kind and import time."""
-    return bentoml.get_current_service().model_info()
+    svc = bentoml.get_current_service()
+    if svc.risk is None:  # BentoML's 503 exception is not translated inside a mounted FastAPI app
+        return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
+    return svc.model_info()
 
 
 @bentoml.service(

@@ -37,6 +37,7 @@ def test_readiness_waits_for_the_model_and_auth_is_enforced(imported, tmp_path):
     with bento_server(tmp_path, str(model.tag), wait_ready=False, PVERISK_SERVE_WARMUP_REQUESTS="3000",
                       PVERISK_SERVE_API_KEY="s3cret-key") as s:
         statuses = []
+        loading_answers = set()
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
@@ -46,11 +47,15 @@ def test_readiness_waits_for_the_model_and_auth_is_enforced(imported, tmp_path):
                 time.sleep(0.05)
                 continue
             statuses.append((live, ready))
+            if ready == 503:  # while loading, the endpoints answer 503, never 500
+                loading_answers.add(httpx.get(f"{s.url}/v1/model", headers={"x-api-key": "s3cret-key"}).status_code)
+                loading_answers.add(httpx.post(f"{s.url}/cds-services/pve-progression-risk", json={}).status_code)
             if ready == 200:
                 break
             time.sleep(0.02)
         assert statuses and statuses[-1] == (200, 200)
         assert (200, 503) in statuses, "alive before ready while the model loads"
+        assert 500 not in loading_answers and 503 in loading_answers, loading_answers
 
         url = f"{s.url}/v1/predict"
         patient = c.example_record()
