@@ -293,13 +293,22 @@ def cohort_dtypes(timing: Timing | None = None) -> dict[str, str]:
     return out
 
 
+def is_missing(v: Any) -> bool:
+    """None, NaN and pd.NA are missing values."""
+    return v is None or v is pd.NA or (isinstance(v, float) and v != v)
+
+
 def missing_mask(values: np.ndarray) -> np.ndarray:
-    """None, NaN and pd.NA are missing. A plain loop for a few values: pd.isna costs more
-    than one patient's whole encoding."""
+    """is_missing over an array. A plain loop for a few values: pd.isna costs more than one
+    patient's whole encoding."""
     if len(values) <= 32:
-        return np.fromiter((v is None or v is pd.NA or (isinstance(v, float) and v != v) for v in values),
-                           dtype=bool, count=len(values))
+        return np.fromiter((is_missing(v) for v in values), dtype=bool, count=len(values))
     return pd.isna(values)
+
+
+def column_length(frame: Mapping[str, Any]) -> int:
+    """Rows of a DataFrame or of a dict of equal-length columns."""
+    return len(frame) if isinstance(frame, pd.DataFrame) else len(next(iter(frame.values()), []))
 
 
 def _column(frame: Mapping[str, Any], name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -335,7 +344,7 @@ def encode_array(frame: Mapping[str, Any], names: list[str] | None = None) -> np
     chosen = tuple(feature_names() if names is None else names)
     check_no_leakage(chosen)
     plan = _plan(chosen)
-    n = len(frame) if isinstance(frame, pd.DataFrame) else len(next(iter(frame.values()), []))
+    n = column_length(frame)
     out = np.full((n, sum(len(cols) for _, cols, _ in plan)), np.nan)
     for f, cols, codes in plan:
         values, missing = _column(frame, f.name, n)
@@ -361,7 +370,7 @@ def encode_record(record: Mapping[str, Any], names: list[str] | None = None) -> 
     row = [np.nan] * sum(len(cols) for _, cols, _ in plan)
     for f, cols, codes in plan:
         v = record.get(f.name)
-        if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+        if is_missing(v):
             continue
         if f.kind in (Kind.NUMBER, Kind.INTEGER, Kind.BOOLEAN):
             row[cols[0]] = float(v)

@@ -199,7 +199,7 @@ def import_cohort(
     mapping = load_mapping(mapping_path)
     raw = read_source(source, mapping)
     result = ImportResult(cohort=None, problems=[], rows_in=int(len(raw)))
-    if raw.empty or len(raw) == 0:
+    if raw.empty:
         result.problems.append(Problem(None, "*", None, "the file has no data rows"))
     else:
         mapped, problems = map_columns(raw, mapping)

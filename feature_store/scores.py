@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from feature_store.contract import missing_mask
+from feature_store.contract import column_length, missing_mask
 
 SCORE_NAMES = ("tumour_burden_score", "fong_crs", "game_score", "m_crs")
 
@@ -24,12 +24,8 @@ SCORE_NAMES = ("tumour_burden_score", "fong_crs", "game_score", "m_crs")
 Columns = Mapping[str, Any]  # a DataFrame, or a dict of equal-length lists/arrays
 
 
-def _length(frame: Columns) -> int:
-    return len(frame) if isinstance(frame, pd.DataFrame) else len(next(iter(frame.values()), []))
-
-
 def _num(frame: Columns, name: str) -> np.ndarray:
-    n = _length(frame)
+    n = column_length(frame)
     if name not in frame:
         return np.full(n, np.nan)
     values = np.asarray(frame[name], dtype=object).reshape(-1)
@@ -41,7 +37,7 @@ def _num(frame: Columns, name: str) -> np.ndarray:
 
 def _flag(frame: Columns, name: str, true_values: tuple[Any, ...] = (True,)) -> np.ndarray:
     """1.0 / 0.0 / NaN for a boolean or a category compared with its 'positive' values."""
-    n = _length(frame)
+    n = column_length(frame)
     if name not in frame:
         return np.full(n, np.nan)
     values = np.asarray(frame[name], dtype=object).reshape(-1)

@@ -154,10 +154,3 @@ def validate_frame(
     problems.sort(key=lambda p: (p.row if p.row is not None else 0, p.column))
     return out, problems
 
-
-def bad_rows(problems: list[Problem]) -> set[int]:
-    return {p.row for p in problems if p.row is not None}
-
-
-def has_column_problems(problems: list[Problem]) -> bool:
-    return any(p.row is None for p in problems)

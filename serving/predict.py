@@ -7,13 +7,11 @@ and scored column-wise against the feature contract (no per-row objects).
 from __future__ import annotations
 
 import gc
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import pandas as pd
 import xgboost as xgb
 
 from feature_store import contract as c
@@ -162,7 +160,7 @@ class RiskModel:
 
 
 def _plain(v: Any) -> Any:
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+    if c.is_missing(v):
         return None
     if isinstance(v, np.generic):
         return v.item()

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import threading
-import time
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -154,13 +153,11 @@ class PVERisk:
         self.settings = ServingSettings()
         self.risk: RiskModel | None = None
         self.loaded_at: str | None = None
-        self.load_seconds: float | None = None
         self._error: BaseException | None = None
         # Load in the background: /livez answers at once, /readyz only once the model is in.
         threading.Thread(target=self._load, name="load-model", daemon=True).start()
 
     def _load(self) -> None:
-        t0 = time.perf_counter()
         try:
             stored = self.bento_model  # the class attribute resolves to the stored model
             labels = stored.info.labels
@@ -170,14 +167,13 @@ class PVERisk:
                 bento_tag=str(stored.tag), run_id=labels.get("run_id", ""),
                 feature_contract_version=labels.get("feature_contract_version", c.CONTRACT_VERSION))
             risk = RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), identity, self.settings)
-            self._info = {"identity": identity.as_dict(), "metadata": stored.info.metadata}
+            self._metadata = stored.info.metadata
             self._card = json.loads(stored.info.metadata.get("model_card_json") or "{}")
             example = c.example_record()
             for _ in range(self.settings.warmup_requests):
                 risk.score_record(example)
             self.risk = risk
             self.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            self.load_seconds = time.perf_counter() - t0
         except BaseException as exc:  # surfaced by /livez and every endpoint
             logger.exception("loading the model failed")
             self._error = exc
@@ -274,7 +270,7 @@ class PVERisk:
 
     def model_info(self) -> dict[str, Any]:
         risk = self._model()
-        meta = self._info["metadata"]
+        meta = self._metadata
         return {
             "model": risk.identity.as_dict(),
             "data_kind": risk.identity.data_kind,

@@ -31,7 +31,7 @@ from training import plots, registry
 from training.data import load_cohort
 from training.model_card import RESEARCH_NOTICE, build_card, card_markdown
 from training.settings import TrackingSettings, TrainSettings
-from training.train import FittedModel, Trial, fit_logistic, fit_model
+from training.train import FittedModel, Trial, fit_logistic, fit_model, fold_count
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -87,15 +87,17 @@ def configure_tracking(tracking: TrackingSettings) -> MlflowClient:
     return client
 
 
-def _eval_predictions_cv(X: pd.DataFrame, y: np.ndarray, settings: TrainSettings) -> np.ndarray:
-    """Small cohorts: every patient predicted by a model (tuned and calibrated) that never saw them."""
-    p = np.zeros(len(y))
-    k = max(2, min(settings.cv_folds, int(y.sum()), int(len(y) - y.sum())))
+def _small_cohort_predictions(X: pd.DataFrame, y: np.ndarray, settings: TrainSettings
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Small cohorts: every patient predicted by a model (tuned and calibrated; and the logistic
+    baseline) that never saw them, on the same folds."""
+    p_model, p_logreg = np.zeros(len(y)), np.zeros(len(y))
     inner = settings.model_copy(update={"trials": max(2, settings.trials // 2)})
-    for tr, te in StratifiedKFold(k, shuffle=True, random_state=settings.seed + 7).split(X, y):
-        fold = fit_model(X.iloc[tr], y[tr], inner)
-        p[te] = fold.predict(X.iloc[te])
-    return p
+    splitter = StratifiedKFold(fold_count(y, settings.cv_folds), shuffle=True, random_state=settings.seed + 7)
+    for tr, te in splitter.split(X, y):
+        p_model[te] = fit_model(X.iloc[tr], y[tr], inner).predict(X.iloc[te])
+        p_logreg[te] = fit_logistic(X.iloc[tr], y[tr], settings).predict_proba(X.iloc[te])[:, 1]
+    return p_model, p_logreg
 
 
 def _log_figure(fig: plt.Figure, name: str) -> None:
@@ -191,12 +193,7 @@ def run_training(
 
         progress("evaluating")
         if eval_cohort is None and cohort.n < settings.small_cohort:
-            p_eval = _eval_predictions_cv(X_train, y_train, settings)
-            logit_cv = np.zeros(len(y_train))
-            k = max(2, min(settings.cv_folds, int(y_train.sum()), int(len(y_train) - y_train.sum())))
-            for tr, te in StratifiedKFold(k, shuffle=True, random_state=settings.seed + 7).split(X_train, y_train):
-                logit_cv[te] = fit_logistic(X_train.iloc[tr], y_train[tr], settings).predict_proba(X_train.iloc[te])[:, 1]
-            p_logreg = logit_cv
+            p_eval, p_logreg = _small_cohort_predictions(X_train, y_train, settings)
         else:
             p_eval = model.predict(X_eval)
             p_logreg = fit_logistic(X_train, y_train, settings).predict_proba(X_eval)[:, 1]

@@ -79,9 +79,14 @@ def _base_params(settings: TrainSettings, columns: list[str]) -> dict[str, Any]:
     }
 
 
+def fold_count(y: np.ndarray, wanted: int) -> int:
+    """Stratified folds that a cohort can support: at most one per event and per non-event."""
+    n_pos = int(np.sum(y))
+    return max(2, min(wanted, n_pos, len(y) - n_pos))
+
+
 def _folds(y: np.ndarray, settings: TrainSettings, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    n_pos = int(y.sum())
-    k = max(2, min(settings.cv_folds, n_pos, len(y) - n_pos))
+    k = fold_count(y, settings.cv_folds)
     repeats = 3 if len(y) < settings.small_cohort else 1
     splitter = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
     return list(splitter.split(np.zeros(len(y)), y))
@@ -138,7 +143,7 @@ def choose_calibration(raw_oof: np.ndarray, y: np.ndarray, seed: int) -> tuple[d
     """Isotonic or sigmoid, whichever has the lower cross-validated log loss on out-of-fold
     raw predictions (log loss punishes over-confident steps that Brier forgives); then
     refit it on all of them."""
-    k = max(2, min(5, int(y.sum()), int(len(y) - y.sum())))
+    k = fold_count(y, 5)
     scores: dict[str, float] = {}
     for method in ("sigmoid", "isotonic"):
         cal = np.zeros(len(y))
@@ -177,7 +182,7 @@ def fit_model(X: pd.DataFrame, y: np.ndarray, settings: TrainSettings,
 
 def fit_logistic(X: pd.DataFrame, y: np.ndarray, settings: TrainSettings) -> Pipeline:
     """Regularised logistic regression baseline: median imputation with missing-indicators, scaling."""
-    k = max(2, min(5, int(y.sum()), int(len(y) - y.sum())))
+    k = fold_count(y, 5)
     return make_pipeline(
         SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
         StandardScaler(),
