@@ -139,6 +139,8 @@ def main(n_single: int = 1000, n_concurrent: int = 2000) -> None:
     env = {**os.environ, "PVERISK_SERVE_MODEL_TAG": str(model.tag), "PVERISK_SERVE_MAX_BATCH": "10000",
            "PVERISK_SERVE_MAX_BODY_BYTES": "50000000", "MLFLOW_TRACKING_URI": tracking.tracking_uri}
     bin_dir = Path(sys.executable).parent
+    # Run outside `uv run`, the venv's bin is not on PATH and `mlflow models serve` cannot find uvicorn.
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
 
     ours_port, peer_port = _free_port(), _free_port()
     ours = subprocess.Popen([str(bin_dir / "bentoml"), "serve", "serving.service:PVERisk", "--host", "127.0.0.1",

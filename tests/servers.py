@@ -25,6 +25,9 @@ def free_port() -> int:
 def offline_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
+    # The venv's tools (uv for `bentoml build`, uvicorn for `mlflow models serve`) even when the
+    # tests run without `uv run` or an activated venv.
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
 
