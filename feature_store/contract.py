@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
-CONTRACT_VERSION = "1.0.0"
+CONTRACT_VERSION = "1.1.0"
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -34,6 +34,10 @@ PROGRESSION_DEFINITION = "progression_definition"
 PROGRESSION_DEFINITIONS = ("RECIST 1.1", "volumetric", "clinical")
 # Simulated data only: the generating probability (the oracle).  Never a feature.
 TRUE_PROBABILITY = "true_probability"
+# Clinical scores a registry recorded itself (mapping key `scores`): evaluated as rankers beside
+# the model, never inputs. Column name: prefix + score name (fong_crs, game_score, m_crs,
+# tumour_burden_score, or a local score's name).
+RECORDED_SCORE_PREFIX = "recorded_score__"
 NON_FEATURE_COLUMNS = (
     PATIENT_ID,
     EVENT_TIMESTAMP,
@@ -66,6 +70,17 @@ class Code:
 
 
 @dataclass(frozen=True)
+class Derivation:
+    """How a coarse feature follows from fine ones: written once, here, and used by import,
+    training, serving and the clinical scores alike."""
+
+    sources: tuple[str, ...]
+    rule: str  # the rule in words, for docs, cards and notes
+    # columns (dict or DataFrame) and row count -> object array in the coarse feature's terms, None missing
+    compute: Callable[[Mapping[str, Any], int], np.ndarray]
+
+
+@dataclass(frozen=True)
 class Feature:
     name: str
     kind: Kind
@@ -78,7 +93,6 @@ class Feature:
     unknown_categories: tuple[str, ...] = ()
     # Ordered categories are encoded as one ordinal column, others one-hot.
     ordered: bool = False
-    required: bool = False
     timing: Timing = Timing.PRE_PVE
     codes: tuple[Code, ...] = ()
     source: str = "assumption"
@@ -86,6 +100,12 @@ class Feature:
     # Direction the model is constrained to (XGBoost monotone constraint): +1 risk never falls
     # as the value rises, all else equal; 0 unconstrained.  Only where the literature says so.
     monotone: int = 0
+    # Coarse forms registries record instead of the fine value (a 0/1 flag for a count).
+    derivation: Derivation | None = None
+
+    @property
+    def coarse(self) -> bool:
+        return self.derivation is not None
 
     @property
     def known_categories(self) -> tuple[str, ...]:
@@ -116,10 +136,47 @@ def _fmt(x: float | None) -> str:
     return f"{x:g}"
 
 
+def _numbers(frame: Mapping[str, Any], name: str, n: int) -> np.ndarray:
+    """A numeric column as float64 with NaN for missing (absent column: all NaN)."""
+    values, missing = _column(frame, name, n)
+    out = np.full(n, np.nan)
+    if (~missing).any():
+        out[~missing] = values[~missing].astype("float64")
+    return out
+
+
+def _flag(source: str, op: str, cut: float) -> Callable[[Mapping[str, Any], int], np.ndarray]:
+    compare = {">": np.greater, ">=": np.greater_equal, "<": np.less}[op]
+
+    def compute(frame: Mapping[str, Any], n: int) -> np.ndarray:
+        x = _numbers(frame, source, n)
+        out = np.full(n, None, dtype=object)
+        known = ~np.isnan(x)
+        out[known] = compare(x[known], cut)
+        return out
+
+    return compute
+
+
+def _threshold(source: str, op: str, cut: float) -> Derivation:
+    return Derivation((source,), f"{source} {op} {cut:g}", _flag(source, op, cut))
+
+
+TBS_BANDS = ("under_3", "3_to_8", "9_or_more")
+
+
+def _tbs_band(frame: Mapping[str, Any], n: int) -> np.ndarray:
+    tbs = np.sqrt(_numbers(frame, "largest_metastasis_cm", n) ** 2 + _numbers(frame, "n_liver_metastases", n) ** 2)
+    out = np.full(n, None, dtype=object)
+    known = ~np.isnan(tbs)
+    out[known] = np.where(tbs[known] >= 9, TBS_BANDS[2], np.where(tbs[known] >= 3, TBS_BANDS[1], TBS_BANDS[0]))
+    return out
+
+
 FEATURES: tuple[Feature, ...] = (
     Feature(
         "age_years", Kind.NUMBER, "Age at the PVE decision", unit="years",
-        minimum=18, maximum=100, required=True, source="Hitpass, Cancers 2020: mean 61 +/- 9",
+        minimum=18, maximum=100, source="Hitpass, Cancers 2020: mean 61 +/- 9",
         codes=(Code(LOINC, "30525-0", "Age", "a"),), example=62,
     ),
     Feature(
@@ -159,12 +216,12 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         "n_liver_metastases", Kind.INTEGER, "Number of liver metastases on pre-PVE imaging",
-        unit="count", minimum=1, maximum=100, required=True, example=5, monotone=1,
+        unit="count", minimum=1, maximum=100, example=5, monotone=1,
         source="> 4 metastases: OR 4.7 for PVE failure (Arch Med Sci 2013, n=38)",
     ),
     Feature(
         "largest_metastasis_cm", Kind.NUMBER, "Diameter of the largest liver metastasis",
-        unit="cm", minimum=0.2, maximum=30, required=True, example=3.8, monotone=1,
+        unit="cm", minimum=0.2, maximum=30, example=3.8, monotone=1,
         codes=(Code(LOINC, "33728-7", "Size.maximum dimension in Tumor", "cm"),),
     ),
     Feature("bilobar_disease", Kind.BOOLEAN, "Metastases in both liver lobes", example=True),
@@ -223,6 +280,48 @@ FEATURES: tuple[Feature, ...] = (
         codes=(Code(LOINC, "777-3", "Platelets [#/volume] in Blood by Automated count", "10*3/uL"),
                Code(LOINC, "26515-7", "Platelets [#/volume] in Blood", "10*3/uL")),
     ),
+    # Coarse forms: what registries built around the clinical scores keep instead of the value
+    # (domain brief, "What real cohorts look like"). Each derives from the fine feature(s).
+    Feature(
+        "multiple_liver_metastases", Kind.BOOLEAN, "More than one liver metastasis (coarse form of the count)",
+        derivation=_threshold("n_liver_metastases", ">", 1), monotone=1, example=True,
+        source="Fong, Ann Surg 1999: more than one tumour (Fong CRS item)",
+    ),
+    Feature(
+        "more_than_4_liver_metastases", Kind.BOOLEAN, "More than 4 liver metastases (coarse form of the count)",
+        derivation=_threshold("n_liver_metastases", ">", 4), monotone=1, example=True,
+        source="> 4 metastases: OR 4.7 for PVE failure (Arch Med Sci 2013, n=38)",
+    ),
+    Feature(
+        "largest_metastasis_over_5cm", Kind.BOOLEAN, "Largest liver metastasis larger than 5 cm (coarse form)",
+        derivation=_threshold("largest_metastasis_cm", ">", 5), monotone=1, example=False,
+        source="Fong, Ann Surg 1999 (Fong CRS item); Brudvik, Ann Surg 2019 (m-CRS item)",
+    ),
+    Feature(
+        "cea_over_200", Kind.BOOLEAN, "CEA above 200 ng/mL (coarse form)",
+        derivation=_threshold("cea_ng_ml", ">", 200), example=False,
+        source="Fong, Ann Surg 1999 (Fong CRS item)",
+    ),
+    Feature(
+        "cea_20_or_more", Kind.BOOLEAN, "CEA 20 ng/mL or more (coarse form)",
+        derivation=_threshold("cea_ng_ml", ">=", 20), example=False,
+        source="Margonis, Br J Surg 2018 (GAME item)",
+    ),
+    Feature(
+        "disease_free_interval_under_12_months", Kind.BOOLEAN,
+        "Less than 12 months from primary to liver metastases (coarse form)",
+        derivation=_threshold("disease_free_interval_months", "<", 12), example=True,
+        source="Fong, Ann Surg 1999 (Fong CRS item)",
+    ),
+    Feature(
+        "tumour_burden_band", Kind.CATEGORY,
+        "Tumour Burden Score band: sqrt(largest cm^2 + count^2) under 3, 3 to 8, 9 or more (coarse form)",
+        categories=TBS_BANDS, ordered=True, monotone=1, example="3_to_8",
+        derivation=Derivation(("n_liver_metastases", "largest_metastasis_cm"),
+                              "TBS = sqrt(largest_metastasis_cm^2 + n_liver_metastases^2): < 3, 3-8, >= 9",
+                              _tbs_band),
+        source="Sasaki, Ann Surg 2018; GAME bands, Margonis, Br J Surg 2018",
+    ),
     # Known only after PVE: never inputs of the pre-PVE model (leakage).
     Feature(
         "degree_hypertrophy_pp", Kind.NUMBER, "Degree of FLR hypertrophy after PVE", unit="percentage points",
@@ -237,6 +336,54 @@ FEATURES: tuple[Feature, ...] = (
 BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 
 
+def coarse_forms(name: str) -> list[Feature]:
+    """Coarse features derived from a fine feature."""
+    return [f for f in FEATURES if f.derivation and name in f.derivation.sources]
+
+
+def input_names(model_features: list[str] | tuple[str, ...]) -> list[str]:
+    """What a model can use from a request: its features and the fine sources of its coarse ones."""
+    wanted = set(model_features)
+    for name in model_features:
+        d = BY_NAME[name].derivation
+        if d:
+            wanted.update(d.sources)
+    return [f.name for f in FEATURES if f.name in wanted]
+
+
+def derive_coarse(frame: Mapping[str, Any], names: list[str] | tuple[str, ...]) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """Fill each coarse feature in `names` from its fine source(s) where the coarse value is absent.
+
+    Returns the columns (a dict; the input is not changed) and, per coarse feature, the rows
+    where its given value contradicts the fine one (for the caller to report). A recorded coarse
+    value is kept where no fine value exists.
+    """
+    n = column_length(frame)
+    out: dict[str, Any] = dict(frame.items()) if not isinstance(frame, pd.DataFrame) else {
+        k: frame[k].to_numpy(dtype=object) for k in frame.columns}
+    conflicts: dict[str, list[int]] = {}
+    for name in names:
+        f = BY_NAME[name]
+        if f.derivation is None or not any(s in frame for s in f.derivation.sources):
+            continue
+        derived = f.derivation.compute(frame, n)
+        given, missing = _column(frame, name, n)
+        have = ~missing & np.array([v is not None for v in derived], dtype=bool)
+        if have.any():
+            bad = [i for i in np.flatnonzero(have) if _plain_value(given[i]) != derived[i]]
+            if bad:
+                conflicts[name] = bad
+        merged = np.where(missing, derived, given)
+        out[name] = merged
+    return out, conflicts
+
+
+def _plain_value(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
 class LeakageError(ValueError):
     """A feature known only after the PVE decision was asked for as a pre-PVE model input."""
 
@@ -247,6 +394,11 @@ def features(timing: Timing | None = Timing.PRE_PVE) -> tuple[Feature, ...]:
 
 def feature_names(timing: Timing | None = Timing.PRE_PVE) -> list[str]:
     return [f.name for f in features(timing)]
+
+
+def fine_feature_names() -> list[str]:
+    """Pre-PVE features in their fine form (what the simulator and a full record carry)."""
+    return [f.name for f in features() if not f.coarse]
 
 
 def check_no_leakage(names: list[str] | tuple[str, ...]) -> None:
@@ -316,7 +468,11 @@ def _column(frame: Mapping[str, Any], name: str, n: int) -> tuple[np.ndarray, np
     if name not in frame:
         return np.full(n, None, dtype=object), np.ones(n, dtype=bool)
     values = np.asarray(frame[name], dtype=object).reshape(-1)
-    return values, missing_mask(values)
+    missing = missing_mask(values)
+    if missing.any():  # pd.NA refuses comparison (`NA == "x"` is NA): missing is None from here on
+        values = values.copy()
+        values[missing] = None
+    return values, missing
 
 
 @lru_cache(maxsize=32)
@@ -388,10 +544,12 @@ def encode(frame: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(encode_array(frame, chosen), columns=model_columns(chosen), index=frame.index)
 
 
-def example_record(timing: Timing | None = Timing.PRE_PVE) -> dict[str, Any]:
+def example_record(names: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
     """A made-up patient from the contract's examples (documentation and MLflow input examples:
-    never a real patient's row)."""
-    return {f.name: f.example for f in features(timing) if f.example is not None}
+    never a real patient's row); default: every fine pre-PVE feature. The coarse examples agree
+    with the fine ones (a test checks it through `derive_coarse`)."""
+    chosen = fine_feature_names() if names is None else names
+    return {f.name: f.example for f in FEATURES if f.name in chosen and f.example is not None}
 
 
 @lru_cache(maxsize=1)
@@ -407,8 +565,9 @@ def contract_summary() -> dict[str, Any]:
                 "minimum": f.minimum,
                 "maximum": f.maximum,
                 "categories": list(f.categories),
-                "required": f.required,
                 "timing": f.timing.value,
+                "coarse_of": list(f.derivation.sources) if f.derivation else [],
+                "derivation": f.derivation.rule if f.derivation else None,
                 "description": f.description,
                 "codes": [{"system": c.system, "code": c.code, "display": c.display} for c in f.codes],
                 "source": f.source,
@@ -426,17 +585,22 @@ def data_dictionary_markdown() -> str:
         f"Generated from `feature_store/contract.py` (contract version {CONTRACT_VERSION}) by "
         "`pverisk data-dictionary`. Do not edit by hand.",
         "",
-        "Pre-PVE features are the model's inputs. Post-PVE features are known only after the "
-        "embolization and are refused as inputs of the pre-PVE model.",
+        "Pre-PVE features are the candidate inputs; each model uses the ones its training cohort "
+        "recorded, and which of them it requires is the model's own (see its card and `GET /v1/model`). "
+        "Coarse forms (a 0/1 flag where the fine feature is a count) are derived from the fine "
+        "feature by the rule given, so a model trained on either form serves patients recorded "
+        "either way. Post-PVE features are known only after the embolization and are refused as "
+        "inputs of the pre-PVE model.",
         "",
-        "| feature | type | unit | allowed | required | known | codes | description | source |",
+        "| feature | type | unit | allowed | known | derived from | codes | description | source |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for f in FEATURES:
         codes = "; ".join(f"{c.system.rsplit('/', 1)[-1]} {c.code}" for c in f.codes) or "-"
+        derived = f.derivation.rule if f.derivation else "-"
         lines.append(
             f"| `{f.name}` | {f.kind.value} | {f.unit or '-'} | {f.range_text} | "
-            f"{'yes' if f.required else 'no'} | {f.timing.value} | {codes} | {f.description} | {f.source} |"
+            f"{f.timing.value} | {derived} | {codes} | {f.description} | {f.source} |"
         )
     lines += [
         "",
@@ -449,6 +613,7 @@ def data_dictionary_markdown() -> str:
         f"- `{NON_RESECTION_REASON}`: one of {', '.join(NON_RESECTION_REASONS)}.",
         f"- `{PROGRESSION_DEFINITION}`: one of {', '.join(PROGRESSION_DEFINITIONS)}.",
         f"- `{TRUE_PROBABILITY}`: simulated cohorts only, the generating probability (the oracle).",
+        f"- `{RECORDED_SCORE_PREFIX}<score>`: a clinical score the registry recorded itself (a baseline, never an input).",
         "",
     ]
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 
 The mapping (YAML, see `feature_store/mapping_example.yaml`) says per target
 feature which source column feeds it, its unit, sentinels meaning missing and
-category recoding; and which columns hold the id, dates and outcome.
+category recoding; which features the registry did not collect; which columns hold
+the id, dates, outcome and any clinical score it recorded; and the study design.
+A cohort's features are what it recorded: nothing is required of it but an outcome.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from feature_store import contract as c
+from feature_store.scores import SCORE_NAMES
 from feature_store.simulate import conform
+from feature_store.study import StudyDesign, write_with_design
 from feature_store.units import UNIT_FACTORS
 from feature_store.validate import Problem, validate_frame
 
@@ -55,27 +59,85 @@ class Mapping(BaseModel):
     decision_date: str | None = None
     outcome_date: str | None = None
     date_format: str | None = None
-    progression_definition: str = "RECIST 1.1"
+    # Kept for older mappings; the study block's progression_definition is the place for it.
+    progression_definition: str | None = None
+    study: StudyDesign | None = None
     outcome: ColumnMap
-    columns: dict[str, ColumnMap]
+    non_resection_reason: ColumnMap | None = None
+    columns: dict[str, ColumnMap] = Field(default_factory=dict)
+    # Contract features this registry did not record: absent from the cohort, never invented.
+    not_collected: list[str] = Field(default_factory=list)
+    # Clinical scores the registry recorded itself (fong_crs, game_score, m_crs,
+    # tumour_burden_score, or a local score's name): baselines, never inputs.
+    scores: dict[str, ColumnMap] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _targets_known(self) -> "Mapping":
-        unknown = [t for t in self.columns if t not in c.BY_NAME]
+        unknown = [t for t in [*self.columns, *self.not_collected] if t not in c.BY_NAME]
         if unknown:
-            raise ValueError(f"targets not in the feature contract: {', '.join(unknown)}")
+            raise ValueError(f"not features of the contract: {', '.join(unknown)} "
+                             "(see feature_store/DATA_DICTIONARY.md for the names)")
+        both = [t for t in self.not_collected if t in self.columns]
+        if both:
+            raise ValueError(f"both mapped under `columns` and listed as `not_collected`: {', '.join(both)}")
         for target, cm in self.columns.items():
             unit = c.BY_NAME[target].unit
             if cm.unit is not None and (unit, cm.unit) not in UNIT_FACTORS:
                 known = sorted(s for t, s in UNIT_FACTORS if t == unit)
-                raise ValueError(f"{target}: no conversion from {cm.unit!r} to {unit!r}; known: {known}")
-        if self.progression_definition not in c.PROGRESSION_DEFINITIONS:
-            raise ValueError(f"progression_definition must be one of {c.PROGRESSION_DEFINITIONS}")
+                raise ValueError(f"columns.{target}.unit: no conversion from {cm.unit!r} to {unit!r}; known: {known}")
+        bad_scores = [k for k in self.scores if not k.replace("_", "").isalnum()]
+        if bad_scores:
+            raise ValueError(f"scores: names must be letters, digits and underscores: {', '.join(bad_scores)}")
+        if self.progression_definition is not None:
+            if self.progression_definition not in c.PROGRESSION_DEFINITIONS:
+                raise ValueError(f"progression_definition must be one of {', '.join(c.PROGRESSION_DEFINITIONS)}")
+            design = self.study or StudyDesign()
+            if design.progression_definition not in (None, self.progression_definition):
+                raise ValueError("progression_definition differs from study.progression_definition")
+            self.study = design.model_copy(update={"progression_definition": self.progression_definition})
         return self
+
+    def design(self) -> StudyDesign | None:
+        return self.study
+
+
+class MappingError(ValueError):
+    """The mapping file is wrong: each problem names the mapping key, in plain words."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"mapping {path}: " + "; ".join(problems))
+
+
+def _plain_error(e: dict[str, Any]) -> str:
+    where = ".".join(str(x) for x in e["loc"]) or "(top level)"
+    kind = e["type"]
+    if kind == "missing":
+        return f"`{where}` is required but not given"
+    if kind == "extra_forbidden":
+        return f"`{where}` is not a mapping key we know (check its spelling and indentation)"
+    if kind in ("model_type", "dict_type"):
+        return f"`{where}` should be a block of keys (for a column: `{{source: COLUMN}}`)"
+    if kind == "literal_error":
+        return f"`{where}`: {e['msg'].replace('Input should be', 'should be')}"
+    msg = e["msg"].removeprefix("Value error, ")
+    return f"`{where}`: {msg}"
 
 
 def load_mapping(path: Path) -> Mapping:
-    return Mapping.model_validate(yaml.safe_load(Path(path).read_text()))
+    """Read and check a mapping; MappingError names every wrong key in plain words."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise MappingError(path, [f"not valid YAML{where}"]) from None
+    if not isinstance(raw, dict):
+        raise MappingError(path, ["the file should hold mapping keys (outcome, columns, ...), not a list or text"])
+    try:
+        return Mapping.model_validate(raw)
+    except ValidationError as exc:
+        raise MappingError(path, [_plain_error(e) for e in exc.errors(include_input=False)]) from None
 
 
 @dataclass
@@ -85,6 +147,15 @@ class ImportResult:
     rows_in: int
     dropped_rows: list[int] = field(default_factory=list)
     written: Path | None = None
+    # why nothing was written (None when written)
+    reason: str | None = None
+    features: list[str] = field(default_factory=list)  # contract features the cohort recorded
+    not_collected: list[str] = field(default_factory=list)  # declared by the mapping
+    unmapped: list[str] = field(default_factory=list)  # neither mapped nor declared: treated as not collected
+    recorded_scores: list[str] = field(default_factory=list)
+    study_design: dict[str, Any] = field(default_factory=dict)
+    dropped_split: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -93,9 +164,17 @@ class ImportResult:
     def report(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "reason": self.reason,
             "rows_in": self.rows_in,
             "rows_out": 0 if self.cohort is None or not self.ok else int(len(self.cohort)),
             "dropped_rows": self.dropped_rows,
+            "dropped_split": self.dropped_split,
+            "warnings": self.warnings,
+            "features": self.features,
+            "not_collected": self.not_collected,
+            "unmapped": self.unmapped,
+            "recorded_scores": self.recorded_scores,
+            "study_design": self.study_design,
             "problems": [p.as_dict() for p in self.problems],
             "written": str(self.written) if self.written else None,
         }
@@ -119,10 +198,22 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
 
 
 def _norm(v: Any) -> str:
-    """Compare sentinels and codes as text: 1, 1.0 and '1' are the same code."""
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    return str(v).strip()
+    """Compare sentinels and codes by value: 1, 1.0, '1' and '1.0' are the same code, and so
+    are -999, -999.0 and '-999' (a re-saved CSV turns integers into floats)."""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return str(int(v)) if float(v).is_integer() else repr(float(v))
+    text = str(v).strip()
+    try:
+        x = float(text)
+    except ValueError:
+        return text
+    if x != x or x in (float("inf"), float("-inf")):
+        return text
+    return str(int(x)) if x.is_integer() else repr(x)
 
 
 def _sniff_hint(raw: pd.DataFrame, mapping: Mapping) -> str:
@@ -139,7 +230,10 @@ def map_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, list
     problems: list[Problem] = []
     present = set(map(str, raw.columns))
     hint = _sniff_hint(raw, mapping)
-    wanted: list[tuple[str, ColumnMap]] = [(c.OUTCOME, mapping.outcome), *mapping.columns.items()]
+    wanted: list[tuple[str, ColumnMap]] = [(c.OUTCOME, mapping.outcome), *mapping.columns.items(),
+                                           *[(c.RECORDED_SCORE_PREFIX + k, v) for k, v in mapping.scores.items()]]
+    if mapping.non_resection_reason is not None:
+        wanted.append((c.NON_RESECTION_REASON, mapping.non_resection_reason))
     for target, cm in wanted:
         for src in cm.source_columns():
             if src not in present:
@@ -161,7 +255,7 @@ def map_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, list
                 recode = {_norm(k): v for k, v in cm.recode.items()}
                 # unknown codes are kept as written so validation reports them
                 col = col.map(lambda v: recode.get(_norm(v), v) if v is not None else None)
-            if cm.unit is not None:
+            if cm.unit is not None and target in c.BY_NAME:
                 factor = UNIT_FACTORS[(c.BY_NAME[target].unit, cm.unit)]
                 num = pd.to_numeric(col, errors="coerce")
                 converted = (num * factor).astype("object")
@@ -187,49 +281,135 @@ def map_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, list
     return out, problems
 
 
+def _recorded_scores(frame: pd.DataFrame, rows: np.ndarray) -> tuple[pd.DataFrame, list[Problem]]:
+    """Recorded score columns as numbers; text that is not a number is a problem."""
+    problems: list[Problem] = []
+    out = frame.copy()
+    for col in [x for x in frame.columns if str(x).startswith(c.RECORDED_SCORE_PREFIX)]:
+        raw = frame[col].astype("object")
+        missing = raw.isna().to_numpy() | raw.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy()
+        num = pd.to_numeric(raw.where(~missing, None), errors="coerce").astype("float64")
+        bad = ~missing & num.isna().to_numpy()
+        problems += [Problem(int(rows[i]), col, str(raw.iloc[i])[:60], "recorded score is not a number")
+                     for i in np.flatnonzero(bad)]
+        out[col] = num
+    return out, problems
+
+
+def _non_resection(frame: pd.DataFrame, rows: np.ndarray) -> list[Problem]:
+    if c.NON_RESECTION_REASON not in frame:
+        return []
+    col = frame[c.NON_RESECTION_REASON].astype("object")
+    bad = col.notna().to_numpy() & ~col.isin(c.NON_RESECTION_REASONS).to_numpy()
+    return [Problem(int(rows[i]), c.NON_RESECTION_REASON, str(col.iloc[i])[:60],
+                    f"unknown reason; allowed one of {', '.join(c.NON_RESECTION_REASONS)} (recode it in the mapping)")
+            for i in np.flatnonzero(bad)]
+
+
+GROUP_CONCENTRATION = 2.0  # a group's share of dropped rows this many times its share of all rows
+
+
+def dropped_split(cohort: pd.DataFrame, dropped: np.ndarray) -> tuple[list[dict[str, Any]], list[str]]:
+    """How dropped rows split by outcome, sex and every category column, beside the share of each
+    group in the whole file; a warning where the dropped rows concentrate in one group."""
+    rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    n_drop = int(dropped.sum())
+    if not n_drop:
+        return rows, warnings
+    columns = [c.OUTCOME] + [f.name for f in c.features() if f.kind is c.Kind.CATEGORY]  # sex is one
+    for col in dict.fromkeys(columns):
+        if col not in cohort:
+            continue
+        values = cohort[col].astype("object").where(cohort[col].notna(), "missing").astype(str).to_numpy()
+        for level in sorted(set(values)):
+            in_group = values == level
+            share_all = float(in_group.mean())
+            share_dropped = float((in_group & dropped).sum() / n_drop)
+            rows.append({"column": col, "level": level, "dropped": int((in_group & dropped).sum()),
+                         "share_of_dropped": round(share_dropped, 3), "share_of_all": round(share_all, 3)})
+            if n_drop >= 5 and share_dropped >= 0.5 and share_dropped >= GROUP_CONCENTRATION * share_all:
+                warnings.append(f"dropped rows concentrate in {col}={level}: {share_dropped:.0%} of the dropped "
+                                f"rows against {share_all:.0%} of all rows; the written cohort under-represents "
+                                "this group")
+    return rows, warnings
+
+
 def import_cohort(
     source: Path,
     mapping_path: Path,
     out: Path | None,
     *,
     drop_invalid: bool = False,
+    max_drop: float = 0.10,
     report: Path | None = None,
 ) -> ImportResult:
-    """Map, validate and (only if clean, or with drop_invalid) write the cohort."""
+    """Map, validate and (only if clean, or with drop_invalid within max_drop) write the cohort.
+
+    Raises MappingError for a wrong mapping file. `result.reason` says why nothing was written.
+    """
     mapping = load_mapping(mapping_path)
     raw = read_source(source, mapping)
-    result = ImportResult(cohort=None, problems=[], rows_in=int(len(raw)))
+    result = ImportResult(cohort=None, problems=[], rows_in=int(len(raw)), not_collected=list(mapping.not_collected),
+                          recorded_scores=sorted(mapping.scores),
+                          study_design=mapping.design().stated() if mapping.design() else {})
+    result.features = [f.name for f in c.features() if f.name in mapping.columns]
+    result.unmapped = [f.name for f in c.features() if not f.coarse and f.name not in mapping.columns
+                       and f.name not in mapping.not_collected
+                       and not any(g.name in mapping.columns for g in c.coarse_forms(f.name))]
     if raw.empty:
         result.problems.append(Problem(None, "*", None, "the file has no data rows"))
+        result.reason = "the file has no data rows"
     else:
         mapped, problems = map_columns(raw, mapping)
         result.problems += problems
-        if not any(p.row is None for p in problems):
-            # required pre-PVE features that are not mapped come back as whole-column problems
-            cleaned, vproblems = validate_frame(mapped, require_outcome=True)
-            result.problems += vproblems
-            cleaned[c.PROGRESSION_DEFINITION] = mapping.progression_definition
-            cleaned[c.NON_RESECTION_REASON] = np.where(cleaned[c.OUTCOME].fillna(False), "progression", "none")
+        if problems and any(p.row is None for p in problems):
+            result.reason = "a mapped source column is not in the file (fix the mapping or the export)"
+        else:
+            rows = np.arange(1, len(mapped) + 1)
+            cleaned, vproblems = validate_frame(mapped, names=result.features, require_outcome=True)
+            cleaned, sproblems = _recorded_scores(cleaned, rows)
+            result.problems += vproblems + sproblems + _non_resection(cleaned, rows)
+            design = mapping.design()
+            if design and design.progression_definition:
+                cleaned[c.PROGRESSION_DEFINITION] = design.progression_definition
             if c.PATIENT_ID not in cleaned:
                 cleaned[c.PATIENT_ID] = [f"ROW-{i + 1}" for i in range(len(cleaned))]
             result.cohort = cleaned
     result.problems.sort(key=lambda p: (p.row if p.row is not None else 0, p.column))
-    column_level = any(p.row is None for p in result.problems)
+    column_level = [p for p in result.problems if p.row is None]
     bad = sorted({p.row for p in result.problems if p.row is not None})
-    if result.cohort is not None and not column_level and (not bad or drop_invalid):
+    if result.cohort is not None and column_level and result.reason is None:
+        result.reason = "a whole column is wrong: dropping rows cannot fix it (fix the mapping or the export)"
+    elif result.cohort is not None and bad and not drop_invalid:
+        result.reason = (f"{len(bad)} of {result.rows_in} rows are invalid (fix them, or write the valid rows "
+                         f"with --drop-invalid, up to --max-drop {max_drop:.0%} of rows)")
+    elif result.cohort is not None and bad:
+        share = len(bad) / result.rows_in
+        dropped = np.zeros(len(result.cohort), dtype=bool)
+        dropped[np.array(bad, dtype=int) - 1] = True
+        result.dropped_split, result.warnings = dropped_split(result.cohort, dropped)
+        if share > max_drop:
+            result.reason = (f"--drop-invalid would drop {len(bad)} of {result.rows_in} rows ({share:.0%}), more "
+                             f"than --max-drop {max_drop:.0%}: fix the mapping or the export first")
+        elif len(bad) == result.rows_in:
+            result.reason = "no valid rows left to write"
+    if result.cohort is not None and result.reason is None:
         keep = np.ones(len(result.cohort), dtype=bool)
-        keep[np.array(bad, dtype=int) - 1] = False
-        result.dropped_rows = bad
+        if bad:
+            keep[np.array(bad, dtype=int) - 1] = False
+            result.dropped_rows = bad
         kept = result.cohort[keep]
-        if len(kept) and out is not None:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            conform(kept.reset_index(drop=True)).to_parquet(out, index=False)
+        if out is None:
+            result.reason = "no output file given"
+        else:
+            write_with_design(conform(kept.reset_index(drop=True)), Path(out), mapping.design(), {
+                "not_collected": result.not_collected, "unmapped": result.unmapped,
+                "recorded_scores": result.recorded_scores, "source_rows": result.rows_in,
+                "dropped_rows": len(bad)})
             result.written = Path(out)
             result.cohort = kept
-        elif not len(kept):
-            result.problems.append(Problem(None, "*", None, "no valid rows left to write"))
     if report is not None:
         Path(report).parent.mkdir(parents=True, exist_ok=True)
         Path(report).write_text(json.dumps(result.report(), indent=2))
     return result
-

@@ -35,7 +35,7 @@ def _checker(f: c.Feature) -> Callable[[Any, Any], Any]:
     return check
 
 
-def _annotation(f: c.Feature) -> Any:
+def _annotation(f: c.Feature, required: bool, role: str) -> Any:
     base: Any = {
         c.Kind.NUMBER: float,
         c.Kind.INTEGER: int,
@@ -49,18 +49,40 @@ def _annotation(f: c.Feature) -> Any:
         extra.update(minimum=f.minimum, maximum=f.maximum)
     if f.codes:
         extra["x-codes"] = [f"{x.system}|{x.code}" for x in f.codes]
+    extra["x-role"] = role
     unit = f" [{f.unit}]" if f.unit else ""
-    description = f"{f.description}{unit}. Allowed: {f.range_text}." + ("" if f.required else " Optional.")
-    field = Field(... if f.required else None, description=description, json_schema_extra=extra)
-    typ = base if f.required else Optional[base]
+    description = (f"{f.description}{unit}. Allowed: {f.range_text}. " + ("Required." if required else "Optional.")
+                   + {"input": "", "not used": " Not used by the served model: accepted and listed in "
+                      "`unused_inputs`."}.get(role, f" {role[:1].upper()}{role[1:]}."))
+    field = Field(... if required else None, description=description, json_schema_extra=extra)
+    typ = base if required else Optional[base]
     return Annotated[typ, WrapValidator(_checker(f)), field]
 
 
+def input_roles(model_features: tuple[str, ...]) -> dict[str, str]:
+    """Every pre-PVE contract feature's role for a model: an input, the fine source a coarse input
+    is derived from, or not used."""
+    roles: dict[str, str] = {}
+    for f in c.features():
+        if f.name in model_features:
+            roles[f.name] = "input"
+        else:
+            targets = [g.name for g in c.coarse_forms(f.name) if g.name in model_features]
+            roles[f.name] = f"used to derive {', '.join(targets)}" if targets else "not used"
+    return roles
+
+
 @lru_cache(maxsize=None)
-def patient_model(timing: c.Timing = c.Timing.PRE_PVE, name: str = "PatientRecord") -> type[BaseModel]:
-    """Pydantic model of one patient's pre-PVE inputs (unknown fields are rejected)."""
-    fields = {f.name: _annotation(f) for f in c.features(timing)}
-    example = c.example_record(timing)
+def patient_model(model_features: tuple[str, ...] | None = None, required: tuple[str, ...] = (),
+                  name: str = "PatientRecord") -> type[BaseModel]:
+    """Pydantic model of one patient for a model with these features (default: every fine pre-PVE
+    feature). The model's features come first; every other pre-PVE contract feature is accepted
+    as optional (reported as unused); unknown fields are rejected."""
+    used = tuple(model_features) if model_features is not None else tuple(c.fine_feature_names())
+    roles = input_roles(used)
+    order = sorted(c.features(), key=lambda f: roles[f.name] == "not used")
+    fields = {f.name: _annotation(f, f.name in required, roles[f.name]) for f in order}
+    example = c.example_record(used)
     config = ConfigDict(
         extra="forbid",
         hide_input_in_errors=True,

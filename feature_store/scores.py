@@ -6,6 +6,11 @@ the one-patient convenience used by the service.
 
 These scores were built for survival after resection, not for progression after
 PVE: they are the clinicians' yardstick, reported beside the model.
+
+Each score item is read from the contract's coarse form (a flag such as "more than one
+liver tumour"), derived from the fine value where there is one (`derive_coarse`): so a
+registry that kept only the flags gets the same scores, and the cut-offs are written once,
+in the contract.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from feature_store.contract import column_length, missing_mask
+from feature_store.contract import TBS_BANDS, column_length, derive_coarse, missing_mask
 
 SCORE_NAMES = ("tumour_burden_score", "fong_crs", "game_score", "m_crs")
 
@@ -54,33 +59,36 @@ def tumour_burden_score(frame: pd.DataFrame) -> np.ndarray:
     return np.sqrt(_num(frame, "largest_metastasis_cm") ** 2 + _num(frame, "n_liver_metastases") ** 2)
 
 
-def fong_crs(frame: pd.DataFrame) -> np.ndarray:
+_SCORE_ITEMS = ("multiple_liver_metastases", "largest_metastasis_over_5cm", "cea_over_200", "cea_20_or_more",
+                "disease_free_interval_under_12_months", "tumour_burden_band")
+
+
+def _items(frame: Columns) -> dict[str, Any]:
+    return derive_coarse(frame, _SCORE_ITEMS)[0]
+
+
+def fong_crs(frame: Columns) -> np.ndarray:
     """Fong, Ann Surg 1999: one point each for node-positive primary, DFI < 12 months,
     more than one tumour, largest > 5 cm, CEA > 200 ng/mL (0-5)."""
-    dfi = _num(frame, "disease_free_interval_months")
-    cea = _num(frame, "cea_ng_ml")
-    parts = [
-        _flag(frame, "node_positive_primary"),
-        np.where(np.isnan(dfi), np.nan, (dfi < 12).astype(float)),
-        np.where(np.isnan(n := _num(frame, "n_liver_metastases")), np.nan, (n > 1).astype(float)),
-        np.where(np.isnan(d := _num(frame, "largest_metastasis_cm")), np.nan, (d > 5).astype(float)),
-        np.where(np.isnan(cea), np.nan, (cea > 200).astype(float)),
-    ]
+    items = _items(frame)
+    parts = [_flag(items, "node_positive_primary"), _flag(items, "disease_free_interval_under_12_months"),
+             _flag(items, "multiple_liver_metastases"), _flag(items, "largest_metastasis_over_5cm"),
+             _flag(items, "cea_over_200")]
     return np.sum(parts, axis=0)  # NaN if any part is NaN
 
 
-def game_score(frame: pd.DataFrame) -> np.ndarray:
+def game_score(frame: Columns) -> np.ndarray:
     """Margonis, Br J Surg 2018: KRAS mutant 1, CEA >= 20 ng/mL 1, node-positive primary 1,
     TBS 3-8 1 / >= 9 2, extrahepatic disease 2 (0-7). We use RAS status for KRAS."""
-    cea = _num(frame, "cea_ng_ml")
-    tbs = tumour_burden_score(frame)
-    tbs_points = np.where(np.isnan(tbs), np.nan, np.where(tbs >= 9, 2.0, np.where(tbs >= 3, 1.0, 0.0)))
+    items = _items(frame)
+    tbs_points = (_flag(items, "tumour_burden_band", (TBS_BANDS[1],))
+                  + 2.0 * _flag(items, "tumour_burden_band", (TBS_BANDS[2],)))
     parts = [
-        _flag(frame, "ras_status", ("mutant",)),
-        np.where(np.isnan(cea), np.nan, (cea >= 20).astype(float)),
-        _flag(frame, "node_positive_primary"),
+        _flag(items, "ras_status", ("mutant",)),
+        _flag(items, "cea_20_or_more"),
+        _flag(items, "node_positive_primary"),
         tbs_points,
-        2.0 * _flag(frame, "extrahepatic_disease"),
+        2.0 * _flag(items, "extrahepatic_disease"),
     ]
     return np.sum(parts, axis=0)
 
@@ -92,13 +100,13 @@ def game_group(score: float) -> str | None:
     return "low" if score <= 1 else "medium" if score <= 3 else "high"
 
 
-def m_crs(frame: pd.DataFrame) -> np.ndarray:
+def m_crs(frame: Columns) -> np.ndarray:
     """Brudvik, Ann Surg 2019: one point each for RAS mutant, node-positive primary, largest > 5 cm (0-3)."""
-    d = _num(frame, "largest_metastasis_cm")
+    items = _items(frame)
     parts = [
-        _flag(frame, "ras_status", ("mutant",)),
-        _flag(frame, "node_positive_primary"),
-        np.where(np.isnan(d), np.nan, (d > 5).astype(float)),
+        _flag(items, "ras_status", ("mutant",)),
+        _flag(items, "node_positive_primary"),
+        _flag(items, "largest_metastasis_over_5cm"),
     ]
     return np.sum(parts, axis=0)
 

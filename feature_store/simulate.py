@@ -173,14 +173,18 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
             out[col] = df[col].astype("string")
     if c.TRUE_PROBABILITY in df:
         out[c.TRUE_PROBABILITY] = df[c.TRUE_PROBABILITY].astype("float64")
+    for col in df.columns:
+        if str(col).startswith(c.RECORDED_SCORE_PREFIX):
+            out[col] = df[col].astype("float64")
     return out
 
 
 def write_cohort(df: pd.DataFrame, out: Path, csv: bool = False) -> list[Path]:
     """Write Parquet (and CSV on request); returns the paths written."""
+    from feature_store.study import SIMULATED_DESIGN, write_with_design
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(out, index=False)
+    write_with_design(df, out, SIMULATED_DESIGN, {"simulated": True})
     written = [out]
     if csv:
         csv_path = out.with_suffix(".csv")

@@ -85,6 +85,7 @@ def validate_frame(
     frame: pd.DataFrame,
     *,
     names: list[str] | None = None,
+    required: list[str] | tuple[str, ...] = (),
     require_outcome: bool = False,
     row_numbers: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, list[Problem]]:
@@ -92,21 +93,23 @@ def validate_frame(
 
     Returns the table cast to the contract dtypes (bad cells set to missing) and the
     list of problems.  `names` limits the features checked (default: every feature
-    present, and the required pre-PVE ones must be present).
+    present). Which features are required is the caller's (a model's) business, never the
+    contract's: a cohort's features are what it recorded.
     """
     rows = np.arange(1, len(frame) + 1) if row_numbers is None else row_numbers
     problems: list[Problem] = []
     out = frame.copy()
     checked = [f for f in c.FEATURES if (names is None and f.name in frame) or (names is not None and f.name in names)]
-    for f in c.features():
-        if f.required and f.name not in frame and (names is None or f.name in names):
+    for name in required:
+        f = c.BY_NAME[name]
+        if f.name not in frame:
             problems.append(Problem(None, f.name, None, f"required column missing ({f.description}, {f.range_text})"))
     for f in checked:
         if f.name not in frame:
             continue
         col = frame[f.name]
         missing = _is_missing(col)
-        if f.required:
+        if f.name in required:
             problems += _problems(missing, col, f.name, f"required value missing; allowed {f.range_text}", rows)
         if f.kind in (c.Kind.NUMBER, c.Kind.INTEGER):
             num = (col.astype("float64") if col.dtype.kind in "fiu" else

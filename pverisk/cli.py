@@ -82,24 +82,48 @@ def import_cohort_cmd(
     out: Path = typer.Option(..., help="Validated Parquet to write (nothing is written if any row is invalid)."),
     report: Optional[Path] = typer.Option(None, help="Write a machine-readable JSON report of every problem."),
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Write the valid rows, report the dropped ones."),
+    max_drop: float = typer.Option(0.10, "--max-drop", min=0.0, max=1.0,
+                                   help="With --drop-invalid: refuse to drop more than this share of rows."),
 ) -> None:
     """Import a real cohort: map columns and units onto the contract and validate every row."""
-    from pydantic import ValidationError
-
-    from feature_store.import_cohort import import_cohort
+    from feature_store.import_cohort import MappingError, import_cohort
 
     try:
-        result = import_cohort(source, mapping, out, drop_invalid=drop_invalid, report=report)
-    except (ValidationError, ValueError) as exc:
-        err.print(f"[red]mapping file {mapping} is invalid:[/red] {exc}")
+        result = import_cohort(source, mapping, out, drop_invalid=drop_invalid, max_drop=max_drop, report=report)
+    except MappingError as exc:
+        err.print(f"[red]mapping file {mapping} is wrong:[/red]")
+        for problem in exc.problems:
+            err.print(f"  - {problem}")
+        err.print("nothing written")
         raise typer.Exit(2) from None
     if result.problems:
         _print_problems(result.problems, f"{len(result.problems)} problem(s) in {source.name}", "see --report")
+    if result.dropped_split:
+        table = Table(title="dropped rows by group (beside each group's share of the file)")
+        for col in ("column", "level", "dropped", "share of dropped", "share of all"):
+            table.add_column(col)
+        for r in result.dropped_split:
+            table.add_row(r["column"], r["level"], str(r["dropped"]), f"{r['share_of_dropped']:.0%}",
+                          f"{r['share_of_all']:.0%}")
+        err.print(table)
+    for w in result.warnings:
+        err.print(f"[yellow]warning: {w}[/yellow]")
+    summary = Table(title=f"import summary: {source.name}")
+    summary.add_column("what")
+    summary.add_column("value")
+    summary.add_row("features recorded", ", ".join(result.features) or "-")
+    summary.add_row("not collected (mapping)", ", ".join(result.not_collected) or "-")
+    summary.add_row("not mapped (treated as not collected)", ", ".join(result.unmapped) or "-")
+    summary.add_row("recorded scores", ", ".join(result.recorded_scores) or "-")
+    summary.add_row("study design", ", ".join(f"{k}: {v}" for k, v in result.study_design.items())
+                    or "not stated (add a `study` block to the mapping)")
+    console.print(summary)
     if result.ok:
         console.print(f"wrote {result.written}: {len(result.cohort)} of {result.rows_in} rows"
-                      + (f", dropped rows {result.dropped_rows}" if result.dropped_rows else ""))
+                      + (f", dropped {len(result.dropped_rows)} of {result.rows_in} rows {result.dropped_rows}"
+                         if result.dropped_rows else ""))
         return
-    err.print(f"[red]nothing written to {out}[/red]" + ("" if drop_invalid else " (use --drop-invalid to keep valid rows)"))
+    err.print(f"[red]nothing written to {out}: {result.reason}[/red]")
     raise typer.Exit(1)
 
 

@@ -99,25 +99,55 @@ def test_every_bad_row_and_column_is_reported_and_nothing_written(tmp_path, mapp
 def test_drop_invalid_writes_valid_rows_and_reports_dropped(tmp_path, mapping):
     rows = CLEAN_ROWS + ["p4,150,1,1,3,42,12,0.3,10,wt,2020-01-01,2021-01-01,2021-03-01,0"]
     out = tmp_path / "cohort.parquet"
-    res = import_cohort(_write(tmp_path, rows), mapping, out, drop_invalid=True)
+    res = import_cohort(_write(tmp_path, rows), mapping, out, drop_invalid=True, max_drop=0.5)
     assert res.ok and res.dropped_rows == [4]
     assert len(pd.read_parquet(out)) == 3
+    # the dropped row's groups are reported beside their share of the file
+    assert {"column": "sex", "level": "male", "dropped": 1, "share_of_dropped": 1.0, "share_of_all": 0.75} \
+        in res.dropped_split
 
 
-def test_missing_required_column(tmp_path, mapping):
+def test_drop_invalid_is_bounded_by_max_drop(tmp_path, mapping):
+    rows = CLEAN_ROWS + ["p4,150,1,1,3,42,12,0.3,10,wt,2020-01-01,2021-01-01,2021-03-01,0"]
+    out = tmp_path / "cohort.parquet"
+    res = import_cohort(_write(tmp_path, rows), mapping, out, drop_invalid=True)  # default 10%: 1 of 4 is 25%
+    assert not res.ok and not out.exists()
+    assert "would drop 1 of 4 rows (25%), more than --max-drop 10%" in res.reason
+
+
+def test_mapped_source_column_absent_from_the_file(tmp_path, mapping):
     header = HEADER.replace("n_mets", "num_mets")
     res = import_cohort(_write(tmp_path, CLEAN_ROWS, header), mapping, tmp_path / "o.parquet", drop_invalid=True)
     assert not res.ok
     assert any(p.row is None and p.column == "n_liver_metastases" and "'n_mets' not in the file" in p.rule
                for p in res.problems)
+    assert "fix the mapping or the export" in res.reason  # dropping rows cannot help
 
 
-def test_unmapped_required_feature_is_a_column_problem(tmp_path):
+def test_unmapped_feature_is_absent_not_a_problem(tmp_path):
+    """A cohort's features are what it recorded: nothing is required of it but the outcome."""
     m = tmp_path / "m.yaml"
-    m.write_text(MAPPING.replace("  n_liver_metastases: {source: n_mets}\n", ""))
-    assert "n_liver_metastases" not in m.read_text()
+    m.write_text(MAPPING.replace("  n_liver_metastases: {source: n_mets}\n", "")
+                 + "not_collected: [primary_side, braf_v600e]\n")
     res = import_cohort(_write(tmp_path, CLEAN_ROWS), m, tmp_path / "o.parquet")
-    assert not res.ok and any(p.column == "n_liver_metastases" and p.row is None for p in res.problems)
+    assert res.ok and res.problems == []
+    assert "n_liver_metastases" in res.unmapped and "primary_side" not in res.unmapped
+    assert res.not_collected == ["primary_side", "braf_v600e"]
+    assert "n_liver_metastases" not in pd.read_parquet(tmp_path / "o.parquet").columns
+
+
+def test_mapping_mistakes_are_named_in_plain_words(tmp_path):
+    from feature_store.import_cohort import MappingError
+
+    m = tmp_path / "m.yaml"
+    m.write_text(MAPPING.replace("  sex: {source: Sex, recode: {1: male, 2: female}}", "  sex: Sex")
+                 .replace("decision_date: pve_date", "decison_date: pve_date"))
+    with pytest.raises(MappingError) as info:
+        import_cohort(_write(tmp_path, CLEAN_ROWS), m, tmp_path / "o.parquet")
+    text = str(info.value)
+    assert "`columns.sex` should be a block of keys" in text
+    assert "`decison_date` is not a mapping key we know" in text
+    assert "ColumnMap" not in text and "dictionary" not in text
 
 
 def test_empty_file(tmp_path, mapping):
@@ -147,7 +177,7 @@ def test_parquet_and_excel_sources(tmp_path, mapping):
 def test_bad_mapping_is_refused(tmp_path):
     m = tmp_path / "m.yaml"
     m.write_text(MAPPING.replace("unit: mm", "unit: inch"))
-    with pytest.raises(ValueError, match="no conversion from 'inch'"):
+    with pytest.raises(ValueError, match="columns.largest_metastasis_cm.unit: no conversion from 'inch'"):
         import_cohort(_write(tmp_path, CLEAN_ROWS), m, tmp_path / "o.parquet")
 
 
@@ -158,11 +188,16 @@ def test_cli_exit_code_table_and_report(tmp_path, mapping):
     res = runner.invoke(app, ["import-cohort", "--source", str(src), "--mapping", str(mapping),
                               "--out", str(out), "--report", str(report)])
     assert res.exit_code == 1 and not out.exists()
-    assert "age_years" in res.output and "nothing written" in res.output
+    flat = " ".join(res.output.split())  # rich wraps at the terminal width
+    assert "age_years" in flat and "nothing written" in flat and "1 of 4 rows are invalid" in flat
     assert json.loads(report.read_text())["problems"][0]["row"] == 4
     res = runner.invoke(app, ["import-cohort", "--source", str(src), "--mapping", str(mapping),
                               "--out", str(out), "--drop-invalid"])
+    assert res.exit_code == 1 and not out.exists() and "more than --max-drop 10%" in " ".join(res.output.split())
+    res = runner.invoke(app, ["import-cohort", "--source", str(src), "--mapping", str(mapping),
+                              "--out", str(out), "--drop-invalid", "--max-drop", "0.3"])
     assert res.exit_code == 0 and out.exists()
+    assert "dropped 1 of 4 rows" in " ".join(res.output.split())
 
 
 def test_example_mapping_is_valid():
