@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from feature_store import contract as c
 from feature_store.simulate import SIMULATED_DATASET_PREFIX, conform
+from feature_store.study import SIMULATED_DESIGN, StudyDesign, design_from_metadata, read_cohort_metadata
 from feature_store.validate import CohortValidationError, validate_frame
+from training.settings import TrainSettings
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,8 @@ class Cohort:
     source: str
     kind: str  # "simulated" or "real"
     digest: str
+    design: StudyDesign | None = None  # None: the source did not state it
+    not_collected: tuple[str, ...] = ()
 
     @property
     def simulated(self) -> bool:
@@ -32,6 +37,76 @@ class Cohort:
     @property
     def events(self) -> int:
         return int(self.frame[c.OUTCOME].sum())
+
+    @property
+    def recorded_scores(self) -> list[str]:
+        return [col for col in self.frame.columns if str(col).startswith(c.RECORDED_SCORE_PREFIX)]
+
+
+@dataclass
+class FeatureChoice:
+    """A model's inputs, picked from what its cohort recorded, with the reasons for the rest."""
+
+    features: list[str]
+    required: list[str]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def choose_features(frame: pd.DataFrame, requested: list[str] | None, settings: TrainSettings,
+                    not_collected: tuple[str, ...] = ()) -> FeatureChoice:
+    """The cohort's own features (or the requested ones), less those mostly missing, constant, or a
+    coarse form of a fine feature the cohort also records. Raises ValueError when a requested
+    feature is not in the cohort or nothing is left."""
+    if requested is not None:
+        c.check_no_leakage(requested)
+        absent = [f for f in requested if f not in frame]
+        if absent:
+            why = [f"{f} (declared not collected)" if f in not_collected else f for f in absent]
+            raise ValueError(f"--features names features the cohort does not have: {', '.join(why)}")
+        candidates = [f.name for f in c.features() if f.name in requested]
+    else:
+        candidates = [f.name for f in c.features() if f.name in frame]
+    skipped: list[dict[str, str]] = [{"feature": f, "reason": "not collected (mapping)"} for f in not_collected
+                                     if f not in frame]
+    kept: list[str] = []
+    for name in candidates:
+        col = frame[name]
+        share = float(col.isna().mean()) if len(col) else 1.0
+        if share > settings.max_missing_share:
+            skipped.append({"feature": name, "reason": f"missing in {share:.0%} of patients (more than "
+                                                        f"{settings.max_missing_share:.0%})"})
+        elif col.dropna().nunique() < 2:
+            skipped.append({"feature": name, "reason": "one value only in this cohort: nothing to learn from"})
+        else:
+            kept.append(name)
+    for name in list(kept):
+        d = c.BY_NAME[name].derivation
+        if d and all(src in kept for src in d.sources):
+            kept.remove(name)
+            skipped.append({"feature": name, "reason": f"coarse form of {', '.join(d.sources)}, which the "
+                                                        "cohort records itself"})
+    if not kept:
+        raise ValueError("no usable feature in the cohort: " + "; ".join(f"{s['feature']}: {s['reason']}"
+                                                                          for s in skipped))
+    required = [f for f in kept if f in settings.required_features or any(
+        src in settings.required_features for src in (c.BY_NAME[f].derivation.sources if c.BY_NAME[f].derivation
+                                                      else ()))]
+    return FeatureChoice(kept, required, skipped)
+
+
+def patient_keys(frame: pd.DataFrame) -> list[str]:
+    """One key per patient row: a hash of the id together with the row's values (a re-exported
+    identical patient gets the same key; two cohorts reusing ids like ROW-1 do not collide).
+    Hashes only: the key never reveals the id."""
+    cols = [col for col in frame.columns if col != c.TRUE_PROBABILITY]
+    hashes = pd.util.hash_pandas_object(frame[cols].astype("string"), index=False).to_numpy()
+    return [hashlib.sha256(f"pverisk:{h}".encode()).hexdigest()[:20] for h in hashes]
+
+
+def design_tags(design: StudyDesign | None) -> dict[str, Any]:
+    if design is None:
+        return {"study_design": "not stated"}
+    return {f"study_{k}": str(v) for k, v in design.stated().items()}
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -59,6 +134,7 @@ def load_cohort(path: Path, features: list[str] | None = None, kind: str | None 
     """
     path = Path(path)
     raw = read_table(path)
+    meta = read_cohort_metadata(path)
     if features is not None:
         c.check_no_leakage(features)
     frame, problems = validate_frame(raw, names=None, require_outcome=True)
@@ -77,4 +153,6 @@ def load_cohort(path: Path, features: list[str] | None = None, kind: str | None 
         name = f"{SIMULATED_DATASET_PREFIX}-{name}"
     if frame[c.OUTCOME].nunique() < 2:
         raise ValueError(f"{path}: the outcome has one value only; a risk model needs events and non-events")
-    return Cohort(frame=frame, name=name, source=str(path.resolve()), kind=kind, digest=frame_digest(frame))
+    design = design_from_metadata(meta) or (SIMULATED_DESIGN if kind == "simulated" else None)
+    return Cohort(frame=frame, name=name, source=str(path.resolve()), kind=kind, digest=frame_digest(frame),
+                  design=design, not_collected=tuple(meta.get("not_collected") or ()))

@@ -7,7 +7,7 @@ intercept/slope, net benefit or bootstrap intervals, so those few lines are ours
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -113,14 +113,20 @@ def age_band(age: pd.Series) -> pd.Series:
     return pd.cut(age, [0, 60, 70, 200], right=False, labels=["<60", "60-69", ">=70"]).astype("string")
 
 
-def subgroup_table(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, min_n: int = 20) -> pd.DataFrame:
-    """Performance by sex, age band, sidedness and RAS status, with counts."""
-    groups = {
-        "sex": frame["sex"].astype("string"),
-        "age_band": age_band(frame["age_years"]),
-        "primary_side": frame["primary_side"].astype("string"),
-        "ras_status": frame["ras_status"].astype("string"),
-    }
+SUBGROUP_SOURCES = {"sex": "sex", "age_band": "age_years", "primary_side": "primary_side", "ras_status": "ras_status"}
+
+
+def subgroup_table(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, min_n: int = 20
+                   ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """Performance by sex, age band, sidedness and RAS status, with counts; only for the
+    variables the cohort recorded. Returns the table and the variables skipped, with why."""
+    groups: dict[str, pd.Series] = {}
+    skipped: list[dict[str, str]] = []
+    for var, col in SUBGROUP_SOURCES.items():
+        if col not in frame or frame[col].isna().all():
+            skipped.append({"subgroup": var, "reason": f"{col} not recorded in this cohort"})
+            continue
+        groups[var] = age_band(frame[col]) if var == "age_band" else frame[col].astype("string")
     y = np.asarray(y).astype(int)
     rows: list[dict[str, Any]] = []
     for var, values in groups.items():
@@ -136,7 +142,8 @@ def subgroup_table(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, min_n: int
                 "mean_predicted": float(p[m].mean()) if n else None,
                 "observed_rate": float(y[m].mean()) if n else None,
             })
-    return pd.DataFrame(rows)
+    columns = ["variable", "level", "n", "events", "auroc", "brier", "mean_predicted", "observed_rate"]
+    return pd.DataFrame(rows, columns=columns), skipped
 
 
 def score_ranker_auroc(y: np.ndarray, score: np.ndarray, p_model: np.ndarray) -> dict[str, float | int | None]:
@@ -148,3 +155,38 @@ def score_ranker_auroc(y: np.ndarray, score: np.ndarray, p_model: np.ndarray) ->
         return {"n": int(m.sum()), "auroc": None, "model_auroc_same_patients": None}
     return {"n": int(m.sum()), "auroc": float(roc_auc_score(y[m], score[m])),
             "model_auroc_same_patients": float(roc_auc_score(y[m], p_model[m]))}
+
+
+def optimism_corrected(
+    fit: Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]],
+    n: int,
+    y: np.ndarray,
+    apparent_p: np.ndarray,
+    n_boot: int,
+    seed: int,
+) -> dict[str, float]:
+    """Harrell's bootstrap optimism correction (Harrell, Lee & Mark, Stat Med 1996).
+
+    `fit(rows)` refits the model on those rows and returns its predict function over row
+    indices. Per bootstrap sample: optimism = performance on the sample it was fitted on minus
+    performance on the original patients; corrected = apparent - mean optimism.
+    """
+    y = np.asarray(y).astype(int)
+    everyone = np.arange(n)
+    apparent = core_metrics(y, apparent_p)
+    opt_auc, opt_slope = [], []
+    for idx in _bootstrap_indices(n, n_boot, seed, y):
+        predict = fit(idx)
+        boot = core_metrics(y[idx], predict(idx))
+        orig = core_metrics(y, predict(everyone))
+        opt_auc.append(boot["auroc"] - orig["auroc"])
+        opt_slope.append(boot["calibration_slope"] - orig["calibration_slope"])
+    return {
+        "apparent_auroc": apparent["auroc"],
+        "optimism_auroc": float(np.mean(opt_auc)),
+        "optimism_corrected_auroc": apparent["auroc"] - float(np.mean(opt_auc)),
+        "apparent_calibration_slope": apparent["calibration_slope"],
+        "optimism_calibration_slope": float(np.mean(opt_slope)),
+        "optimism_corrected_calibration_slope": apparent["calibration_slope"] - float(np.mean(opt_slope)),
+        "optimism_bootstrap_samples": float(len(opt_auc)),
+    }

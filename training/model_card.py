@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from feature_store import contract as c
+from feature_store.study import INTENDED_QUESTION, OUTCOME_TEXT, POPULATION_TEXT
 
 RESEARCH_NOTICE = (
     "Research use only. Not a medical device and not validated for clinical decisions; "
@@ -28,19 +29,35 @@ def build_card(
     n_train: int,
     events_train: int,
     warnings: list[str],
+    required: list[str] | None = None,
+    skipped_features: list[dict[str, str]] | None = None,
+    skipped_subgroups: list[dict[str, str]] | None = None,
+    optimism: dict[str, float] | None = None,
+    epv: float | None = None,
+    n_columns: int | None = None,
+    question_note: str | None = None,
 ) -> dict[str, Any]:
     simulated = cohort.kind == "simulated"
+    required = required or []
     predictors = [
         {"name": f.name, "type": f.kind.value, "unit": f.unit, "allowed": f.range_text,
+         "required": f.name in required, "derived_from": f"{f.derivation.rule}" if f.derivation else None,
+         "monotone": f.monotone, "missing_share": float(cohort.frame[f.name].isna().mean()) if f.name in
+         cohort.frame else None,
          "codes": [f"{x.system} {x.code}" for x in f.codes]}
         for f in c.FEATURES if f.name in features
     ]
+    monotone = [f.name for f in c.FEATURES if f.monotone and f.name in features]
+    design = cohort.design.stated() if cohort.design else {}
+    outcome_text = design.get("outcome_definition") or (OUTCOME_TEXT.get(design["outcome"]) if "outcome" in design
+                                                        else None)
     return {
         "model_details": {
             "name": model_name,
             "type": "XGBoost gradient-boosted trees, probability calibrated "
-                    f"({calibration['method']}), monotone constraints on "
-                    + ", ".join(f.name for f in c.FEATURES if f.monotone and f.name in features),
+                    f"({calibration['method']})"
+                    + (f", monotone constraints on {', '.join(monotone)}" if monotone else ", no monotone constraint "
+                       "(none of the constrained features is among its inputs)"),
             "feature_contract_version": c.CONTRACT_VERSION,
             "hyperparameters": params,
             "tuning": "random search, stratified cross-validation (repeated for small cohorts) with early stopping",
@@ -70,17 +87,31 @@ def build_card(
             "note": ("SIMULATED data from a literature-grounded generator; performance says nothing about real "
                      "patients." if simulated else "Real cohort imported and validated against the contract."),
         },
+        "study_design": {
+            "stated": design,
+            "population": POPULATION_TEXT.get(design.get("population", ""), "not stated"),
+            "intended_question": INTENDED_QUESTION,
+            "differs_from_intended": question_note,
+        },
         "outcome": {
-            "definition": "Progression of liver disease between PVE and planned resection (RECIST 1.1: sum of "
-                          "longest diameters +20% and +5 mm, or any new lesion), or recorded as the reason "
-                          "resection was not done.",
-            "horizon": "PVE to planned resection, typically 3-8 weeks",
+            # as the cohort stated it; nothing invented
+            "definition": outcome_text or "not stated by the cohort",
+            "progression_definition": design.get("progression_definition", "not stated"),
+            "horizon": f"{design['horizon_months']:g} months" if "horizon_months" in design else "not stated",
             "prediction_time": "the PVE decision",
         },
         "predictors": predictors,
+        "features_skipped": skipped_features or [],
+        "required_inputs": required,
+        "sample_size": {"events": cohort.events, "candidate_predictor_parameters": n_columns,
+                        "events_per_parameter": epv},
         "missing_data": "Missing inputs are left missing: XGBoost learns a default direction per split. "
                         "The logistic baseline imputes the median with missing-indicators.",
-        "evaluation": {"design": evaluation_design, "metrics": evaluation, "subgroups": subgroups},
+        "evaluation": {"design": evaluation_design, "metrics": evaluation, "subgroups": subgroups,
+                       "subgroups_skipped": skipped_subgroups or [],
+                       "optimism_correction": ({**optimism, "method": "Harrell bootstrap optimism correction; "
+                                                "hyperparameters held at the tuned values in each sample"}
+                                               if optimism else None)},
         "baselines": baselines,
         "oracle": oracle,
         "calibration": {"method": calibration["method"]},
@@ -97,6 +128,10 @@ def _f(x: Any, nd: int = 3) -> str:
     return "-" if x is None else f"{x:.{nd}f}" if isinstance(x, float) else str(x)
 
 
+def _share(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     d, m = card["data"], card["evaluation"]["metrics"]
     lines = [
@@ -111,11 +146,19 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         "## Intended use", card["intended_use"]["purpose"], "", f"Users: {card['intended_use']['users']}",
         "", "## Out of scope", *[f"- {x}" for x in card["out_of_scope"]],
-        "", "## Outcome", f"{card['outcome']['definition']} Horizon: {card['outcome']['horizon']}. "
+        "", "## Study design",
+        *([f"**{sd['differs_from_intended']}**", ""] if (sd := card.get("study_design", {})).get(
+            "differs_from_intended") else []),
+        *([f"- {k}: {v}" for k, v in sd.get("stated", {}).items()] or ["- not stated by the cohort"]),
+        "", "## Outcome", f"{card['outcome']['definition']} (progression definition: "
+        f"{card['outcome'].get('progression_definition', 'not stated')}). Horizon: {card['outcome']['horizon']}. "
         f"Prediction time: {card['outcome']['prediction_time']}.",
         "", "## Data and sample size",
         f"{d['patients']} patients, {d['events']} events; training {d['train_patients']} patients, "
         f"{d['train_events']} events.", "", f"Missing data: {card['missing_data']}",
+        *([f"", f"Events per candidate predictor parameter: {_f(ss['events_per_parameter'], 1)} "
+           f"({ss['events']} events, {ss['candidate_predictor_parameters']} parameters)."]
+          if (ss := card.get("sample_size", {})).get("events_per_parameter") is not None else []),
         "", "## Performance", f"Design: {card['evaluation']['design']}.", "",
         "| metric | value |", "|---|---|",
         f"| AUROC | {_f(m['auroc'])} ({_f(m['auroc_ci_low'])}-{_f(m['auroc_ci_high'])}) |",
@@ -124,11 +167,22 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"| Brier score | {_f(m['brier'])} |",
         f"| calibration intercept | {_f(m['calibration_intercept'])} |",
         f"| calibration slope | {_f(m['calibration_slope'])} |",
-        "", "### Baselines (same evaluation data)", "", "| model | n | AUROC | model AUROC, same patients |",
+    ]
+    opt = card["evaluation"].get("optimism_correction")
+    if opt:
+        lines += [
+            f"| apparent AUROC / optimism-corrected | {_f(opt['apparent_auroc'])} / "
+            f"{_f(opt['optimism_corrected_auroc'])} |",
+            f"| apparent calibration slope / optimism-corrected | {_f(opt['apparent_calibration_slope'])} / "
+            f"{_f(opt['optimism_corrected_calibration_slope'])} |",
+            "", f"Optimism: {opt['method']}, {int(opt['optimism_bootstrap_samples'])} bootstrap samples.",
+        ]
+    lines += [        "", "### Baselines (same evaluation data)", "", "| model | n | AUROC | model AUROC, same patients |",
         "|---|---|---|---|",
     ]
     for name, b in card["baselines"].items():
-        lines.append(f"| {name} | {b.get('n', '-')} | {_f(b.get('auroc'))} | {_f(b.get('model_auroc_same_patients'))} |")
+        lines.append(f"| {name} | {b.get('n', '-')} | {_f(b.get('auroc'))} | {_f(b.get('model_auroc_same_patients'))} |"
+                     + (f" ({b['skipped']})" if b.get("skipped") else ""))
     if card.get("oracle"):
         o = card["oracle"]
         lines += ["", f"Oracle (true simulated probabilities): AUROC {_f(o['auroc'])}, Brier {_f(o['brier'])}; "
@@ -136,8 +190,16 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines += ["", "### Subgroups", "", "| variable | level | n | events | AUROC | Brier |", "|---|---|---|---|---|---|"]
     for s in card["evaluation"]["subgroups"]:
         lines.append(f"| {s['variable']} | {s['level']} | {s['n']} | {s['events']} | {_f(s['auroc'])} | {_f(s['brier'])} |")
-    lines += ["", "## Predictors", "", "| name | type | unit | allowed | codes |", "|---|---|---|---|---|"]
+    for s in card["evaluation"].get("subgroups_skipped", []):
+        lines.append(f"\nSubgroup {s['subgroup']} skipped: {s['reason']}.")
+    lines += ["", "## Predictors", "", "| name | type | unit | allowed | required | derived from | missing | codes |",
+              "|---|---|---|---|---|---|---|---|"]
     for p in card["predictors"]:
-        lines.append(f"| `{p['name']}` | {p['type']} | {p['unit'] or '-'} | {p['allowed']} | {'; '.join(p['codes']) or '-'} |")
+        lines.append(f"| `{p['name']}` | {p['type']} | {p['unit'] or '-'} | {p['allowed']} | "
+                     f"{'yes' if p.get('required') else 'no'} | {p.get('derived_from') or '-'} | "
+                     f"{_share(p.get('missing_share'))} | "
+                     f"{'; '.join(p['codes']) or '-'} |")
+    if card.get("features_skipped"):
+        lines += ["", "Contract features not used:", *[f"- `{x['feature']}`: {x['reason']}" for x in card["features_skipped"]]]
     lines += ["", "## Limitations", *[f"- {x}" for x in card["limitations"]], ""]
     return "\n".join(lines)

@@ -28,10 +28,11 @@ from feature_store.settings import project_root
 from feature_store.scores import compute_scores
 from training import evaluate as ev
 from training import plots, registry
-from training.data import load_cohort
+from feature_store.study import question_note
+from training.data import choose_features, design_tags, load_cohort, patient_keys
 from training.model_card import RESEARCH_NOTICE, build_card, card_markdown
 from training.settings import TrackingSettings, TrainSettings
-from training.train import FittedModel, Trial, fit_logistic, fit_model, fold_count
+from training.train import FittedModel, Trial, fit_logistic, fit_model, fold_count, refit_fixed
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -49,6 +50,10 @@ class TrainingResult:
     version: str
     alias: str
     gate_reason: str
+    features: list[str]
+    required: list[str]
+    skipped: list[dict[str, str]]
+    question_note: str | None
     metrics: dict[str, float]
     baselines: dict[str, Any]
     oracle: dict[str, float] | None
@@ -124,20 +129,31 @@ def run_training(
     settings = settings or TrainSettings()
     tracking = tracking or TrackingSettings()
     t_start = time.perf_counter()
-    features = list(features) if features is not None else c.feature_names()
-    c.check_no_leakage(features)  # before anything else: post-PVE inputs are refused
+    requested = list(features) if features is not None else None
+    if requested is not None:
+        c.check_no_leakage(requested)  # before anything else: post-PVE inputs are refused
 
     progress("validating data")
-    cohort = load_cohort(data, features, kind=data_kind)  # raises with every bad row before MLflow
-    eval_cohort = load_cohort(eval_data, features, kind=data_kind) if eval_data else None
+    cohort = load_cohort(data, requested, kind=data_kind)  # raises with every bad row before MLflow
+    eval_cohort = load_cohort(eval_data, requested, kind=data_kind) if eval_data else None
+    choice = choose_features(cohort.frame, requested, settings, cohort.not_collected)
+    features = choice.features
     notes: list[str] = []
     if cohort.n < settings.small_sample_warning:
         msg = (f"small sample: {cohort.n} patients, {cohort.events} events; estimates are unstable and "
                "confidence intervals wide")
         warnings.warn(msg, SmallSampleWarning, stacklevel=2)
         notes.append(msg)
+    note = question_note(cohort.design)
+    if note:
+        notes.append(note)
 
     columns = c.model_columns(features)
+    epv = cohort.events / len(columns)
+    if epv < settings.epv_warning:
+        notes.append(f"{epv:.1f} events per candidate predictor parameter ({cohort.events} events, {len(columns)} "
+                     f"model-matrix columns), below {settings.epv_warning:g}: a high risk of overfitting "
+                     "(Peduzzi 1996; Riley 2020 recommends a sample size calculation)")
     frame = cohort.frame
     y_all = frame[c.OUTCOME].to_numpy(int)
     if eval_cohort is not None:
@@ -154,6 +170,8 @@ def run_training(
     y_train = train_frame[c.OUTCOME].to_numpy(int)
     X_eval = c.encode(eval_frame, features)
     y_eval = eval_frame[c.OUTCOME].to_numpy(int)
+    train_keys = patient_keys(train_frame)
+    eval_keys = patient_keys(eval_frame)
 
     client = configure_tracking(tracking)
     name = tracking.registered_model
@@ -165,6 +183,9 @@ def run_training(
         "git_commit": git_commit(),
         "feature_contract_version": c.CONTRACT_VERSION,
         "research_use_only": "true",
+        "features": ",".join(features)[:5000],
+        **design_tags(cohort.design),
+        **({"question_note": note[:5000]} if note else {}),
     }
     with mlflow.start_run(run_name=f"train-{cohort.name}", tags=tags) as run:
         mlflow.log_params({
@@ -172,6 +193,11 @@ def run_training(
             "cv_folds": settings.cv_folds, "evaluation_design": design, "n_features": len(features),
             "n_train": len(train_frame), "n_eval": len(eval_frame),
         })
+        mlflow.log_dict({"features": features, "required": choice.required, "skipped": choice.skipped},
+                        "features.json")
+        # hashed patient keys (no ids): the gate compares versions only on patients neither saw
+        mlflow.log_dict({"dataset_digest": cohort.digest, "keys": sorted(set(train_keys))},
+                        registry.TRAINING_KEYS_ARTIFACT)
         for ctx, coh, fr in (("training", cohort, train_frame), ("evaluation", eval_cohort or cohort, eval_frame)):
             ds = mlflow.data.from_pandas(fr.drop(columns=[c.PATIENT_ID]), source=coh.source, name=coh.name,
                                          targets=c.OUTCOME)
@@ -199,6 +225,23 @@ def run_training(
             p_logreg = fit_logistic(X_train, y_train, settings).predict_proba(X_eval)[:, 1]
         metrics = ev.metrics_with_ci(y_eval, p_eval, settings.n_bootstrap, settings.seed)
         mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items()})
+        optimism = None
+        if cohort.events < settings.optimism_below_events:
+            progress(f"bootstrap optimism correction ({settings.optimism_bootstrap} samples)")
+
+            def refit(rows: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+                predict = refit_fixed(X_train.iloc[rows], y_train[rows], model, settings, settings.seed)
+                return lambda idx: predict(X_train.iloc[idx])
+
+            optimism = ev.optimism_corrected(refit, len(y_train), y_train, model.predict(X_train),
+                                             settings.optimism_bootstrap, settings.seed)
+            mlflow.log_metrics(optimism)
+            if optimism["optimism_corrected_auroc"] > metrics["auroc"] + 0.05:
+                notes.append(
+                    f"the bootstrap optimism-corrected AUROC ({optimism['optimism_corrected_auroc']:.3f}) is well "
+                    f"above the cross-validated one ({metrics['auroc']:.3f}): Harrell's correction under-corrects "
+                    "flexible learners, which memorise the duplicated patients of each bootstrap sample; the "
+                    "cross-validated figure is the one to quote")
 
         logreg = ev.metrics_with_ci(y_eval, p_logreg, settings.n_bootstrap, settings.seed)
         diff = ev.auroc_difference(y_eval, p_eval, p_logreg, settings.n_bootstrap, settings.seed)
@@ -212,8 +255,14 @@ def run_training(
         scores = compute_scores(eval_frame)
         for s in scores.columns:
             baselines[s] = ev.score_ranker_auroc(y_eval, scores[s].to_numpy(), p_eval)
+            if baselines[s]["n"] == 0:
+                baselines[s]["skipped"] = "its inputs (or their coarse forms) are not recorded in this cohort"
+        for col in cohort.recorded_scores:
+            if col in eval_frame:
+                baselines[f"{col.removeprefix(c.RECORDED_SCORE_PREFIX)} (recorded)"] = ev.score_ranker_auroc(
+                    y_eval, eval_frame[col].to_numpy(float), p_eval)
         for bname, b in baselines.items():
-            mlflow.log_metrics({f"baseline_{bname}_{k}": float(v) for k, v in b.items()
+            mlflow.log_metrics({f"baseline_{_metric_name(bname)}_{k}": float(v) for k, v in b.items()
                                 if isinstance(v, (int, float)) and v is not None})
         mlflow.log_table(pd.DataFrame([{"model": k, **v} for k, v in baselines.items()]), "baselines.json")
 
@@ -225,7 +274,7 @@ def run_training(
             oracle["brier_gap"] = metrics["brier"] - oracle["brier"]
             mlflow.log_metrics({f"oracle_{k}": v for k, v in oracle.items()})
 
-        subgroups = ev.subgroup_table(eval_frame, y_eval, p_eval)
+        subgroups, skipped_subgroups = ev.subgroup_table(eval_frame, y_eval, p_eval)
         mlflow.log_table(subgroups, "subgroups.json")
         dc = {"model": ev.net_benefit(y_eval, p_eval), "logistic regression": ev.net_benefit(y_eval, p_logreg)}
         mlflow.log_table(dc["model"], "decision_curve.json")
@@ -243,6 +292,8 @@ def run_training(
             model_name=name, cohort=cohort, features=features, params=model.params, calibration=model.calibration,
             evaluation=metrics, baselines=baselines, subgroups=subgroups.to_dict("records"), oracle=oracle,
             evaluation_design=design, n_train=len(train_frame), events_train=int(y_train.sum()), warnings=notes,
+            required=choice.required, skipped_features=choice.skipped, skipped_subgroups=skipped_subgroups,
+            optimism=optimism, epv=epv, n_columns=len(columns), question_note=note,
         )
         markdown = card_markdown(card)
         mlflow.log_dict(card, "model_card/model_card.json")
@@ -250,13 +301,16 @@ def run_training(
         mlflow.log_dict(c.contract_summary(), "feature_contract.json")
 
         progress("logging the model")
-        example = c.encode(pd.DataFrame([c.example_record()]), features)
+        example = c.encode(pd.DataFrame([c.example_record(features)]), features)
         metadata = {
             "calibration": model.calibration, "features": features, "columns": columns,
+            "required": choice.required, "study_design": cohort.design.stated() if cohort.design else None,
+            "question_note": note,
             "feature_contract_version": c.CONTRACT_VERSION, "data_kind": cohort.kind,
             "dataset_name": cohort.name, "registered_model": name, "research_notice": RESEARCH_NOTICE,
-            "metrics": {k: metrics[k] for k in ("auroc", "auroc_ci_low", "auroc_ci_high", "brier",
-                                                 "calibration_slope", "calibration_intercept")},
+            "metrics": {**{k: metrics[k] for k in ("auroc", "auroc_ci_low", "auroc_ci_high", "brier",
+                                                    "calibration_slope", "calibration_intercept")},
+                        **{k: v for k, v in (optimism or {}).items() if k.startswith("optimism_corrected")}},
         }
         info = mlflow.xgboost.log_model(
             model.classifier, name="model", signature=infer_signature(example, model.predict(example)),
@@ -266,12 +320,18 @@ def run_training(
         )
 
         progress("promotion gate and registration")
-        decision = registry.gate(client, name, metrics, eval_frame, settings)
+        decision = registry.gate(client, name, metrics, eval_frame, p_eval, eval_keys, set(train_keys), settings)
         version_tags = {**tags, "run_id": run.info.run_id, "auroc": f"{metrics['auroc']:.4f}",
                         "brier": f"{metrics['brier']:.4f}", "calibration": model.calibration["method"]}
         version = registry.register(client, name, info.model_uri, info.model_id, run.info.run_id, version_tags, markdown, decision)
         mlflow.set_tags({"registered_version": version, "alias": decision.alias})
     seconds = time.perf_counter() - t_start
-    return TrainingResult(run.info.run_id, info.model_uri, name, version, decision.alias, decision.reason, metrics,
-                          baselines, oracle, card, seconds, notes)
+    return TrainingResult(run.info.run_id, info.model_uri, name, version, decision.alias, decision.reason, features,
+                          choice.required, choice.skipped, note, {**metrics, **(optimism or {})}, baselines, oracle,
+                          card, seconds, notes)
+
+
+def _metric_name(name: str) -> str:
+    """MLflow metric names allow letters, digits and _-. /: a recorded score's label has spaces."""
+    return "".join(ch if ch.isalnum() or ch in "_-./" else "_" for ch in name).strip("_")
 

@@ -21,6 +21,9 @@ from training.settings import TrainSettings
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# A version that does not clear the absolute bar: registered for the record, never served by default.
+CANDIDATE = "candidate"
+TRAINING_KEYS_ARTIFACT = "gate/training_patients.json"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class GateDecision:
     reason: str
     champion_version: str | None
     champion_metrics: dict[str, float] | None
+    compared_patients: int = 0
 
 
 def current_champion(client: MlflowClient, name: str) -> Any | None:
@@ -46,8 +50,32 @@ def load_registered(uri: str) -> tuple[Any, dict[str, Any]]:
 
 
 def predict_registered(model: Any, metadata: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
-    X = c.encode(frame, metadata["features"])[metadata["columns"]]
+    """A registered model's calibrated risks for a cohort table (its coarse inputs derived from
+    fine columns where the table has those)."""
+    features = metadata["features"]
+    columns, _ = c.derive_coarse(frame, features)
+    X = pd.DataFrame(c.encode_array(columns, features), columns=c.model_columns(features))[metadata["columns"]]
     return apply_calibration(model.predict_proba(X)[:, 1], metadata.get("calibration"))
+
+
+def eligibility(metrics: dict[str, float], settings: TrainSettings) -> str | None:
+    """Why a version may not be champion whatever it is compared with (None: it may)."""
+    lo, hi = settings.champion_slope_range
+    why = []
+    if not metrics["auroc_ci_low"] > settings.champion_min_auroc_ci_low:
+        why.append(f"AUROC {metrics['auroc']:.3f} has a lower 95% bound of {metrics['auroc_ci_low']:.3f}, not "
+                   f"above {settings.champion_min_auroc_ci_low:g}")
+    if not lo <= metrics["calibration_slope"] <= hi:
+        why.append(f"calibration slope {metrics['calibration_slope']:.2f} is outside {lo:g}-{hi:g}")
+    return "; ".join(why) or None
+
+
+def training_keys(client: MlflowClient, run_id: str) -> set[str] | None:
+    """The hashed patient keys a version was trained on (None when its run has no record)."""
+    try:
+        return set(mlflow.artifacts.load_dict(f"runs:/{run_id}/{TRAINING_KEYS_ARTIFACT}")["keys"])
+    except Exception:  # an older run without the record, or the artifact unreadable
+        return None
 
 
 def gate(
@@ -55,30 +83,58 @@ def gate(
     name: str,
     new_metrics: dict[str, float],
     eval_frame: pd.DataFrame,
+    p_eval: np.ndarray,
+    eval_keys: list[str],
+    train_keys: set[str],
     settings: TrainSettings,
 ) -> GateDecision:
-    """Champion only if AUROC beats the champion's on the same data by the margin and
-    calibration is not worse; otherwise challenger. The reason is kept as a version tag."""
+    """Champion only if the version clears the absolute bar (AUROC lower bound, calibration slope)
+    and beats the champion by the margin, without worse calibration, on patients neither was
+    trained on; otherwise challenger (or candidate below the bar). The reason is kept as a tag."""
+    why_not = eligibility(new_metrics, settings)
+    if why_not:
+        return GateDecision(CANDIDATE, f"not eligible as champion: {why_not}", None, None)
     champ = current_champion(client, name)
     if champ is None:
-        return GateDecision(CHAMPION, "first version: no champion to compare with", None, None)
+        return GateDecision(CHAMPION, f"first version to clear the bar (AUROC lower bound "
+                                      f"{new_metrics['auroc_ci_low']:.3f}, calibration slope "
+                                      f"{new_metrics['calibration_slope']:.2f}); no champion to compare with",
+                            None, None)
+    champ_keys = training_keys(client, champ.run_id)
+    if champ_keys is None:
+        return GateDecision(CHALLENGER, f"champion v{champ.version} has no record of its training patients, so "
+                                        "the two cannot be compared fairly: not promoted automatically; decide "
+                                        "with `pverisk promote`", champ.version, None)
+    fresh = np.array([k not in champ_keys and k not in train_keys for k in eval_keys], dtype=bool)
+    y_all = eval_frame[c.OUTCOME].to_numpy(int)
+    n, events = int(fresh.sum()), int(y_all[fresh].sum())
+    if n < settings.gate_min_patients or events < settings.gate_min_events or events == n:
+        return GateDecision(CHALLENGER, f"only {n} evaluation patients ({events} events) were seen by neither "
+                                        f"this version nor champion v{champ.version} in training (at least "
+                                        f"{settings.gate_min_patients} with {settings.gate_min_events} events "
+                                        "needed): not promoted automatically; decide with `pverisk promote`",
+                            champ.version, None, n)
     model, meta = load_registered(f"models:/{name}/{champ.version}")
-    y = eval_frame[c.OUTCOME].to_numpy(int)
-    old = core_metrics(y, predict_registered(model, meta, eval_frame))
-    gain = new_metrics["auroc"] - old["auroc"]
-    worse_slope = abs(new_metrics["calibration_slope"] - 1) > abs(old["calibration_slope"] - 1) + settings.calibration_tolerance
-    worse_intercept = (abs(new_metrics["calibration_intercept"]) >
+    sub = eval_frame[fresh]
+    y = y_all[fresh]
+    old = core_metrics(y, predict_registered(model, meta, sub))
+    new = core_metrics(y, np.asarray(p_eval)[fresh])
+    absent = [f for f in meta.get("features", []) if f not in sub or sub[f].isna().all()]
+    gain = new["auroc"] - old["auroc"]
+    worse_slope = abs(new["calibration_slope"] - 1) > abs(old["calibration_slope"] - 1) + settings.calibration_tolerance
+    worse_intercept = (abs(new["calibration_intercept"]) >
                        abs(old["calibration_intercept"]) + settings.calibration_tolerance)
-    worse_brier = new_metrics["brier"] > old["brier"] + settings.brier_tolerance
-    facts = (f"AUROC {new_metrics['auroc']:.4f} vs champion v{champ.version} {old['auroc']:.4f} "
-             f"(gain {gain:+.4f}, margin {settings.promotion_margin_auroc}); calibration slope "
-             f"{new_metrics['calibration_slope']:.3f} vs {old['calibration_slope']:.3f}; Brier "
-             f"{new_metrics['brier']:.4f} vs {old['brier']:.4f}")
+    worse_brier = new["brier"] > old["brier"] + settings.brier_tolerance
+    facts = (f"on {n} patients ({events} events) neither was trained on: AUROC {new['auroc']:.4f} vs champion "
+             f"v{champ.version} {old['auroc']:.4f} (gain {gain:+.4f}, margin {settings.promotion_margin_auroc}); "
+             f"calibration slope {new['calibration_slope']:.3f} vs {old['calibration_slope']:.3f}; Brier "
+             f"{new['brier']:.4f} vs {old['brier']:.4f}"
+             + (f"; the champion's inputs {', '.join(absent)} are not recorded for them" if absent else ""))
     if gain < settings.promotion_margin_auroc:
-        return GateDecision(CHALLENGER, f"AUROC gain below margin: {facts}", champ.version, old)
+        return GateDecision(CHALLENGER, f"AUROC gain below margin {facts}", champ.version, old, n)
     if worse_slope or worse_intercept or worse_brier:
-        return GateDecision(CHALLENGER, f"worse calibration: {facts}", champ.version, old)
-    return GateDecision(CHAMPION, f"beats champion: {facts}", champ.version, old)
+        return GateDecision(CHALLENGER, f"worse calibration {facts}", champ.version, old, n)
+    return GateDecision(CHAMPION, f"beats champion {facts}", champ.version, old, n)
 
 
 def register(
@@ -148,7 +204,7 @@ def describe(client: MlflowClient, name: str) -> list[dict[str, Any]]:
         by_version.setdefault(str(v), []).append(a)
     rows = []
     for mv in client.search_model_versions(f"name='{name}'"):
-        rows.append({"version": mv.version, "aliases": by_version.get(str(mv.version), []),
+        rows.append({"version": str(mv.version), "aliases": by_version.get(str(mv.version), []),
                      "data_kind": mv.tags.get("data_kind"), "auroc": mv.tags.get("auroc"),
                      "gate_reason": mv.tags.get("gate_reason"), "run_id": mv.run_id})
     return sorted(rows, key=lambda r: int(r["version"]))

@@ -27,6 +27,33 @@ class TrainSettings(BaseSettings):
     promotion_margin_auroc: float = 0.005
     calibration_tolerance: float = 0.05
     brier_tolerance: float = 0.002
+    # The bar any champion must clear, whatever it is compared with: the AUROC's lower 95% bound
+    # above this, and the calibration slope inside this range (a sanity bar against a model worse
+    # than chance or wildly over/under-confident, not a quality target).
+    champion_min_auroc_ci_low: float = 0.5
+    champion_slope_range: tuple[float, float] = (0.6, 1.6)
+    # Champion and challenger are compared on patients neither was trained on: at least this many,
+    # with this many events, or nothing is promoted automatically.
+    gate_min_patients: int = Field(50, ge=10)
+    gate_min_events: int = Field(10, ge=1)
+    # Features: a cohort's own. Features missing in more than this share of patients are dropped
+    # (and reported); of a model's features these are required in requests (a coarse form counts
+    # for its fine feature). A policy, configurable per deployment.
+    max_missing_share: float = Field(0.5, gt=0, le=1)
+    required_features: tuple[str, ...] = ("age_years", "n_liver_metastases", "largest_metastasis_cm")
+    # Small cohorts: below this many events, Harrell's bootstrap optimism correction is reported
+    # beside the cross-validated figures.
+    optimism_below_events: int = 100
+    optimism_bootstrap: int = Field(100, ge=2)
+    # Events per candidate predictor parameter below this: a warning in the card (Peduzzi 1996).
+    epv_warning: float = 10.0
+
+    @field_validator("champion_slope_range")
+    @classmethod
+    def _slope_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < 1 < v[1]:
+            raise ValueError("champion_slope_range must hold 1 (low < 1 < high)")
+        return v
 
     @field_validator("cv_folds")
     @classmethod

@@ -189,3 +189,20 @@ def fit_logistic(X: pd.DataFrame, y: np.ndarray, settings: TrainSettings) -> Pip
         LogisticRegressionCV(Cs=10, cv=k, scoring="neg_log_loss", max_iter=2000, random_state=settings.seed,
                              l1_ratios=(0.0,), use_legacy_attributes=False),
     ).fit(X, y)
+
+
+def refit_fixed(X: pd.DataFrame, y: np.ndarray, fitted: FittedModel, settings: TrainSettings,
+                seed: int) -> Callable[[pd.DataFrame], np.ndarray]:
+    """Refit with the tuned hyperparameters and the chosen calibration method (3-fold out-of-fold
+    calibration) and return the calibrated predict function. For the bootstrap optimism
+    correction: repeating the whole random search per bootstrap sample would multiply training
+    time by the number of samples, so tuning is held fixed (the card says so)."""
+    params = {k: v for k, v in fitted.params.items() if k != "n_estimators"}
+    rounds = int(fitted.params["n_estimators"])
+    raw = np.zeros(len(y))
+    for tr, te in StratifiedKFold(fold_count(y, 3), shuffle=True, random_state=seed).split(X, y):
+        raw[te] = _classifier(params, rounds, settings, list(X.columns)).fit(X.iloc[tr], y[tr]).predict_proba(
+            X.iloc[te])[:, 1]
+    calibration = _fit_calibrator(raw, y, fitted.calibration["method"])
+    clf = _classifier(params, rounds, settings, list(X.columns)).fit(X, y)
+    return lambda Z: apply_calibration(clf.predict_proba(Z)[:, 1], calibration)
