@@ -133,12 +133,17 @@ OVERRIDE_REASONS = [
 ]
 
 
-def prefetch_templates() -> dict[str, str]:
+def prefetch_templates(features: list[str] | tuple[str, ...] | None = None) -> dict[str, str]:
     """Patient, the liver-metastasis and primary-site Conditions, and the Observations the
-    contract maps (LOINC, plus the local code system for features without a standard code)."""
-    cond = [f"{s}|{code}" for s, code in sorted(LIVER_METASTASIS)] + [f"{c.ICD10}|{x}" for x in PRIMARY_SITE_CODES]
-    obs = [f"{c.LOINC}|{code}" for codes in observation_queries().values() for code in codes]
-    obs += [f"{LOCAL_SYSTEM}|{f.name}" for f in c.features() if f.name not in ("age_years", "sex", "primary_side")]
+    contract maps for the served model's inputs (LOINC, plus the local code system for features
+    without a standard code; a coarse input brings its fine sources)."""
+    used = set(c.input_names(features)) if features is not None else set(c.feature_names())
+    cond = [f"{s}|{code}" for s, code in sorted(LIVER_METASTASIS)]
+    if "primary_side" in used:
+        cond += [f"{c.ICD10}|{x}" for x in PRIMARY_SITE_CODES]
+    obs = [f"{c.LOINC}|{code}" for name, codes in observation_queries().items() if name in used for code in codes]
+    obs += [f"{LOCAL_SYSTEM}|{f.name}" for f in c.features()
+            if f.name in used and f.name not in ("age_years", "sex", "primary_side")]
     return {
         "patient": "Patient/{{context.patientId}}",
         "conditions": "Condition?patient={{context.patientId}}&code=" + ",".join(cond),
@@ -146,12 +151,12 @@ def prefetch_templates() -> dict[str, str]:
     }
 
 
-def discovery() -> Discovery:
+def discovery(features: list[str] | tuple[str, ...] | None = None) -> Discovery:
     return Discovery(services=[ServiceDefinition(
         hook="patient-view", id=SERVICE_ID, title="PVE progression risk (research use only)",
         description="Risk that colorectal liver metastases progress between portal vein embolization and "
                     "resection, with the clinical scores and the main factors. Research use only.",
-        prefetch=prefetch_templates(),
+        prefetch=prefetch_templates(features),
         usageRequirements="Research use only. Needs the Patient, liver-metastasis Conditions and the "
                           "Observations in the prefetch templates (or FHIR server access).",
     )])
@@ -200,10 +205,11 @@ def _as_resources(value: Any) -> list[dict[str, Any]]:
     return bundle_resources(value) if value.get("resourceType") == "Bundle" else [value]
 
 
-def gather(req: CDSRequest, settings: ServingSettings) -> list[dict[str, Any]]:
+def gather(req: CDSRequest, settings: ServingSettings, features: list[str] | tuple[str, ...] | None = None
+           ) -> list[dict[str, Any]]:
     """Resources from prefetch; what is absent is fetched from the FHIR server (one try each,
     with a timeout: no retry storm against the EHR)."""
-    templates = prefetch_templates()
+    templates = prefetch_templates(features)
     prefetch = req.prefetch or {}
     resources: list[dict[str, Any]] = []
     missing = [k for k in templates if prefetch.get(k) is None]
@@ -228,9 +234,10 @@ def gather(req: CDSRequest, settings: ServingSettings) -> list[dict[str, Any]]:
     return resources
 
 
-def clean_record(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def clean_record(record: dict[str, Any], features: list[str] | tuple[str, ...] | None = None
+                 ) -> tuple[dict[str, Any], list[str]]:
     """Keep the values the contract accepts; report (without values) the ones it refuses."""
-    model = patient_model()
+    model = patient_model(tuple(features) if features is not None else None)
     notes: list[str] = []
     fields = dict(record)
     for _ in range(len(fields) + 1):
@@ -263,10 +270,11 @@ def assess(resources: list[dict[str, Any]], risk: Any, settings: ServingSettings
     """FHIR resources -> contract record -> a prediction, or None when too little is known.
     Shared by the CDS service and POST /v1/predict/fhir."""
     mapped = map_resources(resources, decision=decision, max_age_days=settings.cds_max_observation_age_days)
-    record, refused = clean_record(mapped.record)
-    present = [f.name for f in c.features() if record.get(f.name) is not None]
-    share = len(present) / len(c.features())
-    missing_required = [f.name for f in c.features() if f.required and record.get(f.name) is None]
+    record, refused = clean_record(mapped.record, risk.features)
+    derived, _ = risk.derive({k: [v] for k, v in record.items()})
+    present = [f for f in risk.features if not c.is_missing(derived.get(f, [None])[0])]
+    share = len(present) / len(risk.features)
+    missing_required = [f for f in risk.required if f not in present]
     enough = not missing_required and share >= settings.cds_min_input_share
     return Assessment(risk.score_record(record) if enough else None, record, mapped.notes + refused, share,
                       missing_required, mapped.basis, mapped.patient_id)
@@ -278,11 +286,11 @@ def _pct(p: float) -> str:
 
 def build_cards(prediction: dict[str, Any] | None, mapped_record: dict[str, Any], notes: list[str],
                 base_url: str, missing_required: list[str], share: float, min_share: float,
-                notice: str, model_label: str) -> CardsResponse:
+                notice: str, model_label: str, features: list[str] | None = None) -> CardsResponse:
     source = Source(label=model_label, url=f"{base_url}/v1/model")
     links = [Link(label="Model card and metrics", url=f"{base_url}/v1/model")]
     if prediction is None:
-        missing = missing_required or [f.name for f in c.features() if f.name not in mapped_record]
+        missing = missing_required or [f for f in (features or c.feature_names()) if mapped_record.get(f) is None]
         detail = ("Not enough data to estimate the risk responsibly "
                   f"({_pct(share)} of inputs available; at least {_pct(min_share)} and all required inputs needed).\n\n"
                   "**Missing inputs:** " + ", ".join(f"`{m}`" for m in missing) + f"\n\n_{notice}_")
@@ -303,6 +311,7 @@ def build_cards(prediction: dict[str, Any] | None, mapped_record: dict[str, Any]
         f"TBS: {s['tumour_burden_score']}",
         "", "**Missing inputs:** " + (", ".join(f"`{m}`" for m in prediction["missing_inputs"]) or "none"),
         *(["", "**Data notes:** " + "; ".join(notes)] if notes else []),
+        *(["", f"**{prediction['question_note']}**"] if prediction.get("question_note") else []),
         "", f"_{notice}_",
     ])
     summary = f"PVE progression risk {_pct(p)} ({band}) - research use only"
@@ -344,9 +353,13 @@ def make_app(get_service: Any) -> FastAPI:
             return JSONResponse({"error": str(exc)}, status_code=401)
         return None
 
+    def features() -> tuple[str, ...] | None:
+        served = getattr(get_service(), "served", None)
+        return served.features if served is not None else None
+
     @app.get("/")
     def get_discovery() -> dict[str, Any]:
-        return discovery().model_dump(exclude_none=True)
+        return discovery(features()).model_dump(exclude_none=True)
 
     @app.post(f"/{SERVICE_ID}")
     async def call_service(request: Request) -> JSONResponse:
@@ -362,13 +375,13 @@ def make_app(get_service: Any) -> FastAPI:
         if risk is None:  # still loading: the service is alive but not ready
             return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
         try:
-            resources = gather(req, settings())
+            resources = gather(req, settings(), features())
         except DataUnavailable as exc:
             return JSONResponse({"error": str(exc)}, status_code=412)
         a = assess(resources, risk, settings())
         label = f"{risk.identity.name} v{risk.identity.version} ({risk.identity.data_kind} data)"
         cards = build_cards(a.prediction, a.record, a.notes, base_url(request), a.missing_required, a.share,
-                            settings().cds_min_input_share, risk.notice, label)
+                            settings().cds_min_input_share, risk.notice, label, risk.features)
         return JSONResponse(cards.model_dump(exclude_none=True))
 
     @app.post(f"/{SERVICE_ID}/feedback")

@@ -47,7 +47,8 @@ def risk_assessment(prediction: dict[str, Any], patient_ref: str | None = None, 
             "whenRange": {"low": {"value": 3, "unit": "wk", "system": "http://unitsofmeasure.org", "code": "wk"},
                           "high": {"value": 8, "unit": "wk", "system": "http://unitsofmeasure.org", "code": "wk"}},
         }],
-        "note": [{"text": prediction["notice"]}],
+        "note": [{"text": prediction["notice"]}] + (
+            [{"text": prediction["question_note"]}] if prediction.get("question_note") else []),
     }
     if not resource["basis"]:
         del resource["basis"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime, timezone
@@ -64,7 +65,14 @@ def import_model(alias: str = "champion", tracking: TrackingSettings | None = No
         "run_id": _label(mv.run_id or ""),
         "feature_contract_version": _label(mv.tags.get("feature_contract_version", "")),
     }
+    info = mlflow.models.get_model_info(f"models:/{tracking.registered_model}/{mv.version}")
+    features = list((info.metadata or {}).get("features") or [])
+    # the full list is in the model's own metadata (MLmodel); labels carry a searchable summary
+    labels["n_features"] = str(len(features))
+    labels["features_digest"] = hashlib.sha256(",".join(features).encode()).hexdigest()[:12]
+    labels["study_question"] = "differs" if (info.metadata or {}).get("question_note") else "intended"
     metadata = {
+        "features": ",".join(features),
         # BentoML metadata refuses None values: the card travels as JSON text
         "model_card_json": json.dumps(card, default=str),
         "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -42,6 +42,44 @@ class ModelIdentity:
                 "feature_contract_version": self.feature_contract_version}
 
 
+@dataclass(frozen=True)
+class ServedInputs:
+    """The served model's own inputs, read from its MLflow metadata: what the request model,
+    validation, OpenAPI schema, FHIR mapping and CDS prefetch are built from."""
+
+    features: tuple[str, ...]
+    required: tuple[str, ...]
+    question_note: str | None = None
+    study_design: dict[str, Any] | None = None
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """Fields a request may carry: every pre-PVE contract feature (unused ones are reported)."""
+        return tuple(c.feature_names())
+
+    @property
+    def used(self) -> tuple[str, ...]:
+        """The model's features and the fine sources its coarse features derive from."""
+        return tuple(c.input_names(self.features))
+
+
+def read_mlmodel(path: Path) -> dict[str, Any]:
+    """The MLmodel file of an MLflow model directory (two file reads; importing mlflow would add
+    seconds to every worker's start-up)."""
+    import yaml
+
+    return yaml.safe_load((Path(path) / "MLmodel").read_text())
+
+
+def served_inputs(path: Path) -> ServedInputs:
+    meta = read_mlmodel(path).get("metadata") or {}
+    features = tuple(meta["features"])
+    # models from before per-model requirements: the three inputs the contract used to require
+    legacy = ("age_years", "n_liver_metastases", "largest_metastasis_cm")
+    required = tuple(meta["required"]) if "required" in meta else tuple(f for f in legacy if f in features)
+    return ServedInputs(features, required, meta.get("question_note"), meta.get("study_design"))
+
+
 @dataclass
 class RiskModel:
     booster: xgb.Booster
@@ -63,6 +101,11 @@ class RiskModel:
         self.notice = SIMULATED_NOTICE if self.identity.data_kind == "simulated" else REAL_NOTICE
         self._model_block = self.identity.as_dict()
         self._bands = {"low_below": self.settings.band_low_below, "high_from": self.settings.band_high_from}
+        self.required: list[str] = list(self.metadata.get("required", [
+            f for f in ("age_years", "n_liver_metastases", "largest_metastasis_cm") if f in self.features]))
+        self.question_note: str | None = self.metadata.get("question_note")
+        self._coarse = [f for f in self.features if c.BY_NAME[f].coarse]
+        self._used = set(c.input_names(self.features))
 
     @classmethod
     def from_mlflow_dir(cls, path: Path, identity: ModelIdentity, settings: ServingSettings | None = None
@@ -72,19 +115,28 @@ class RiskModel:
         Reads the MLmodel file and the flavor's model file directly: importing mlflow would add
         seconds to every worker's start-up for two file reads.
         """
-        import yaml
-
-        spec = yaml.safe_load((Path(path) / "MLmodel").read_text())
+        spec = read_mlmodel(path)
         flavor = spec["flavors"]["xgboost"]
         booster = xgb.Booster()
         booster.load_model(str(Path(path) / flavor["data"]))
         return cls(booster, spec.get("metadata") or {}, identity, settings or ServingSettings())
 
+    def derive(self, columns: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, list[int]]]:
+        """Coarse inputs derived from fine values where the request gives those (the contract's
+        rule); rows where a given coarse value contradicts its fine value, per feature."""
+        if not self._coarse:
+            return columns, {}
+        return c.derive_coarse(columns, self._coarse)
+
+    def unused(self, record: Mapping[str, Any]) -> list[str]:
+        """Contract features given in a request that this model does not use."""
+        return [k for k, v in record.items() if v is not None and k not in self._used]
+
     def score_columns(self, columns: Mapping[str, Any], n: int, X: np.ndarray | None = None,
                       with_meta: bool = True) -> list[dict[str, Any]]:
         """Responses for n patients given as a dict of columns (X: their model matrix, if known).
         `with_meta=False` leaves out what is the same for every patient (model, notice, bands):
-        a batch response states it once."""
+        a batch response states it once. Coarse inputs must already be derived (`derive`)."""
         X = c.encode_array(columns, self.features) if X is None else X
         # One XGBoost call: SHAP contributions (pred_contribs) sum to the margin, so the raw
         # probability comes from the same call as the explanation.
@@ -147,16 +199,39 @@ class RiskModel:
 
     def meta_block(self) -> dict[str, Any]:
         """What every response carries: band thresholds, missing-data handling, model, data kind, notice."""
-        return {
+        block = {
             "band_thresholds": self._bands,
             "missing_handling": "left missing; the model follows its learned default branch",
             "model": self._model_block,
             "data_kind": self.identity.data_kind,
             "notice": self.notice,
         }
+        if self.question_note:
+            block["question_note"] = self.question_note
+        return block
 
     def score_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        return self.score_columns({k: [v] for k, v in record.items()}, 1, c.encode_record(record, self.features))[0]
+        """One patient. Raises CoarseConflict when a coarse input contradicts its fine value."""
+        if self._coarse:
+            columns, conflicts = self.derive({k: [v] for k, v in record.items()})
+            if conflicts:
+                raise CoarseConflict(conflicts)
+            record = {k: v[0] for k, v in columns.items()}
+        out = self.score_columns({k: [v] for k, v in record.items()}, 1, c.encode_record(record, self.features))[0]
+        out["unused_inputs"] = self.unused(record)
+        return out
+
+
+class CoarseConflict(ValueError):
+    """A coarse input (a flag) contradicts the fine value given beside it."""
+
+    def __init__(self, conflicts: dict[str, list[int]]):
+        self.conflicts = conflicts
+        super().__init__("; ".join(self.problems()))
+
+    def problems(self) -> list[str]:
+        return [f"{name}: contradicts {', '.join(c.BY_NAME[name].derivation.sources)} "  # type: ignore[union-attr]
+                f"(rule: {c.BY_NAME[name].derivation.rule})" for name in self.conflicts]  # type: ignore[union-attr]
 
 
 def _plain(v: Any) -> Any:

@@ -27,18 +27,17 @@ from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
 
 from feature_store import contract as c  # noqa: E402
-from feature_store.record import patient_model  # noqa: E402
+from feature_store.record import input_roles, patient_model  # noqa: E402
 from feature_store.validate import validate_frame  # noqa: E402
 from feature_store.fhir_map import bundle_resources, record_to_bundle  # noqa: E402
 from serving.cds import assess, make_app  # noqa: E402
 from serving.fhir_out import risk_assessment  # noqa: E402
 from serving.import_model import HOW_TO, ModelNotFound, newest_champion_tag  # noqa: E402
-from serving.predict import ModelIdentity, RiskModel  # noqa: E402
+from serving.predict import CoarseConflict, ModelIdentity, RiskModel, served_inputs  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
 from serving.web import GuardMiddleware  # noqa: E402
 
 logger = logging.getLogger("pverisk.service")
-PatientRecord = patient_model()
 
 
 def _model_tag() -> str:
@@ -53,6 +52,10 @@ def _model_tag() -> str:
 
 
 MODEL_TAG = _model_tag()  # a reference, not a load: `bentoml build` needs it on the class
+# The served model's own inputs (one small metadata file, not the model): the request model,
+# its validation, OpenAPI schema and examples, the FHIR mapping and CDS prefetch follow them.
+SERVED = served_inputs(bentoml.models.get(MODEL_TAG).path_of("mlflow_model"))
+PatientRecord = patient_model(SERVED.features, SERVED.required)
 
 PREDICTIONS = bentoml.metrics.Counter(
     name="pverisk_predictions_total",
@@ -69,8 +72,8 @@ REJECTED = bentoml.metrics.Counter(
 class BatchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"example": {"patients": [c.example_record(), {**c.example_record(),
-                                                                          "n_liver_metastases": 9}],
+        json_schema_extra={"example": {"patients": [c.example_record(SERVED.features),
+                                                    c.example_record(SERVED.features)],
                                        "partial": False}},
     )
     patients: list[dict[str, Any]] = Field(
@@ -92,7 +95,8 @@ class PredictionResponse(BaseModel):
                             "game_group": "medium"},
         "top_factors": [{"feature": "n_liver_metastases", "value": 5, "contribution_log_odds": 0.21,
                          "direction": "raises risk"}],
-        "missing_inputs": [], "missing_handling": "left missing; the model follows its learned default branch",
+        "missing_inputs": [], "unused_inputs": [],
+        "missing_handling": "left missing; the model follows its learned default branch",
         "model": {"name": "pve-progression-risk", "version": "1", "alias": "champion", "data_kind": "simulated",
                   "bento_tag": "pve-progression-risk:v1", "run_id": "...", "feature_contract_version": "1.0.0"},
         "data_kind": "simulated", "notice": "Research use only ..."}})
@@ -102,10 +106,14 @@ class PredictionResponse(BaseModel):
     clinical_scores: dict[str, Any]
     top_factors: list[Factor]
     missing_inputs: list[str]
+    unused_inputs: list[str] = Field(default_factory=list, description="Contract features given that the served "
+                                     "model does not use")
     missing_handling: str
     model: dict[str, str]
     data_kind: str
     notice: str
+    question_note: str | None = Field(None, description="Present when the training cohort answers a different "
+                                      "question than progression between PVE and the planned resection")
 
 
 meta_app = FastAPI(title="pverisk model metadata", docs_url=None, redoc_url=None, openapi_url=None)
@@ -121,7 +129,7 @@ class FhirBundle(BaseModel):
     """A FHIR R4 Bundle (collection or searchset) holding one patient's resources."""
     # dated today so the documented example is never stale for the mapping
     model_config = ConfigDict(extra="allow", json_schema_extra={"example": record_to_bundle(
-        c.example_record(), when=datetime.now(timezone.utc).date().isoformat())})
+        c.example_record(SERVED.features), when=datetime.now(timezone.utc).date().isoformat())})
     resourceType: Literal["Bundle"]
     type: Literal["collection", "searchset"]
     entry: list[dict[str, Any]] = Field(default_factory=list)
@@ -151,6 +159,7 @@ class PVERisk:
 
     def __init__(self) -> None:
         self.settings = ServingSettings()
+        self.served = SERVED
         self.risk: RiskModel | None = None
         self.loaded_at: str | None = None
         self._error: BaseException | None = None
@@ -169,7 +178,7 @@ class PVERisk:
             risk = RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), identity, self.settings)
             self._metadata = stored.info.metadata
             self._card = json.loads(stored.info.metadata.get("model_card_json") or "{}")
-            example = c.example_record()
+            example = c.example_record(SERVED.features)
             for _ in range(self.settings.warmup_requests):
                 risk.score_record(example)
             self.risk = risk
@@ -197,7 +206,13 @@ class PVERisk:
         """Risk for one patient at the PVE decision, with the clinical scores, the top factors and
         the inputs that were missing. `?format=fhir` adds a FHIR R4 RiskAssessment. Research use only."""
         risk = self._model()
-        out = risk.score_record(patient)
+        try:
+            out = risk.score_record(patient)
+        except CoarseConflict as exc:
+            REJECTED.labels(risk.identity.version, "predict").inc()
+            ctx.response.status_code = 400
+            return JSONResponse({"error": "contradictory inputs", "detail": [  # type: ignore[return-value]
+                {"field": name, "problem": p} for name, p in zip(exc.conflicts, exc.problems())]}, status_code=400)
         if ctx.request.query_params.get("format") == "fhir":
             out["fhir_risk_assessment"] = risk_assessment(out)
         PREDICTIONS.labels(risk.identity.name, risk.identity.version, "predict", out["risk_band"]).inc()
@@ -213,14 +228,15 @@ class PVERisk:
             return JSONResponse({"error": f"{len(patients)} patients in one call; at most "
                                           f"{self.settings.max_batch} allowed"}, status_code=413)  # type: ignore[return-value]
         frame = pd.DataFrame.from_records(patients)
-        allowed = set(risk.features)
+        allowed = set(SERVED.accepted)
         problems: dict[int, list[dict[str, str]]] = {}
         for col in frame.columns:
             if col not in allowed:
                 for i in np.flatnonzero(frame[col].notna().to_numpy()):
                     problems.setdefault(int(i), []).append({"field": str(col), "problem": "unknown field"})
         cleaned, found = validate_frame(frame[[col for col in frame.columns if col in allowed]],
-                                        names=risk.features, row_numbers=np.arange(len(frame)))
+                                        names=list(SERVED.accepted), required=risk.required,
+                                        row_numbers=np.arange(len(frame)))
         column_level = [p for p in found if p.row is None]
         for p in found:
             if p.row is not None:
@@ -236,8 +252,21 @@ class PVERisk:
                 "error": f"{len(invalid)} of {len(frame)} patients invalid; nothing scored "
                          "(send partial=true to score the valid ones)",
                 "invalid": [{"index": i, "errors": problems[i]} for i in invalid]}, status_code=400)
+        derived, conflicts = risk.derive({f: cleaned[f].to_numpy(dtype=object) for f in SERVED.used if f in cleaned})
+        if conflicts:
+            exc = CoarseConflict(conflicts)
+            for (name, rows_), problem in zip(conflicts.items(), exc.problems()):
+                for i in rows_:
+                    problems.setdefault(int(i), []).append({"field": name, "problem": problem})
+            invalid = sorted(problems)
+            REJECTED.labels(risk.identity.version, "batch").inc(len({int(i) for r in conflicts.values() for i in r}))
+            if not partial:
+                return JSONResponse({  # type: ignore[return-value]
+                    "error": f"{len(invalid)} of {len(frame)} patients invalid; nothing scored "
+                             "(send partial=true to score the valid ones)",
+                    "invalid": [{"index": i, "errors": problems[i]} for i in invalid]}, status_code=400)
         valid = np.setdiff1d(np.arange(len(frame)), invalid)
-        columns = {f: cleaned[f].to_numpy(dtype=object)[valid] for f in risk.features if f in cleaned}
+        columns = {f: np.asarray(derived[f], dtype=object)[valid] for f in risk.features if f in derived}
         scored = risk.score_columns(columns, len(valid), with_meta=False) if len(valid) else []
         results: list[dict[str, Any]] = [{}] * len(frame)
         for i, r in zip(valid, scored):
@@ -248,7 +277,10 @@ class PVERisk:
             n = sum(1 for r in scored if r["risk_band"] == band)
             if n:
                 PREDICTIONS.labels(risk.identity.name, risk.identity.version, "batch", band).inc(n)
-        body = {"n_scored": len(scored), "n_invalid": len(invalid), **risk.meta_block(), "results": results}
+        unused = sorted(col for col in frame.columns if col in allowed and col not in SERVED.used
+                        and frame[col].notna().any())
+        body = {"n_scored": len(scored), "n_invalid": len(invalid), "unused_inputs": unused, **risk.meta_block(),
+                "results": results}
         return Response(orjson.dumps(body), media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api(route="/v1/predict/fhir", input_spec=FhirBundle)
@@ -261,7 +293,7 @@ class PVERisk:
             return JSONResponse({  # type: ignore[return-value]
                 "error": "not enough data to estimate the risk responsibly",
                 "share_of_inputs": round(a.share, 2), "missing_required": a.missing_required,
-                "missing_inputs": [f.name for f in c.features() if a.record.get(f.name) is None],
+                "missing_inputs": [f for f in risk.features if a.record.get(f) is None],
                 "notes": a.notes}, status_code=422)
         PREDICTIONS.labels(risk.identity.name, risk.identity.version, "fhir", a.prediction["risk_band"]).inc()
         ra = risk_assessment(a.prediction, f"Patient/{a.patient_id}" if a.patient_id else None, a.basis)
@@ -277,6 +309,10 @@ class PVERisk:
             "notice": risk.notice,
             "feature_contract_version": risk.metadata.get("feature_contract_version"),
             "features": risk.features,
+            "required": risk.required,
+            "inputs": {name: role for name, role in input_roles(SERVED.features).items()},
+            "study_design": SERVED.study_design,
+            "question_note": risk.question_note,
             "metrics": risk.metadata.get("metrics", {}),
             "calibration": risk.metadata.get("calibration", {}).get("method"),
             "imported_at": meta.get("imported_at"),
