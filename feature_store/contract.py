@@ -138,7 +138,7 @@ def _fmt(x: float | None) -> str:
 
 def _numbers(frame: Mapping[str, Any], name: str, n: int) -> np.ndarray:
     """A numeric column as float64 with NaN for missing (absent column: all NaN)."""
-    values, missing = _column(frame, name, n)
+    values, missing = column_values(frame, name, n)
     out = np.full(n, np.nan)
     if (~missing).any():
         out[~missing] = values[~missing].astype("float64")
@@ -367,7 +367,7 @@ def derive_coarse(frame: Mapping[str, Any], names: list[str] | tuple[str, ...]) 
         if f.derivation is None or not any(s in frame for s in f.derivation.sources):
             continue
         derived = f.derivation.compute(frame, n)
-        given, missing = _column(frame, name, n)
+        given, missing = column_values(frame, name, n)
         have = ~missing & np.array([v is not None for v in derived], dtype=bool)
         if have.any():
             bad = [i for i in np.flatnonzero(have) if _plain_value(given[i]) != derived[i]]
@@ -415,8 +415,9 @@ def check_no_leakage(names: list[str] | tuple[str, ...]) -> None:
 
 
 def model_columns(names: list[str] | None = None) -> list[str]:
-    """The model matrix columns (all float64) for the given features, in contract order."""
-    chosen = feature_names() if names is None else names
+    """The model matrix columns (all float64) for the given features (default: the fine pre-PVE
+    features), in contract order."""
+    chosen = fine_feature_names() if names is None else names
     check_no_leakage(chosen)
     return [c for f in FEATURES if f.name in chosen for c in f.model_columns()]
 
@@ -463,7 +464,7 @@ def column_length(frame: Mapping[str, Any]) -> int:
     return len(frame) if isinstance(frame, pd.DataFrame) else len(next(iter(frame.values()), []))
 
 
-def _column(frame: Mapping[str, Any], name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+def column_values(frame: Mapping[str, Any], name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """A column as an object array and its missing mask."""
     if name not in frame:
         return np.full(n, None, dtype=object), np.ones(n, dtype=bool)
@@ -497,13 +498,13 @@ def encode_array(frame: Mapping[str, Any], names: list[str] | None = None) -> np
     by the same code as a training table. Missing stays NaN: XGBoost handles it natively;
     the logistic baseline imputes.
     """
-    chosen = tuple(feature_names() if names is None else names)
+    chosen = tuple(fine_feature_names() if names is None else names)
     check_no_leakage(chosen)
     plan = _plan(chosen)
     n = column_length(frame)
     out = np.full((n, sum(len(cols) for _, cols, _ in plan)), np.nan)
     for f, cols, codes in plan:
-        values, missing = _column(frame, f.name, n)
+        values, missing = column_values(frame, f.name, n)
         if f.kind in (Kind.NUMBER, Kind.INTEGER, Kind.BOOLEAN):
             out[~missing, cols[0]] = values[~missing].astype("float64")
         elif f.ordered:
@@ -522,7 +523,7 @@ def encode_record(record: Mapping[str, Any], names: list[str] | None = None) -> 
     """One patient -> 1 x p model matrix, in plain Python (numpy's per-call overhead, paid
     once per feature in encode_array, would cost more than the model). Tests check it equals
     encode_array on whole simulated cohorts."""
-    plan = _plan(tuple(feature_names() if names is None else names))
+    plan = _plan(tuple(fine_feature_names() if names is None else names))
     row = [np.nan] * sum(len(cols) for _, cols, _ in plan)
     for f, cols, codes in plan:
         v = record.get(f.name)
@@ -540,7 +541,7 @@ def encode_record(record: Mapping[str, Any], names: list[str] | None = None) -> 
 
 def encode(frame: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:
     """Cohort table (contract names and values) -> float64 model matrix as a DataFrame."""
-    chosen = feature_names() if names is None else names
+    chosen = fine_feature_names() if names is None else names
     return pd.DataFrame(encode_array(frame, chosen), columns=model_columns(chosen), index=frame.index)
 
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from feature_store.contract import TBS_BANDS, column_length, derive_coarse, missing_mask
+from feature_store.contract import TBS_BANDS, column_length, column_values, derive_coarse
 
 SCORE_NAMES = ("tumour_burden_score", "fong_crs", "game_score", "m_crs")
 
@@ -33,8 +33,7 @@ def _num(frame: Columns, name: str) -> np.ndarray:
     n = column_length(frame)
     if name not in frame:
         return np.full(n, np.nan)
-    values = np.asarray(frame[name], dtype=object).reshape(-1)
-    missing = missing_mask(values)
+    values, missing = column_values(frame, name, n)
     out = np.full(n, np.nan)
     out[~missing] = values[~missing].astype("float64")
     return out
@@ -45,8 +44,8 @@ def _flag(frame: Columns, name: str, true_values: tuple[Any, ...] = (True,)) -> 
     n = column_length(frame)
     if name not in frame:
         return np.full(n, np.nan)
-    values = np.asarray(frame[name], dtype=object).reshape(-1)
-    missing = missing_mask(values) | (values == "unknown")
+    values, missing = column_values(frame, name, n)
+    missing = missing | (values == "unknown")
     out = np.zeros(n)
     for t in true_values:
         out[values == t] = 1.0

@@ -206,6 +206,9 @@ def _print_training(result) -> None:  # type: ignore[no-untyped-def]
     table.add_row("average precision", f"{m['average_precision']:.3f}")
     table.add_row("Brier", f"{m['brier']:.4f}")
     table.add_row("calibration slope / intercept", f"{m['calibration_slope']:.2f} / {m['calibration_intercept']:.2f}")
+    if "optimism_corrected_auroc" in m:
+        table.add_row("optimism-corrected AUROC (Harrell bootstrap)", f"{m['optimism_corrected_auroc']:.3f}")
+        table.add_row("optimism-corrected calibration slope", f"{m['optimism_corrected_calibration_slope']:.2f}")
     for name, b in result.baselines.items():
         if b.get("auroc") is not None:
             table.add_row(f"baseline {name} AUROC", f"{b['auroc']:.3f}")
@@ -213,9 +216,16 @@ def _print_training(result) -> None:  # type: ignore[no-untyped-def]
         table.add_row("oracle AUROC (true probability)", f"{result.oracle['auroc']:.3f}")
     table.add_row("wall time", f"{result.seconds:.1f} s")
     console.print(table)
-    console.print(f"gate: {result.gate_reason}")
+    console.print(f"inputs ({len(result.features)}): {', '.join(result.features)}; required in requests: "
+                  f"{', '.join(result.required) or 'none'}")
+    for skipped in result.skipped:
+        console.print(f"not used: {skipped['feature']} ({skipped['reason']})")
+    if result.question_note:
+        console.print(f"[bold yellow]{result.question_note}[/bold yellow]")
+    console.print(f"gate: {result.alias}: {result.gate_reason}")
     for w in result.warnings:
-        console.print(f"[yellow]warning: {w}[/yellow]")
+        if w != result.question_note:
+            console.print(f"[yellow]warning: {w}[/yellow]")
     console.print(f"look: uv run mlflow ui --backend-store-uri {_tracking_uri()}  (run {result.run_id})")
 
 

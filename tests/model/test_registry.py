@@ -1,19 +1,43 @@
-"""Champion/challenger gate, human promotion, and the failure path (nothing half-registered)."""
+"""Champion/challenger gate, human promotion, and the failure path (nothing half-registered),
+against the SQLite store and against a real `mlflow server` on 127.0.0.1 (how teams deploy)."""
 
+import uuid
+
+import numpy as np
 import pytest
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from feature_store.simulate import simulate_cohort
+from feature_store import contract as c
+from feature_store.simulate import conform, simulate_cohort
 from tests.conftest import fast_settings, local_tracking
+from tests.servers import mlflow_server
 from training import plots, registry
+from training.data import patient_keys
 from training.pipeline import run_training
+from training.settings import TrackingSettings
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory):
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "server"])
+def fresh_tracking(request, tmp_path):
+    """An empty registry: a SQLite store, or a fresh model name on the shared tracking server."""
+    if request.param == "sqlite":
+        return local_tracking(tmp_path)
+    url = request.getfixturevalue("tracking_server")
+    suffix = uuid.uuid4().hex[:8]
+    return TrackingSettings(tracking_uri=url, experiment=f"gate-{suffix}", registered_model=f"pve-{suffix}")
 
 
 @pytest.fixture
-def store(tmp_path, cohort_file):
-    """A fresh store holding one champion (v1)."""
-    tracking = local_tracking(tmp_path)
+def store(fresh_tracking, cohort_file):
+    """A fresh registry holding one champion (v1)."""
+    tracking = fresh_tracking
     first = run_training(cohort_file, settings=fast_settings(), tracking=tracking)
     assert first.version == "1" and first.alias == "champion"
     return tracking, MlflowClient(tracking.tracking_uri), first
@@ -24,31 +48,71 @@ def _aliases(client, name):
 
 
 def test_equal_model_becomes_challenger_with_reason(store, cohort_file):
+    """Same file, same seed: the same held-out patients, seen by neither version in training."""
     tracking, client, first = store
     second = run_training(cohort_file, settings=fast_settings(), tracking=tracking)
-    assert second.alias == "challenger" and "AUROC gain below margin" in second.gate_reason
+    assert second.alias == "challenger" and "AUROC gain below margin on 200 patients" in second.gate_reason
     assert _aliases(client, tracking.registered_model) == {"champion": "1", "challenger": "2"}
     assert client.get_model_version(tracking.registered_model, "2").tags["gate_reason"] == second.gate_reason
 
 
-def test_better_model_becomes_champion(store, tmp_path):
+def test_no_patients_neither_saw_means_no_automatic_promotion(store, tmp_path):
+    """A small cohort is evaluated by cross-validation on its own training patients: nothing to
+    compare the champion on, so nothing is promoted automatically, whatever the metrics."""
     tracking, client, first = store
-    bigger = tmp_path / "simulated-bigger.parquet"
-    simulate_cohort(3000, seed=12).to_parquet(bigger)
-    # A negative margin admits any model not worse by more than it: the gate's champion path.
-    result = run_training(bigger, settings=fast_settings(promotion_margin_auroc=-1.0, calibration_tolerance=10,
-                                                         brier_tolerance=1), tracking=tracking)
-    assert result.alias == "champion" and result.gate_reason.startswith("beats champion")
-    assert _aliases(client, tracking.registered_model)["champion"] == result.version
+    small = tmp_path / "simulated-small.parquet"
+    simulate_cohort(300, seed=21).to_parquet(small)
+    result = run_training(small, settings=fast_settings(optimism_bootstrap=5), tracking=tracking)
+    assert result.alias in ("challenger", "candidate")
+    if result.alias == "challenger":
+        assert "only 0 evaluation patients" in result.gate_reason and "pverisk promote" in result.gate_reason
+    assert _aliases(client, tracking.registered_model)["champion"] == "1"
 
 
-def test_worse_calibration_blocks_promotion(store, cohort_file):
+def test_genuinely_better_model_becomes_champion_with_default_margins(fresh_tracking, tmp_path):
+    """v1 sees two weak inputs; v2 the whole record on other patients. Compared on patients neither
+    was trained on, with the default margin and calibration tolerances."""
+    tracking = fresh_tracking
+    client = MlflowClient(tracking.tracking_uri)
+    data = tmp_path / "simulated-a.parquet"
+    simulate_cohort(3000, seed=31).to_parquet(data)
+    weak = run_training(data, settings=fast_settings(), tracking=tracking, features=["age_years", "chemo_response"])
+    assert weak.alias == "champion", weak.gate_reason
+    other = tmp_path / "simulated-b.parquet"
+    simulate_cohort(3000, seed=32).to_parquet(other)
+    strong = run_training(other, settings=fast_settings(), tracking=tracking)
+    assert strong.alias == "champion", strong.gate_reason
+    assert strong.gate_reason.startswith("beats champion on 750 patients")
+    assert _aliases(client, tracking.registered_model)["champion"] == strong.version
+
+
+def test_random_outcome_is_never_champion(fresh_tracking, tmp_path):
+    """Outcomes shuffled away from the patients: a model no better than chance is registered as
+    a candidate with the reason, even when there is no champion yet."""
+    tracking = fresh_tracking
+    frame = simulate_cohort(800, seed=41)
+    frame[c.OUTCOME] = np.random.default_rng(0).permutation(frame[c.OUTCOME].to_numpy())
+    frame = frame.drop(columns=[c.TRUE_PROBABILITY])
+    data = tmp_path / "random-outcome.parquet"
+    frame.to_parquet(data)
+    result = run_training(data, settings=fast_settings(), tracking=tracking, data_kind="simulated")
+    assert result.alias == "candidate" and result.gate_reason.startswith("not eligible as champion")
+    client = MlflowClient(tracking.tracking_uri)
+    assert _aliases(client, tracking.registered_model) == {"candidate": "1"}
+    assert client.get_model_version(tracking.registered_model, "1").tags["gate_decision"] == "candidate"
+
+
+def test_worse_calibration_blocks_promotion(store):
+    """Better ranking (the simulator's own probabilities) but over-confident (logit x 3)."""
     tracking, client, first = store
-    frame = simulate_cohort(300, seed=3)
-    better_auc_bad_calibration = dict(first.metrics, auroc=0.99, calibration_slope=3.0)
-    decision = registry.gate(client, tracking.registered_model, better_auc_bad_calibration, frame,
-                             fast_settings())
-    assert decision.alias == "challenger" and decision.reason.startswith("worse calibration")
+    frame = conform(simulate_cohort(600, seed=3))
+    p = frame[c.TRUE_PROBABILITY].to_numpy()
+    over_confident = 1 / (1 + np.exp(-3 * np.log(p / (1 - p))))
+    eligible = dict(first.metrics, auroc_ci_low=0.6, calibration_slope=1.0)
+    decision = registry.gate(client, tracking.registered_model, eligible, frame, over_confident,
+                             patient_keys(frame), set(), fast_settings())
+    assert decision.alias == "challenger" and decision.reason.startswith("worse calibration on 600 patients"), \
+        decision.reason
 
 
 def test_human_promotion_is_recorded(store, cohort_file):

@@ -53,7 +53,7 @@ def test_model_metadata_carries_calibration_and_features(trained):
     result, tracking = trained
     mlflow.set_tracking_uri(tracking.tracking_uri)
     model, meta = load_registered(f"models:/{result.registered_model}@champion")
-    assert meta["features"] == c.feature_names() and meta["columns"] == c.model_columns()
+    assert meta["features"] == c.fine_feature_names() and meta["columns"] == c.model_columns()
     assert meta["data_kind"] == "simulated"
     p = predict_registered(model, meta, simulate_cohort(50, seed=99))
     assert ((p >= 0) & (p <= 1)).all()
