@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -172,6 +173,9 @@ class PVERisk:
             example = c.example_record()
             for _ in range(self.settings.warmup_requests):
                 risk.score_record(example)
+            hold = self.settings.test_hold_loading_file
+            while hold is not None and hold.exists():  # test-only hold, see ServingSettings
+                time.sleep(0.05)
             self.risk = risk
             self.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         except BaseException as exc:  # surfaced by /livez and every endpoint
