@@ -241,7 +241,9 @@ class PVERisk:
                          "(send partial=true to score the valid ones)",
                 "invalid": [{"index": i, "errors": problems[i]} for i in invalid]}, status_code=400)
         valid = np.setdiff1d(np.arange(len(frame)), invalid)
-        columns = {f: cleaned[f].to_numpy(dtype=object)[valid] for f in risk.features if f in cleaned}
+        # na_value=None: pandas' NA in a category column breaks `==` in the encoder (500 on a batch
+        # where some patient lacks a category input)
+        columns = {f: cleaned[f].to_numpy(dtype=object, na_value=None)[valid] for f in risk.features if f in cleaned}
         scored = risk.score_columns(columns, len(valid), with_meta=False) if len(valid) else []
         results: list[dict[str, Any]] = [{}] * len(frame)
         for i, r in zip(valid, scored):

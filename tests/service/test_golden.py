@@ -74,7 +74,8 @@ def calibrate(raw: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
 def served_is(served: float, golden: float) -> bool:
     """The unrounded served value agrees with golden to TOL: the served number is golden rounded
     to DECIMALS (or its neighbour, only when golden lies within TOL of a rounding boundary)."""
-    return any(abs(served - float(np.round(g, DECIMALS))) < 1e-12 for g in (golden - TOL, golden, golden + TOL))
+    golden = float(golden)
+    return any(abs(served - round(g, DECIMALS)) < 1e-12 for g in (golden - TOL, golden, golden + TOL))
 
 
 class Golden:
@@ -87,7 +88,7 @@ class Golden:
         meta = mlflow.models.get_model_info(uri).metadata
         self.features: list[str] = meta["features"]
         X = c.encode(pd.DataFrame.from_records([p for _, p in CASES]), self.features)[meta["columns"]]
-        self.raw = classifier.predict_proba(X)[:, 1]
+        self.raw = classifier.predict_proba(X)[:, 1].astype("float64")  # numpy 2 keeps float32 otherwise
         self.probability = calibrate(self.raw, meta["calibration"])
         booster = classifier.get_booster()
         dm = xgb.DMatrix(X, missing=np.nan)
