@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -54,6 +55,13 @@ def bento_server(tmp: Path, tag: str, wait_ready: bool = True, port: int | None 
                  ) -> Iterator[Server]:
     port = port or free_port()
     log = tmp / f"server-{port}.log"
+    # Its own BentoML home around the session's model store: `bentoml serve` empties
+    # BENTOML_HOME/prometheus_multiproc_dir at start, so servers sharing a home wipe each other's
+    # /metrics (and show counters of servers that have stopped).
+    home = tmp / f"bentoml-home-{port}"
+    home.mkdir()
+    (home / "models").symlink_to(Path(os.environ["BENTOML_HOME"]) / "models", target_is_directory=True)
+    env = {"BENTOML_HOME": str(home), **env}
     fh = open(log, "w")
     cmd = [str(VENV_BIN / "bentoml"), "serve", "serving.service:PVERisk", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=project_root(),
