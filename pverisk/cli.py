@@ -258,22 +258,34 @@ def promote(
 @app.command()
 def models() -> None:
     """List registered versions with their aliases and gate decisions."""
-    from training.pipeline import configure_tracking
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+    from mlflow.tracking import MlflowClient
+
     from training.registry import describe
     from training.settings import TrackingSettings
 
     tracking = TrackingSettings()
-    client = configure_tracking(tracking)
-    table = Table(title=tracking.registered_model)
+    name, uri = tracking.registered_model, tracking.tracking_uri
+    try:
+        rows = describe(MlflowClient(uri), name)
+    except MlflowException as exc:
+        if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            console.print(f"no registered model {name!r} yet in {uri}: train one with `pverisk train`")
+            return
+        err.print(f"[red]cannot read the model registry at {uri}:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    except Exception as exc:  # unreachable server, unreadable database, ...: never an empty table
+        first = (str(exc).splitlines() or [""])[0]  # the first line says what; the rest is SQL or a stack
+        err.print(f"[red]cannot read the model registry at {uri}:[/red] {type(exc).__name__}: {first}")
+        raise typer.Exit(1) from None
+    table = Table(title=name)
     for col in ("version", "aliases", "data", "AUROC", "gate"):
         table.add_column(col)
-    try:
-        rows = describe(client, tracking.registered_model)
-    except Exception:  # no registered model yet
-        rows = []
     for r in rows:
-        table.add_row(r["version"], ",".join(r["aliases"]), r["data_kind"] or "", r["auroc"] or "",
-                      (r["gate_reason"] or "")[:80])
+        # rich renders only strings: MLflow gives versions as int (SQLite) or str (REST)
+        table.add_row(str(r["version"]), ",".join(map(str, r["aliases"])), str(r["data_kind"] or ""),
+                      str(r["auroc"] or ""), str(r["gate_reason"] or "")[:80])
     console.print(table)
 
 

@@ -205,10 +205,48 @@ def _as_resources(value: Any) -> list[dict[str, Any]]:
     return bundle_resources(value) if value.get("resourceType") == "Bundle" else [value]
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host.lower(), url.port or default
+
+
+def _next_link(bundle: Any) -> str | None:
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        return None
+    return next((link.get("url") for link in bundle.get("link") or []
+                 if isinstance(link, dict) and link.get("relation") == "next" and link.get("url")), None)
+
+
+def _search(client: httpx.Client, base: str, path: str, what: str, max_pages: int) -> list[dict[str, Any]]:
+    """One read or search, following Bundle.link "next" for at most `max_pages` pages, and only to
+    the configured server's origin (the bearer token goes nowhere else)."""
+    origin = _origin(httpx.URL(base))
+    url = httpx.URL(f"{base}/{path}")
+    resources: list[dict[str, Any]] = []
+    for _ in range(max_pages):
+        r = client.get(url)
+        if r.status_code != 200:
+            raise DataUnavailable(f"FHIR server answered {r.status_code} for {what}")
+        try:
+            body = r.json()
+        except ValueError:
+            raise DataUnavailable(f"FHIR server answered with invalid JSON for {what}") from None
+        resources += _as_resources(body)
+        href = _next_link(body)
+        if href is None:
+            return resources
+        url = url.join(href)  # absolute per FHIR; a relative link resolves against the current page
+        if _origin(url) != origin:
+            raise DataUnavailable(f"FHIR search for {what}: next page on another origin, not followed")
+    # scoring a truncated history could pick a stale value as the latest
+    raise DataUnavailable(f"FHIR search for {what} has more than {max_pages} pages")
+
+
 def gather(req: CDSRequest, settings: ServingSettings, features: list[str] | tuple[str, ...] | None = None
            ) -> list[dict[str, Any]]:
     """Resources from prefetch; what is absent is fetched from the FHIR server (one try each,
-    with a timeout: no retry storm against the EHR)."""
+    with a timeout: no retry storm against the EHR; search results paged up to
+    `cds_fhir_max_pages`)."""
     templates = prefetch_templates(features)
     prefetch = req.prefetch or {}
     resources: list[dict[str, Any]] = []
@@ -225,10 +263,7 @@ def gather(req: CDSRequest, settings: ServingSettings, features: list[str] | tup
         with httpx.Client(timeout=settings.cds_fhir_timeout_s, headers=headers) as client:
             for k in missing:
                 path = templates[k].replace("{{context.patientId}}", req.context.patientId)
-                r = client.get(f"{base}/{path}")
-                if r.status_code != 200:
-                    raise DataUnavailable(f"FHIR server answered {r.status_code} for {k}")
-                resources += _as_resources(r.json())
+                resources += _search(client, base, path, k, settings.cds_fhir_max_pages)
     except httpx.HTTPError as exc:
         raise DataUnavailable(f"FHIR server unreachable or too slow ({type(exc).__name__})") from None
     return resources

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -181,6 +182,9 @@ class PVERisk:
             example = c.example_record(SERVED.features)
             for _ in range(self.settings.warmup_requests):
                 risk.score_record(example)
+            hold = self.settings.test_hold_loading_file
+            while hold is not None and hold.exists():  # test-only hold, see ServingSettings
+                time.sleep(0.05)
             self.risk = risk
             self.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         except BaseException as exc:  # surfaced by /livez and every endpoint
@@ -252,7 +256,10 @@ class PVERisk:
                 "error": f"{len(invalid)} of {len(frame)} patients invalid; nothing scored "
                          "(send partial=true to score the valid ones)",
                 "invalid": [{"index": i, "errors": problems[i]} for i in invalid]}, status_code=400)
-        derived, conflicts = risk.derive({f: cleaned[f].to_numpy(dtype=object) for f in SERVED.used if f in cleaned})
+        # na_value=None: pandas' NA refuses `==` in the encoder (a 500 once, on a batch where some
+        # patient lacked a category input)
+        derived, conflicts = risk.derive({f: cleaned[f].to_numpy(dtype=object, na_value=None)
+                                          for f in SERVED.used if f in cleaned})
         if conflicts:
             exc = CoarseConflict(conflicts)
             for (name, rows_), problem in zip(conflicts.items(), exc.problems()):

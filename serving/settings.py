@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -29,9 +31,16 @@ class ServingSettings(BaseSettings):
     cds_issuers: dict[str, str] = Field(default_factory=dict)
     cds_jti_window_s: int = Field(600, ge=1)
     cds_fhir_timeout_s: float = Field(2.0, gt=0)
+    # Pages followed per FHIR search (Bundle.link "next"): bounds the calls one hook request makes to
+    # the EHR; a search with more pages is refused (412) rather than scored on a truncated history.
+    cds_fhir_max_pages: int = Field(20, ge=1, le=1000)
     # Below this share of contract inputs (or with a required input missing) a card says so instead of a number.
     cds_min_input_share: float = Field(0.5, ge=0, le=1)
     cds_max_observation_age_days: int = Field(120, ge=1)
+    # TEST ONLY, never set in deployment: while this file exists the loaded model is held back from
+    # serving (alive, not ready), so tests observe the loading state deterministically instead of
+    # racing a short window.
+    test_hold_loading_file: Path | None = None
 
     @model_validator(mode="after")
     def _bands(self) -> "ServingSettings":

@@ -24,7 +24,9 @@ def free_port() -> int:
 
 def offline_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
+    env.update({"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+                # unbuffered output: a log check reads what the server has really written so far
+                "PYTHONUNBUFFERED": "1"})
     # The venv's tools (uv for `bentoml build`, uvicorn for `mlflow models serve`) even when the
     # tests run without `uv run` or an activated venv.
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"

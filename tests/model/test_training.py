@@ -1,11 +1,14 @@
 """Training pipeline: what gets logged, the leakage guard, validation before MLflow, reproducibility."""
 
+import re
+import subprocess
 
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
 from feature_store import contract as c
+from feature_store.settings import project_root
 from feature_store.simulate import simulate_cohort
 from feature_store.validate import CohortValidationError
 from tests.conftest import fast_settings, local_tracking
@@ -29,7 +32,10 @@ def test_run_logs_tags_dataset_artifacts_and_card(trained):
     assert run.data.tags["data_kind"] == "simulated"
     assert "simulated" in run.data.tags["dataset_name"]
     assert run.data.tags["feature_contract_version"] == c.CONTRACT_VERSION
-    assert run.data.tags["git_commit"]
+    # the commit the model was trained from, not a placeholder
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True).stdout
+    assert re.fullmatch(r"[0-9a-f]{40}", run.data.tags["git_commit"]), run.data.tags["git_commit"]
+    assert run.data.tags["git_commit"] == head.strip()
     assert run.data.params["calibration"] in ("isotonic", "sigmoid")
     for k in ("eval_auroc", "eval_auroc_ci_low", "eval_brier", "eval_calibration_slope", "oracle_auroc",
               "baseline_logistic_regression_auroc", "baseline_fong_crs_auroc"):

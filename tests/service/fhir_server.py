@@ -1,14 +1,14 @@
 """A small FHIR server on 127.0.0.1 for the tests: fixture patients, bearer-token check, JWKS,
-and switches for 'slow' and 'down'."""
+searches answered in pages (Bundle.link "next"), and switches for 'slow', endless paging and
+next links to another origin."""
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 from tests.fixtures.fhir import patient_resources, searchset
 
@@ -16,8 +16,13 @@ TOKEN = "fixture-token-123"
 
 
 class FhirServer:
-    def __init__(self) -> None:
+    def __init__(self, page_size: int = 5) -> None:
+        # 'slow': a request waits up to `delay` seconds or until `release` is set (tests set it when done)
         self.delay = 0.0
+        self.release = threading.Event()
+        self.page_size = page_size  # searches are paged: a client that ignores "next" misses data
+        self.endless = False  # every page links to a next one
+        self.next_base: str | None = None  # next links point here instead (another origin)
         self.jwks: dict[str, Any] = {"keys": []}
         self.requests: list[tuple[str, str]] = []
         self.patients = {"hi-1": patient_resources("hi-1", True), "lo-1": patient_resources("lo-1", False)}
@@ -44,7 +49,7 @@ class FhirServer:
                 if url.path == "/jwks.json":
                     return self._send(200, server.jwks)
                 if server.delay:
-                    time.sleep(server.delay)
+                    server.release.wait(server.delay)
                 if self.headers.get("authorization") != f"Bearer {TOKEN}":
                     return self._send(401, {"resourceType": "OperationOutcome"})
                 parts = url.path.strip("/").split("/")
@@ -53,12 +58,22 @@ class FhirServer:
                     return self._send(200, server.patients[parts[1]]["patient"][0])
                 if parts[0] in ("Condition", "Observation") and q.get("patient", [""])[0] in server.patients:
                     key = "conditions" if parts[0] == "Condition" else "observations"
-                    return self._send(200, searchset(server.patients[q["patient"][0]][key]))
+                    return self._send(200, server.page(url.path, q, server.patients[q["patient"][0]][key]))
                 return self._send(404, {"resourceType": "OperationOutcome"})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def page(self, path: str, query: dict[str, list[str]], resources: list[dict[str, Any]]) -> dict[str, Any]:
+        """One page of a searchset, with a "next" link while more remain (always, when endless)."""
+        n = int(query.get("_page", ["0"])[0])
+        bundle = searchset(resources[n * self.page_size:(n + 1) * self.page_size])
+        bundle["total"] = len(resources)
+        if self.endless or (n + 1) * self.page_size < len(resources):
+            params = {k: v[0] for k, v in query.items()} | {"_page": str(n + 1)}
+            bundle["link"] = [{"relation": "next", "url": f"{self.next_base or self.url}{path}?{urlencode(params)}"}]
+        return bundle
 
     def __enter__(self) -> "FhirServer":
         self.thread.start()

@@ -2,6 +2,7 @@
 
 import json
 import statistics
+import threading
 import time
 import uuid
 
@@ -11,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from serving.cds import CardsResponse, Discovery
+from serving.settings import ServingSettings
 from tests.fixtures.fhir import hook_request, patient_resources, searchset
 from tests.service.conftest import bento_server
 from tests.service.fhir_server import TOKEN, FhirServer
@@ -77,14 +79,51 @@ def test_too_little_data_gives_an_info_card_not_a_number(server):
     assert "n_liver_metastases" in card.detail and "%" not in card.summary.replace("research", "")
 
 
-def test_fetches_from_the_fhir_server_when_prefetch_is_absent(server, fhir):
-    body = hook_request("hi-1", True, with_prefetch=False, fhirServer=fhir.url,
-                        fhirAuthorization={"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300,
-                                           "scope": "user/Patient.read", "subject": "pverisk"})
+def _card_text(response: httpx.Response) -> tuple[str, str | None, str]:
+    card = CardsResponse.model_validate(response.json()).cards[0]
+    return card.summary, card.detail, card.indicator
+
+
+AUTH = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300, "scope": "user/Patient.read",
+        "subject": "pverisk"}
+
+
+def test_fetches_every_page_from_the_fhir_server_when_prefetch_is_absent(server, fhir):
+    fhir.requests.clear()
+    body = hook_request("hi-1", True, with_prefetch=False, fhirServer=fhir.url, fhirAuthorization=AUTH)
     r = cards(server, body)
     assert r.status_code == 200, r.text
-    assert CardsResponse.model_validate(r.json()).cards[0].indicator in ("warning", "critical")
+    # the test server pages its searches: the same card as with everything prefetched means every
+    # page was read
+    assert _card_text(r) == _card_text(cards(server, hook_request("hi-1", True)))
+    observations = len(patient_resources("hi-1", True)["observations"])
+    pages = -(-observations // fhir.page_size)
+    assert pages > 1 and [p for p, _ in fhir.requests].count("/Observation") == pages
     assert all(auth == f"Bearer {TOKEN}" for path, auth in fhir.requests if path != "/jwks.json")
+
+
+def test_fhir_paging_is_bounded(server, fhir):
+    fhir.requests.clear()
+    fhir.endless = True
+    try:
+        r = cards(server, hook_request("hi-1", True, with_prefetch=False, fhirServer=fhir.url, fhirAuthorization=AUTH))
+    finally:
+        fhir.endless = False
+    bound = ServingSettings().cds_fhir_max_pages  # the server runs with the default
+    assert r.status_code == 412 and f"more than {bound} pages" in r.json()["error"]
+    assert [p for p, _ in fhir.requests].count("/Condition") == bound
+
+
+def test_fhir_next_link_to_another_origin_is_not_followed(server, fhir):
+    with FhirServer() as other:
+        fhir.next_base = other.url
+        try:
+            r = cards(server, hook_request("hi-1", True, with_prefetch=False, fhirServer=fhir.url,
+                                           fhirAuthorization=AUTH))
+        finally:
+            fhir.next_base = None
+        assert r.status_code == 412 and "another origin" in r.json()["error"]
+        assert other.requests == []  # the bearer token never left the configured server
 
 
 def test_no_prefetch_and_no_fhir_server_is_412(server):
@@ -95,27 +134,42 @@ def test_fhir_server_down_or_slow_is_412(server, fhir):
     auth = {"access_token": TOKEN, "token_type": "Bearer"}
     down = hook_request("hi-1", True, with_prefetch=False, fhirServer="http://127.0.0.1:9", fhirAuthorization=auth)
     assert cards(server, down).status_code == 412
-    fhir.delay = 3.0  # beyond the 2 s timeout
+    # The FHIR server holds the request far beyond the service's 2 s timeout, and the test client
+    # waits long enough: a 412 naming the timeout, instead of a client timeout, shows the service
+    # gave up on its own. No wall-clock bound.
+    fhir.delay = 600.0
     try:
-        t0 = time.perf_counter()
         slow = hook_request("hi-1", True, with_prefetch=False, fhirServer=fhir.url, fhirAuthorization=auth)
-        assert cards(server, slow).status_code == 412
-        assert time.perf_counter() - t0 < 6
+        r = httpx.post(f"{server.url}{SERVICE}", json=slow, timeout=120)
+        assert r.status_code == 412 and "Timeout" in r.json()["error"], r.text
     finally:
+        fhir.release.set()
         fhir.delay = 0.0
+        fhir.release = threading.Event()
+
+
+def test_unsupported_hook_is_400(server):
+    body = hook_request("hi-1", True)
+    body["hook"] = "order-select"
+    r = cards(server, body)
+    assert r.status_code == 400 and "'order-select' not supported" in r.json()["error"]
+
+
+def _feedback(comment: str = "discussed at tumour board") -> dict:
+    return {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden",
+                          "overrideReason": {"reason": {"code": "already-considered",
+                                                        "system": "urn:pverisk:override-reason"},
+                                             "userComment": comment},
+                          "outcomeTimestamp": "2026-11-28T08:00:00Z"}]}
 
 
 def test_feedback_is_accepted_and_counted(server):
-    body = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden",
-                          "overrideReason": {"reason": {"code": "already-considered",
-                                                        "system": "urn:pverisk:override-reason"},
-                                             "userComment": "discussed at tumour board"},
-                          "outcomeTimestamp": "2026-11-28T08:00:00Z"}]}
+    body = _feedback()
     r = httpx.post(f"{server.url}{SERVICE}/feedback", json=body)
     assert r.status_code == 200 and r.json() == {"accepted": 1}
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'pverisk_cds_feedback_total{outcome="overridden",override_reason="already-considered"}' in metrics
-    assert "tumour board" not in server.log_text()
+    assert "tumour board" not in server.flushed_log()  # the clinician's comment is never logged
     assert httpx.post(f"{server.url}{SERVICE}/feedback", json={"feedback": [{"card": "x"}]}).status_code == 400
 
 
@@ -200,6 +254,19 @@ def test_jwt_good_expired_wrong_audience_unknown_issuer_replay(jwt_server):
     assert call(_token(other, aud)) == 401  # signed by a key not in the JWKS
     replay = _token(key, aud, jti="same-jti")
     assert call(replay) == 200 and call(replay) == 401
+
+
+def test_feedback_requires_a_jwt_for_the_feedback_endpoint(jwt_server):
+    s, key = jwt_server
+    url = f"{s.url}{SERVICE}/feedback"
+
+    def call(headers=None):
+        return httpx.post(url, json=_feedback(), headers=headers or {}).status_code
+
+    assert call() == 401
+    assert call({"authorization": f"Bearer {_token(key, f'{s.url}{SERVICE}')}"}) == 401  # aud: the hook, not feedback
+    assert call({"authorization": f"Bearer {_token(key, url, exp_in=-60)}"}) == 401
+    assert call({"authorization": f"Bearer {_token(key, url)}"}) == 200
 
 
 def test_cors_preflight_for_browser_sandboxes(jwt_server):

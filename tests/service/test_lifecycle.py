@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,8 @@ import yaml
 
 from feature_store import contract as c
 from feature_store.settings import project_root
-from tests.servers import VENV_BIN, offline_env
+from tests.fixtures.fhir import hook_request
+from tests.servers import VENV_BIN, offline_env, wait_http
 from tests.service.conftest import bento_server
 
 pytestmark = pytest.mark.slow
@@ -33,29 +33,29 @@ def test_refuses_to_start_without_a_model(tmp_path):
 
 def test_readiness_waits_for_the_model_and_auth_is_enforced(imported, tmp_path):
     model, _ = imported
-    # Many warm-up predictions hold the service alive-but-not-ready for a while.
-    with bento_server(tmp_path, str(model.tag), wait_ready=False, PVERISK_SERVE_WARMUP_REQUESTS="3000",
+    # The test-only hold keeps the service alive-but-not-ready for as long as the file exists:
+    # the loading state is observed deterministically, not raced.
+    hold = tmp_path / "hold-loading"
+    hold.touch()
+    key = {"x-api-key": "s3cret-key"}
+    with bento_server(tmp_path, str(model.tag), wait_ready=False, PVERISK_SERVE_TEST_HOLD_LOADING_FILE=str(hold),
                       PVERISK_SERVE_API_KEY="s3cret-key") as s:
-        statuses = []
-        loading_answers = set()
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                live = httpx.get(f"{s.url}/livez", timeout=1).status_code
-                ready = httpx.get(f"{s.url}/readyz", timeout=1).status_code
-            except httpx.HTTPError:
-                time.sleep(0.05)
-                continue
-            statuses.append((live, ready))
-            if ready == 503:  # while loading, the endpoints answer 503, never 500
-                loading_answers.add(httpx.get(f"{s.url}/v1/model", headers={"x-api-key": "s3cret-key"}).status_code)
-                loading_answers.add(httpx.post(f"{s.url}/cds-services/pve-progression-risk", json={}).status_code)
-            if ready == 200:
-                break
-            time.sleep(0.02)
-        assert statuses and statuses[-1] == (200, 200)
-        assert (200, 503) in statuses, "alive before ready while the model loads"
-        assert 500 not in loading_answers and 503 in loading_answers, loading_answers
+        wait_http(f"{s.url}/livez", s.proc, timeout=120)
+        assert httpx.get(f"{s.url}/readyz").status_code == 503
+        # While loading every endpoint answers 503 (never 500), each checked on its own with a
+        # request that would otherwise succeed, so no earlier check (400, 401) can stand in for it.
+        loading = {
+            "model": httpx.get(f"{s.url}/v1/model", headers=key),
+            "predict": httpx.post(f"{s.url}/v1/predict", json=c.example_record(), headers=key),
+            "cds": httpx.post(f"{s.url}/cds-services/pve-progression-risk", json=hook_request("hi-1", True)),
+        }
+        assert {k: r.status_code for k, r in loading.items()} == {"model": 503, "predict": 503, "cds": 503}
+        assert "loading" in loading["cds"].json()["error"]
+        hold.unlink()
+        wait_http(f"{s.url}/readyz", s.proc, timeout=120)
+        assert httpx.get(f"{s.url}/livez").status_code == 200
+        assert httpx.post(f"{s.url}/cds-services/pve-progression-risk",
+                          json=hook_request("hi-1", True)).status_code == 200
 
         url = f"{s.url}/v1/predict"
         patient = c.example_record()
@@ -65,7 +65,7 @@ def test_readiness_waits_for_the_model_and_auth_is_enforced(imported, tmp_path):
         assert httpx.post(url, json=patient, headers={"authorization": "Bearer s3cret-key"}).status_code == 200
         assert httpx.get(f"{s.url}/v1/model").status_code == 401
         assert httpx.get(f"{s.url}/livez").status_code == 200  # probes stay open
-        assert "s3cret-key" not in s.log_text()
+        assert "s3cret-key" not in s.flushed_log()  # with its positive control
 
 
 def test_auth_off_by_default(server):

@@ -154,14 +154,38 @@ def test_openapi_documents_every_endpoint_with_a_working_example(server):
 def test_no_request_values_in_logs(server):
     post(server, "/v1/predict", {**PATIENT, "cea_ng_ml": 4321.987})
     post(server, "/v1/predict", {**PATIENT, "cea_ng_ml": 123456.789})  # invalid: logged as an error
-    log = server.log_text()
-    assert "4321.987" not in log and "123456.789" not in log
+    post(server, "/v1/predict/batch", {"patients": [{**PATIENT, "age_years": 777.25}]})  # invalid batch row
+    log = server.flushed_log()  # positive control: the capture sees what the service logs
+    assert "/v1/predict" in log  # the requests themselves were logged (access log) ...
+    assert "4321.987" not in log and "123456.789" not in log and "777.25" not in log  # ... their values not
+
+
+def test_rejected_patients_are_counted(server, imported):
+    _, result = imported
+
+    def rejected() -> float:
+        for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+            if line.startswith("pverisk_rejected_patients_total{") and 'endpoint="batch"' in line:
+                assert f'model_version="{result.version}"' in line
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = rejected()
+    bad = [{**PATIENT, "age_years": 7}, PATIENT, {**PATIENT, "shoe_size": 42}, {**PATIENT, "sex": "x"}]
+    assert post(server, "/v1/predict/batch", {"patients": bad}).status_code == 400
+    assert rejected() == before + 3
+    assert post(server, "/v1/predict/batch", {"patients": bad, "partial": True}).status_code == 200
+    assert rejected() == before + 6
+    assert post(server, "/v1/predict/batch", {"patients": [PATIENT]}).status_code == 200
+    assert rejected() == before + 6
 
 
 def test_our_docs_page_replaces_the_default_index(server):
-    r = httpx.get(f"{server.url}/")
-    assert r.status_code == 200 and "swagger-ui" in r.text
-    assert "googletagmanager" not in r.text and "https://" not in r.text
-    assert "default-src 'self'" in r.headers["content-security-policy"]
+    for page in ("/", "/docs"):
+        r = httpx.get(f"{server.url}{page}")
+        assert r.status_code == 200 and "swagger-ui" in r.text and "Research use only" in r.text, page
+        assert 'url: "/docs.json"' in r.text, page  # our page, reading our spec
+        assert "googletagmanager" not in r.text and "https://" not in r.text, page
+        assert "default-src 'self'" in r.headers["content-security-policy"], page
     assert httpx.get(f"{server.url}/docs-assets/swagger-ui-bundle.js").status_code == 200
     assert httpx.get(f"{server.url}/docs-assets/../../etc/passwd").status_code == 404

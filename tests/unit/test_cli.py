@@ -1,5 +1,7 @@
 """The CLI is thin: every subcommand has --help and calls the plain functions."""
 
+import json
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -24,3 +26,57 @@ def test_simulate_writes_parquet_and_csv(tmp_path):
     df = pd.read_parquet(out)
     pd.testing.assert_frame_equal(df, simulate_cohort(300, 5))
     assert out.with_suffix(".csv").exists()
+
+
+def test_contract_prints_the_contract_as_json():
+    from feature_store.contract import contract_summary
+
+    res = runner.invoke(app, ["contract"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == json.loads(json.dumps(contract_summary()))
+
+
+def test_data_dictionary_prints_or_writes_the_generated_markdown(tmp_path):
+    from feature_store.contract import data_dictionary_markdown
+
+    res = runner.invoke(app, ["data-dictionary"])
+    assert res.exit_code == 0 and res.stdout == data_dictionary_markdown() + "\n"
+    out = tmp_path / "dd.md"
+    res = runner.invoke(app, ["data-dictionary", "--out", str(out)])
+    assert res.exit_code == 0 and out.read_text() == data_dictionary_markdown()
+
+
+def _store_env(tmp_path) -> dict[str, str]:
+    return {"PVERISK_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "PVERISK_ARTIFACT_ROOT": str(tmp_path / "artifacts")}
+
+
+def test_models_renders_int_and_str_versions(tmp_path, monkeypatch):
+    from training import registry
+
+    # SQLite stores give int versions, the REST client str ones: both must render (rich refuses ints)
+    rows = [{"version": 1, "aliases": ["champion"], "data_kind": "simulated", "auroc": "0.7100",
+             "gate_reason": "first version", "run_id": "r1"},
+            {"version": "2", "aliases": [], "data_kind": "real", "auroc": None, "gate_reason": None, "run_id": "r2"}]
+    monkeypatch.setattr(registry, "describe", lambda client, name: rows)
+    res = runner.invoke(app, ["models"], env=_store_env(tmp_path))
+    assert res.exit_code == 0, (res.output, res.exception)
+    lines = res.stdout.splitlines()
+    assert any("1" in line and "champion" in line and "0.7100" in line for line in lines), res.stdout
+    assert any(" 2 " in line and "real" in line for line in lines), res.stdout
+
+
+def test_models_on_an_empty_store_says_there_is_no_model_yet(tmp_path):
+    res = runner.invoke(app, ["models"], env=_store_env(tmp_path))
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert "no registered model 'pve-progression-risk' yet" in res.stdout
+
+
+def test_models_fails_loudly_when_the_registry_cannot_be_read(tmp_path):
+    broken = tmp_path / "mlflow.db"
+    broken.write_bytes(b"this is not an SQLite database" * 100)
+    res = runner.invoke(app, ["models"], env=_store_env(tmp_path))
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), (res.output, res.exception)
+    message = " ".join(res.stderr.split())  # rich wraps long lines
+    assert "cannot read the model registry at sqlite:///" in message and "DatabaseError" in message
+    assert "version" not in res.stdout  # no empty table pretending all is well

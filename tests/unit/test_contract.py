@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,10 @@ def test_every_feature_is_well_formed():
             assert f.unit, f.name
         if f.kind is c.Kind.CATEGORY:
             assert len(f.known_categories) >= 2, f.name
-        assert f.description and f.source
+        assert f.description.strip() and f.description.strip().lower() != f.name.replace("_", " "), f.name
+        # A source cites something with its year, or says plainly that the value is an assumption
+        # (the default): a vague "literature" or an empty source fails.
+        assert f.source == "assumption" or re.search(r"\b(19|20)\d\d\b", f.source), (f.name, f.source)
 
 
 def test_model_columns_are_pre_pve_only():
