@@ -20,6 +20,7 @@ import pytest
 import xgboost as xgb
 
 from feature_store import contract as c
+from training.settings import TrainSettings
 from tests.service.conftest import Server, bento_server
 
 pytestmark = pytest.mark.slow
@@ -28,23 +29,29 @@ DECIMALS = 4  # the API rounds probabilities and contributions to 4 decimals
 TOL = 1e-6
 
 
+# The session's model is trained on the full simulated record (fine features) with the default
+# policy of required inputs.
+FEATURES = [c.BY_NAME[name] for name in c.fine_feature_names()]
+REQUIRED = set(TrainSettings().required_features)
+
+
 def golden_patients() -> list[tuple[str, dict[str, Any]]]:
     """The contract's example patient, a required-inputs-only patient, every numeric input at its
     minimum and maximum (one at a time and all at once), every category and boolean value, and
     every optional input missing, one at a time. Derived from the contract, never listed by hand."""
     base = c.example_record()
-    numeric = [f for f in c.features() if f.kind in (c.Kind.NUMBER, c.Kind.INTEGER)]
+    numeric = [f for f in FEATURES if f.kind in (c.Kind.NUMBER, c.Kind.INTEGER)]
 
     def bound(f: c.Feature, x: float) -> float | int:
         return int(x) if f.kind is c.Kind.INTEGER else float(x)
 
     cases: list[tuple[str, dict[str, Any]]] = [
         ("example", base),
-        ("required inputs only", {f.name: base[f.name] for f in c.features() if f.required}),
+        ("required inputs only", {f.name: base[f.name] for f in FEATURES if f.name in REQUIRED}),
         ("every number at its minimum", {**base, **{f.name: bound(f, f.minimum) for f in numeric}}),
         ("every number at its maximum", {**base, **{f.name: bound(f, f.maximum) for f in numeric}}),
     ]
-    for f in c.features():
+    for f in FEATURES:
         if f in numeric:
             cases += [(f"{f.name}=min", {**base, f.name: bound(f, f.minimum)}),
                       (f"{f.name}=max", {**base, f.name: bound(f, f.maximum)})]
@@ -52,7 +59,7 @@ def golden_patients() -> list[tuple[str, dict[str, Any]]]:
             cases += [(f"{f.name}={v}", {**base, f.name: v}) for v in (True, False)]
         else:
             cases += [(f"{f.name}={v}", {**base, f.name: v}) for v in f.categories]
-        if not f.required:
+        if f.name not in REQUIRED:
             cases.append((f"{f.name} missing", {k: v for k, v in base.items() if k != f.name}))
     return cases
 
@@ -108,7 +115,7 @@ def explaining_server(imported, tmp_path_factory) -> Iterator[Server]:
     contributions can be summed."""
     model, _ = imported
     with bento_server(tmp_path_factory.mktemp("golden"), str(model.tag),
-                      PVERISK_SERVE_TOP_FACTORS=str(len(c.feature_names()))) as s:
+                      PVERISK_SERVE_TOP_FACTORS=str(len(FEATURES))) as s:
         yield s
 
 
@@ -133,8 +140,8 @@ def golden(trained, served) -> Golden:
 
 def test_the_patients_cover_edges_and_missing_inputs(served):
     missing = {label: r["missing_inputs"] for (label, _), r in zip(CASES, served)}
-    assert len(missing["required inputs only"]) == len(c.features()) - sum(f.required for f in c.features())
-    assert all(f"{f.name}" in missing[f"{f.name} missing"] for f in c.features() if not f.required)
+    assert len(missing["required inputs only"]) == len(FEATURES) - len(REQUIRED)
+    assert all(f"{f.name}" in missing[f"{f.name} missing"] for f in FEATURES if f.name not in REQUIRED)
 
 
 def test_served_probability_is_the_registered_model_plus_logged_calibration(served, golden):
