@@ -66,10 +66,18 @@ def mlflow_server(root: Path) -> Iterator[str]:
     port = free_port()
     cmd = [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "art")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    # Output to a file, never an unread pipe: once 64 KB of access-log lines fill a pipe, the
+    # server blocks on its next log line and every client waits forever.
+    log = open(root / "mlflow-server.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True,
                             env=offline_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=90)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=90)
+        except (RuntimeError, TimeoutError) as exc:
+            log.flush()
+            raise RuntimeError(f"{exc}\n{(root / 'mlflow-server.log').read_text(errors='replace')[-3000:]}") from None
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(proc)
+        log.close()

@@ -121,8 +121,11 @@ def test_subset_model_serves_registry_patients_over_http(registry_run, tmp_path)
         assert [x["probability"] for x in batch["results"]] == [body["probability"]] * 2
         assert batch["question_note"] == body["question_note"]
         # the schema asks for the model's inputs; RAS is accepted but marked unused
-        props = httpx.get(f"{server.url}/docs.json").json()["components"]["schemas"]
-        record = next(v for k, v in props.items() if "PatientRecord" in k)["properties"]
+        spec = httpx.get(f"{server.url}/docs.json").json()
+        request = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        record = request["properties"]
+        assert set(request["required"]) == set(result.required)
+        assert set(request["example"]) == set(result.features)
         assert record["ras_status"]["x-role"] == "not used"
         assert record["n_liver_metastases"]["x-role"] == "used to derive multiple_liver_metastases"
         assert record["multiple_liver_metastases"]["x-role"] == "input"
