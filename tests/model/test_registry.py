@@ -34,11 +34,16 @@ def fresh_tracking(request, tmp_path):
     return TrackingSettings(tracking_uri=url, experiment=f"gate-{suffix}", registered_model=f"pve-{suffix}")
 
 
+def cheap_settings(**kw):
+    """The gate's behaviour, not model quality, is under test here: one trial, few rounds."""
+    return fast_settings(**{"trials": 1, "n_bootstrap": 30, "max_rounds": 80, "optimism_bootstrap": 5, **kw})
+
+
 @pytest.fixture
 def store(fresh_tracking, cohort_file):
     """A fresh registry holding one champion (v1)."""
     tracking = fresh_tracking
-    first = run_training(cohort_file, settings=fast_settings(), tracking=tracking)
+    first = run_training(cohort_file, settings=cheap_settings(), tracking=tracking)
     assert first.version == "1" and first.alias == "champion"
     return tracking, MlflowClient(tracking.tracking_uri), first
 
@@ -50,7 +55,7 @@ def _aliases(client, name):
 def test_equal_model_becomes_challenger_with_reason(store, cohort_file):
     """Same file, same seed: the same held-out patients, seen by neither version in training."""
     tracking, client, first = store
-    second = run_training(cohort_file, settings=fast_settings(), tracking=tracking)
+    second = run_training(cohort_file, settings=cheap_settings(), tracking=tracking)
     assert second.alias == "challenger" and "AUROC gain below margin on 200 patients" in second.gate_reason
     assert _aliases(client, tracking.registered_model) == {"champion": "1", "challenger": "2"}
     assert client.get_model_version(tracking.registered_model, "2").tags["gate_reason"] == second.gate_reason
@@ -62,7 +67,7 @@ def test_no_patients_neither_saw_means_no_automatic_promotion(store, tmp_path):
     tracking, client, first = store
     small = tmp_path / "simulated-small.parquet"
     simulate_cohort(300, seed=21).to_parquet(small)
-    result = run_training(small, settings=fast_settings(optimism_bootstrap=5), tracking=tracking)
+    result = run_training(small, settings=cheap_settings(), tracking=tracking)
     assert result.alias in ("challenger", "candidate")
     if result.alias == "challenger":
         assert "only 0 evaluation patients" in result.gate_reason and "pverisk promote" in result.gate_reason
@@ -75,14 +80,15 @@ def test_genuinely_better_model_becomes_champion_with_default_margins(fresh_trac
     tracking = fresh_tracking
     client = MlflowClient(tracking.tracking_uri)
     data = tmp_path / "simulated-a.parquet"
-    simulate_cohort(3000, seed=31).to_parquet(data)
-    weak = run_training(data, settings=fast_settings(), tracking=tracking, features=["age_years", "chemo_response"])
+    simulate_cohort(2000, seed=31).to_parquet(data)
+    weak = run_training(data, settings=cheap_settings(), tracking=tracking,
+                        features=["age_years", "chemo_response"])
     assert weak.alias == "champion", weak.gate_reason
     other = tmp_path / "simulated-b.parquet"
-    simulate_cohort(3000, seed=32).to_parquet(other)
-    strong = run_training(other, settings=fast_settings(), tracking=tracking)
+    simulate_cohort(2000, seed=32).to_parquet(other)
+    strong = run_training(other, settings=cheap_settings(), tracking=tracking)
     assert strong.alias == "champion", strong.gate_reason
-    assert strong.gate_reason.startswith("beats champion on 750 patients")
+    assert strong.gate_reason.startswith("beats champion on 500 patients")
     assert _aliases(client, tracking.registered_model)["champion"] == strong.version
 
 
@@ -95,7 +101,7 @@ def test_random_outcome_is_never_champion(fresh_tracking, tmp_path):
     frame = frame.drop(columns=[c.TRUE_PROBABILITY])
     data = tmp_path / "random-outcome.parquet"
     frame.to_parquet(data)
-    result = run_training(data, settings=fast_settings(), tracking=tracking, data_kind="simulated")
+    result = run_training(data, settings=cheap_settings(), tracking=tracking, data_kind="simulated")
     assert result.alias == "candidate" and result.gate_reason.startswith("not eligible as champion")
     client = MlflowClient(tracking.tracking_uri)
     assert _aliases(client, tracking.registered_model) == {"candidate": "1"}
@@ -117,7 +123,7 @@ def test_worse_calibration_blocks_promotion(store):
 
 def test_human_promotion_is_recorded(store, cohort_file):
     tracking, client, first = store
-    run_training(cohort_file, settings=fast_settings(), tracking=tracking)  # v2 challenger
+    run_training(cohort_file, settings=cheap_settings(), tracking=tracking)  # v2 challenger
     record = registry.promote(client, tracking.registered_model, "2", "champion", "tumour board review", by="dr-a")
     assert _aliases(client, tracking.registered_model)["champion"] == "2"
     tags = client.get_model_version(tracking.registered_model, "2").tags
@@ -138,7 +144,7 @@ def test_failure_midway_leaves_nothing_registered(store, cohort_file, monkeypatc
 
     monkeypatch.setattr(plots, "decision_curve_figure", fail)
     with pytest.raises(Boom):
-        run_training(cohort_file, settings=fast_settings(), tracking=tracking)
+        run_training(cohort_file, settings=cheap_settings(), tracking=tracking)
     versions = client.search_model_versions(f"name='{tracking.registered_model}'")
     assert [str(v.version) for v in versions] == ["1"]
     assert _aliases(client, tracking.registered_model) == {"champion": "1"}
@@ -160,7 +166,7 @@ def test_failure_during_registration_deletes_the_version(store, cohort_file, mon
     # Gate says champion, so the alias would move from v1 to v2: fail right there.
     monkeypatch.setattr(MlflowClient, "set_registered_model_alias", fail_on_new_alias)
     with pytest.raises(exc):
-        run_training(cohort_file, settings=fast_settings(promotion_margin_auroc=-1.0), tracking=tracking)
+        run_training(cohort_file, settings=cheap_settings(promotion_margin_auroc=-1.0), tracking=tracking)
     monkeypatch.undo()
     versions = [str(v.version) for v in client.search_model_versions(f"name='{tracking.registered_model}'")]
     assert versions == ["1"]
