@@ -18,6 +18,8 @@ class ServingSettings(BaseSettings):
     top_factors: int = Field(5, ge=1, le=30)
     max_batch: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
+    # FHIR Bundles and CDS Hooks prefetch carry whole patient charts (0.3-5 MB from EHR exports).
+    max_fhir_body_bytes: int = Field(20_000_000, ge=1024)
     # Off by default locally; set PVERISK_SERVE_API_KEY to require it (X-API-Key or Bearer).
     api_key: SecretStr | None = None
     # Predictions run on dummy input after loading and before /readyz says ready.
@@ -29,6 +31,8 @@ class ServingSettings(BaseSettings):
     cds_issuers: dict[str, str] = Field(default_factory=dict)
     cds_jti_window_s: int = Field(600, ge=1)
     cds_fhir_timeout_s: float = Field(2.0, gt=0)
+    # Searchset pages followed per prefetch query fetched from the FHIR server.
+    cds_fhir_max_pages: int = Field(10, ge=1)
     # Below this share of contract inputs (or with a required input missing) a card says so instead of a number.
     cds_min_input_share: float = Field(0.5, ge=0, le=1)
     cds_max_observation_age_days: int = Field(120, ge=1)
