@@ -376,11 +376,17 @@ def map_chart(entries: list[tuple[str | None, Any]], decision: datetime | None =
     full_urls: dict[str, str] = {}
     patients: dict[str, tuple[int, dict[str, Any]]] = {}
     items: list[tuple[int, dict[str, Any]]] = []
+    seen: set[tuple[str, str]] = set()
     for i, (full_url, res) in enumerate(entries):
         if not isinstance(res, dict):
             out.problems.append(Problem(MALFORMED, f"entry {i}", "not a FHIR resource object"))
             continue
         rtype = res.get("resourceType")
+        rid = res.get("id")
+        if isinstance(rtype, str) and isinstance(rid, str) and rtype != "Patient":
+            if (rtype, rid) in seen:  # the same resource in two prefetch keys counts once
+                continue
+            seen.add((rtype, rid))
         if rtype not in ("Patient", "Condition", "Observation"):
             if full_url and (key := _entry_key(full_url, res)):
                 full_urls[full_url] = key

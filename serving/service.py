@@ -264,6 +264,7 @@ class PVERisk:
         status, body = predict_bundle(bundle, risk, self.settings, ctx.request.query_params.get("decision_date"))
         if status == 200:
             PREDICTIONS.labels(risk.identity.name, risk.identity.version, "fhir", body["risk_band"]).inc()
+        ctx.response.status_code = status  # with a Context parameter BentoML takes the status from it
         return Response(orjson.dumps(body), status_code=status,  # type: ignore[return-value]
                         media_type="application/json")
 

@@ -177,6 +177,8 @@ class ClientErrorLogFilter(logging.Filter):
 
 def quiet_client_error_logs() -> None:
     logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorLogFilter())
+    # our own one-line decisions (declined, rejected, feedback) at INFO: BentoML's root level is WARNING
+    logging.getLogger("pverisk").setLevel(logging.INFO)
 
 
 def limit_for(path: str, settings: ServingSettings) -> tuple[int, str]:
