@@ -121,7 +121,11 @@ def _codings(concept: Any) -> list[tuple[str, str]]:
 
 
 def _status_codes(concept: Any) -> set[str]:
-    return {code for _, code in _codings(concept)}
+    """Codes of a status CodeableConcept; the system is often left out there, and these codes are unique."""
+    coding = (_d(concept) or {}).get("coding")
+    if not isinstance(coding, list):
+        return set()
+    return {cd["code"] for cd in coding if isinstance(cd, dict) and isinstance(cd.get("code"), str)}
 
 
 _DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
@@ -232,7 +236,7 @@ def _read_value(holder: dict[str, Any], f: c.Feature, code: c.Code | None) -> tu
             return None, MALFORMED, "valueQuantity is not an object"
         comparator = q.get("comparator")
         if comparator is not None:
-            if comparator in BOUND_COMPARATORS:
+            if isinstance(comparator, str) and comparator in BOUND_COMPARATORS:
                 return None, BOUND, f"reported as a bound ({comparator}), not a value; not used"
             return None, MALFORMED, "valueQuantity.comparator is not one of <, <=, >=, >, ad"
         value = _number(q.get("value"))
@@ -531,7 +535,7 @@ def _read_observation(res: dict[str, Any], label: str, subject: str | None, targ
         out.problems.append(Problem(OTHER_PATIENT, label, "about another patient (or no subject); ignored"))
         return
     status = res.get("status")
-    if status not in VALID_STATUS:
+    if not isinstance(status, str) or status not in VALID_STATUS:  # a dict here is unhashable: type first
         if not isinstance(status, str):
             out.problems.append(Problem(MALFORMED, label, "status missing or not a code; ignored"))
         return
