@@ -21,7 +21,7 @@ from tests.fixtures.charts import prefetch_filtered, whole_chart
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = 150
+EXAMPLES = 200
 BASE = whole_chart(21, years=0.5, visits_per_year=6, other_patient=True)
 PREFETCH = prefetch_filtered(BASE, since_days=200)
 RESOURCES: list[dict[str, Any]] = [PREFETCH["patient"]] + [
@@ -90,7 +90,7 @@ def _set(node: Any, path: tuple, value: Any) -> None:
 
 mutation = st.tuples(st.integers(0, len(PATHS) - 1), junk)
 bundle_level = st.sampled_from(["none", "none", "none", "entry_junk", "entry_item_junk", "resource_junk",
-                                "prefetch_key_junk", "fullurl_junk"])
+                                "prefetch_key_junk", "fullurl_junk", "type_junk", "context_junk", "patient_key_junk"])
 
 
 def _variant(mutations: list[tuple[int, Any]]) -> list[dict[str, Any]]:
@@ -114,7 +114,7 @@ def test_no_fhir_shape_gives_a_5xx(server, mutations, level, extra):
         entries.append({"resource": extra})
     if level == "fullurl_junk":
         entries[0]["fullUrl"] = extra
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "collection",
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": extra if level == "type_junk" else "collection",
                               "entry": extra if level == "entry_junk" else entries}
     with httpx.Client(timeout=60) as client:
         r = client.post(f"{server.url}/v1/predict/fhir", json=bundle)
@@ -130,8 +130,10 @@ def test_no_fhir_shape_gives_a_5xx(server, mutations, level, extra):
             "observations": bundle}
         if level == "prefetch_key_junk":
             prefetch["observations"] = extra
+        if level == "patient_key_junk":
+            prefetch["patient"] = extra
         body = {"hook": "patient-view", "hookInstance": "h-1", "prefetch": prefetch,
-                "context": {"patientId": BASE.patient_id}}
+                "context": {"patientId": extra if level == "context_junk" else BASE.patient_id}}
         c = client.post(f"{server.url}/cds-services/pve-progression-risk", json=body)
         assert c.status_code < 500, (c.status_code, c.text[:500])
         assert c.headers["content-type"].startswith("application/json") and isinstance(c.json(), dict)
