@@ -294,13 +294,13 @@ def _read_value(holder: dict[str, Any], f: c.Feature, code: c.Code | None) -> tu
     return None, MALFORMED, "no usable value"
 
 
-def _ref_key(ref_obj: Any, full_urls: dict[str, str]) -> str | None:
+def _ref_key(ref_obj: Any, full_urls: dict[str, dict[str, Any]]) -> str | None:
     """A Reference as 'Type/id' (relative, absolute, versioned or a Bundle's urn:uuid fullUrl)."""
     ref = _s((_d(ref_obj) or {}).get("reference"))
     if ref is None:
         return None
-    if ref in full_urls:
-        return full_urls[ref]
+    if ref in full_urls:  # resolved lazily: most fullUrls of a chart are never referenced by what we read
+        return _entry_key(ref, full_urls[ref])
     if ref.startswith("urn:"):
         return ref
     parts = ref.split("/")
@@ -377,7 +377,7 @@ def map_chart(entries: list[tuple[str | None, Any]], decision: datetime | None =
     """
     decision = decision or datetime.now(timezone.utc)
     out = Mapped(record={}, problems=list(problems or []))
-    full_urls: dict[str, str] = {}
+    full_urls: dict[str, dict[str, Any]] = {}
     patients: dict[str, tuple[int, dict[str, Any]]] = {}
     items: list[tuple[int, dict[str, Any]]] = []
     seen: set[tuple[str, str]] = set()
@@ -391,14 +391,12 @@ def map_chart(entries: list[tuple[str | None, Any]], decision: datetime | None =
             if (rtype, rid) in seen:  # the same resource in two prefetch keys counts once
                 continue
             seen.add((rtype, rid))
+        if isinstance(full_url, str):
+            full_urls[full_url] = res
         if rtype not in ("Patient", "Condition", "Observation"):
-            if full_url and (key := _entry_key(full_url, res)):
-                full_urls[full_url] = key
             continue
-        key = _entry_key(full_url, res)
-        if full_url and key:
-            full_urls[full_url] = key
         if rtype == "Patient":
+            key = _entry_key(full_url, res)
             if key is None:
                 out.problems.append(Problem(MALFORMED, _label(res, i), "Patient without an id"))
                 continue
@@ -431,15 +429,14 @@ def map_chart(entries: list[tuple[str | None, Any]], decision: datetime | None =
     latest: dict[str, list[_Candidate]] = {}
     sides: dict[str, str] = {}
     for i, res in items:
-        label = _label(res, i)
-        subject = _ref_key(res.get("subject") or res.get("patient"), full_urls)
         if res["resourceType"] == "Condition":
             codings = _codings(res.get("code"))
             liver = any(cd in LIVER_METASTASIS for cd in codings)
             side = _side_of(codings)
             if not (liver or side):
                 continue
-            if subject != target:
+            label = _label(res, i)
+            if _ref_key(res.get("subject") or res.get("patient"), full_urls) != target:
                 out.problems.append(Problem(OTHER_PATIENT, label, "about another patient (or no subject); ignored"))
                 continue
             if _status_codes(res.get("verificationStatus")) & EXCLUDED_VERIFICATION:
@@ -458,7 +455,7 @@ def map_chart(entries: list[tuple[str | None, Any]], decision: datetime | None =
                     out.liver_metastasis = True
                     out.basis.append(label)
             continue
-        _read_observation(res, label, subject, target, decision, max_age_days, latest, out)
+        _read_observation(res, i, full_urls, target, decision, max_age_days, latest, out)
 
     if len(set(sides.values())) == 1:
         out.record["primary_side"] = next(iter(sides.values()))
@@ -513,7 +510,7 @@ def _read_patient(res: dict[str, Any], index: int, decision: datetime, out: Mapp
     out.record["age_years"] = round(max(0.0, (at - mid).days / 365.25), 1)
 
 
-def _read_observation(res: dict[str, Any], label: str, subject: str | None, target: str | None,
+def _read_observation(res: dict[str, Any], index: int, full_urls: dict[str, dict[str, Any]], target: str | None,
                       decision: datetime, max_age_days: int, latest: dict[str, list[_Candidate]],
                       out: Mapped) -> None:
     holders: list[tuple[dict[str, Any], c.Feature, c.Code | None]] = []
@@ -529,9 +526,10 @@ def _read_observation(res: dict[str, Any], label: str, subject: str | None, targ
                 match = next((FEATURE_CODES[p] for p in _codings(comp.get("code")) if p in FEATURE_CODES), None)
                 if match:
                     holders.append((comp, match[0], match[1]))
-    if not holders:
+    if not holders:  # most of a chart: checked by code first, the cheapest test
         return
-    if subject != target:
+    label = _label(res, index)
+    if _ref_key(res.get("subject") or res.get("patient"), full_urls) != target:
         out.problems.append(Problem(OTHER_PATIENT, label, "about another patient (or no subject); ignored"))
         return
     status = res.get("status")
