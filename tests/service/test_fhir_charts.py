@@ -242,3 +242,11 @@ def test_malformed_resources_never_give_500_on_either_endpoint(server, chart, na
     assert "7.77 H" not in server.log_text()
     if name == "value_not_a_number":
         assert any(p["kind"] == "malformed" and "not a number" in p["problem"] for p in f.json()["problems"])
+
+
+@pytest.mark.parametrize("path", [FHIR, CDS])
+@pytest.mark.parametrize("body", [b"{not json", b"", b"[1, 2]", b"null", b'{"resourceType": "Bundle"}'])
+def test_malformed_bodies_are_4xx_json_on_both_endpoints(server, path, body):
+    r = httpx.post(f"{server.url}{path}", content=body, headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500, (body, r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json")
