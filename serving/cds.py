@@ -389,6 +389,8 @@ def clinical_value(name: str, value: Any) -> str:
         unit = f.unit if f else None
         decimals = DECIMALS_BY_UNIT.get(unit or "", 2)
         text = f"{value:.{decimals}f}"
+        if unit == "%":
+            return f"{text}%"
         return f"{text} {unit}" if unit and unit not in ("count", "ratio") else text
     return str(value).replace("_", " ")
 
