@@ -29,7 +29,7 @@ os.environ["BENTOML_HOME"] = str(ROOT / "bentoml_home")
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pverisk.bench_serving import _free_port, _wait  # noqa: E402
+from pverisk.bench_serving import _free_port, _wait, _wrk  # noqa: E402
 
 
 def _timed(client: httpx.Client, url: str, payload: bytes, n: int) -> list[float]:
@@ -76,12 +76,20 @@ def main(n: int = 200) -> None:
             _timed(client, url, filtered, 20)
             t_whole = _timed(client, url, whole, n)
             t_filtered = _timed(client, url, filtered, n)
+        import shutil
+
+        # wrk (C) as a second client, when installed: the Python client's own cost stays out
+        by_wrk = {name: _wrk(url, payload, 1, seconds=5) for name, payload in (("whole", whole), ("filtered", filtered))
+                  } if shutil.which("wrk") else {}
 
         import orjson
 
         warm()
+        import gc
+
         parse, mapping = [], []
         for _ in range(50):
+            gc.disable()
             t0 = time.perf_counter()
             body = orjson.loads(whole)
             t1 = time.perf_counter()
@@ -89,6 +97,7 @@ def main(n: int = 200) -> None:
             map_chart([(None, pre["patient"])] + bundle_entries(pre["conditions"]) + bundle_entries(pre["observations"]),
                       patient_id=chart.patient_id)
             t2 = time.perf_counter()
+            gc.enable()
             parse.append((t1 - t0) * 1e3)
             mapping.append((t2 - t1) * 1e3)
 
@@ -102,8 +111,10 @@ def main(n: int = 200) -> None:
                   if name == "whole chart" else
                   f"| {name} | {len(payload) / 1e3:.0f} KB | {statistics.median(times):.1f} | "
                   f"{float(np.percentile(times, 99)):.1f} |")
+        for name, (rps, med, p99) in by_wrk.items():
+            print(f"| {name}, wrk client (1 connection, 5 s, {rps * 5:.0f} calls) | | {med:.1f} | {p99:.1f} |")
         print(f"\nIn-process share of the whole-chart call: JSON parse {statistics.median(parse):.1f} ms, "
-              f"mapping {statistics.median(mapping):.1f} ms (medians)")
+              f"mapping {statistics.median(mapping):.1f} ms (medians, garbage collection paused as in the service)")
     finally:
         server.terminate()
         server.wait(15)

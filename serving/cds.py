@@ -560,29 +560,32 @@ def make_app(get_service: Any) -> FastAPI:
         if (denied := authorise(request, SERVICE_ID)) is not None:
             return denied
         raw = await request.body()
-        try:
-            # orjson then a shallow model: a 1.5 MB prefetch parses in a few ms. The parsed chart
-            # is 100,000 small acyclic objects: collection waits until they are built and read.
-            with _gc_paused():
-                req = CDSRequest.model_validate(orjson.loads(raw))
-        except orjson.JSONDecodeError:
-            return reject(400, {"error": "invalid CDS Hooks request", "detail": ["body: not valid JSON"]},
-                          ["json"])
-        except ValidationError as exc:
-            bad = _invalid("invalid CDS Hooks request", exc)
-            return reject(400, json.loads(bad.body), [str(e["type"]) for e in exc.errors(include_input=False)])
-        if req.hook != "patient-view":
-            return reject(400, {"error": "hook not supported; use patient-view"}, ["hook"])
         risk = get_service().risk
-        if risk is None:  # still loading: the service is alive but not ready
-            return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
         problems: list[Problem] = []
-        try:
-            entries = gather(req, settings(), problems)
-        except DataUnavailable as exc:
-            return reject(412, {"error": str(exc)}, [exc.kind])
+        # A parsed whole chart is about 100,000 small acyclic objects: garbage collection waits while
+        # it is parsed and mapped, and the chart is freed by reference counting before collection
+        # resumes (a collection would otherwise walk all of it).
         with _gc_paused():
+            try:
+                # orjson then a shallow model: a 1.5 MB prefetch parses in a few ms
+                req = CDSRequest.model_validate(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                return reject(400, {"error": "invalid CDS Hooks request", "detail": ["body: not valid JSON"]},
+                              ["json"])
+            except ValidationError as exc:
+                bad = _invalid("invalid CDS Hooks request", exc)
+                return reject(400, json.loads(bad.body), [str(e["type"]) for e in exc.errors(include_input=False)])
+            if req.hook != "patient-view":
+                return reject(400, {"error": "hook not supported; use patient-view"}, ["hook"])
+            if risk is None:  # still loading: the service is alive but not ready
+                return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
+            try:
+                entries = gather(req, settings(), problems)
+            except DataUnavailable as exc:
+                return reject(412, {"error": str(exc)}, [exc.kind])
             a = assess(entries, risk, settings(), patient_id=req.context.patientId, problems=problems)
+            req.prefetch = None
+            del entries
         if a.identity_conflict:
             return reject(412, {"error": f"prefetch refused: {a.identity_conflict}"}, ["identity"])
         if a.declined:
