@@ -336,6 +336,12 @@ def bundle_entries(bundle: Any, problems: list[Problem] | None = None, depth: in
             problems.append(Problem(MALFORMED, "Bundle", "entry is not a list"))
         return out
     for i, e in enumerate(entries):
+        if type(e) is dict:  # fast path: a well-formed entry (nearly all of a chart)
+            res = e.get("resource")
+            if type(res) is dict and res.get("resourceType") != "Bundle":
+                url = e.get("fullUrl")
+                out.append((url if type(url) is str and url else None, res))
+                continue
         res = _d(e.get("resource")) if isinstance(e, dict) else None
         if res is None:
             if problems is not None and not (isinstance(e, dict) and "resource" not in e):
@@ -386,15 +392,15 @@ def map_chart(entries: list[tuple[str | None, Any]], decision: datetime | None =
             out.problems.append(Problem(MALFORMED, f"entry {i}", "not a FHIR resource object"))
             continue
         rtype = res.get("resourceType")
+        if full_url is not None and type(full_url) is str:
+            full_urls[full_url] = res
+        if rtype != "Observation" and rtype != "Condition" and rtype != "Patient":
+            continue
         rid = res.get("id")
-        if isinstance(rtype, str) and isinstance(rid, str) and rtype != "Patient":
+        if type(rid) is str and rtype != "Patient":
             if (rtype, rid) in seen:  # the same resource in two prefetch keys counts once
                 continue
             seen.add((rtype, rid))
-        if isinstance(full_url, str):
-            full_urls[full_url] = res
-        if rtype not in ("Patient", "Condition", "Observation"):
-            continue
         if rtype == "Patient":
             key = _entry_key(full_url, res)
             if key is None:
@@ -510,20 +516,36 @@ def _read_patient(res: dict[str, Any], index: int, decision: datetime, out: Mapp
     out.record["age_years"] = round(max(0.0, (at - mid).days / 365.25), 1)
 
 
+def _match(concept: Any) -> tuple[c.Feature, c.Code | None] | None:
+    """The contract feature a CodeableConcept codes for (first matching coding), else None. Runs
+    for every Observation of a chart, so it avoids building intermediate lists."""
+    if type(concept) is not dict:
+        return None
+    coding = concept.get("coding")
+    if type(coding) is not list:
+        return None
+    for cd in coding:
+        if type(cd) is dict:
+            system, code = cd.get("system"), cd.get("code")
+            if type(system) is str and type(code) is str:  # a dict here would be unhashable
+                hit = FEATURE_CODES.get((system, code))
+                if hit:
+                    return hit
+    return None
+
+
 def _read_observation(res: dict[str, Any], index: int, full_urls: dict[str, dict[str, Any]], target: str | None,
                       decision: datetime, max_age_days: int, latest: dict[str, list[_Candidate]],
                       out: Mapped) -> None:
     holders: list[tuple[dict[str, Any], c.Feature, c.Code | None]] = []
-    for pair in _codings(res.get("code")):
-        if pair in FEATURE_CODES:
-            f, code = FEATURE_CODES[pair]
-            holders.append((res, f, code))
-            break
+    match = _match(res.get("code"))
+    if match:
+        holders.append((res, match[0], match[1]))
     components = res.get("component")
     if isinstance(components, list):  # panels: each component is read like an Observation of its own
         for comp in components:
             if isinstance(comp, dict):
-                match = next((FEATURE_CODES[p] for p in _codings(comp.get("code")) if p in FEATURE_CODES), None)
+                match = _match(comp.get("code"))
                 if match:
                     holders.append((comp, match[0], match[1]))
     if not holders:  # most of a chart: checked by code first, the cheapest test
