@@ -444,7 +444,12 @@ def missing_explained(names: list[str], mapped: Mapped | None) -> str:
         kinds = [k for k in (mapped.reasons(name) if mapped else []) if k in PROBLEM_LABELS or k == MALFORMED]
         why = {STALE: "present but stale", REFUSED: "refused", UNIT: "unit not understood", BOUND: "only a bound",
                MALFORMED: "unreadable"}
-        out.append(f"`{name}`" + (f" ({', '.join(why[k] for k in kinds if k in why)})" if kinds else ""))
+        reasons = [why[k] for k in kinds if k in why]
+        refusal = next((p.message.removesuffix("; refused") for p in mapped.problems
+                        if p.kind == REFUSED and p.feature == name), None) if mapped else None
+        if refusal:  # say why the contract refused it (the allowed range), never the value
+            reasons = [f"refused: {refusal}" if r == "refused" else r for r in reasons]
+        out.append(f"`{name}`" + (f" ({', '.join(reasons)})" if reasons else ""))
     return ", ".join(out) or "none"
 
 

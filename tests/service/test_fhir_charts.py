@@ -143,7 +143,7 @@ def test_partial_birth_date_and_age_over_100(server):
     old = whole_chart(7, birth_date="1900-01-01", stale_labs=True, years=1)
     card = _card(cds(server, hook_request(old)))
     assert "not enough data" in card.summary
-    assert "`age_years` (refused)" in card.detail
+    assert "`age_years` (refused: outside the allowed range 18 to 100 years)" in card.detail
     assert "`bilirubin_mg_dl` (present but stale)" in card.detail
     assert "`albumin_g_dl` (present but stale)" in card.detail and "`platelets_10e9_l` (present but stale)" in card.detail
 

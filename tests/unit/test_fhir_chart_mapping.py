@@ -187,3 +187,14 @@ def test_mutation_answer_codes():
            "code": {"coding": [{"system": LOINC, "code": "21702-6"}]}, "effectiveDateTime": "2019-01-01",
            "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "260373001"}]}}
     assert map_resources([obs]).record["ras_status"] == "mutant"  # years old: a genotype is never stale
+
+
+def test_card_values_at_clinical_precision_and_absent_scores_left_out():
+    from serving.cds import _score_line, clinical_value
+
+    assert clinical_value("bilirubin_mg_dl", 1.1228442443195346) == "1.1 mg/dL"
+    assert clinical_value("platelets_10e9_l", 210.4) == "210 10^9/L" and clinical_value("sflr_percent", 19.04) == "19%"
+    assert clinical_value("age_years", 63.4) == "63 years" and clinical_value("inr", 1.1) == "1.1"
+    assert _score_line({"fong_crs": None, "game_score": None, "game_group": None, "m_crs": 1.0,
+                        "tumour_burden_score": 6.3245}) == "m-CRS 1; TBS 6.3"
+    assert _score_line({"fong_crs": None, "game_score": None, "m_crs": None, "tumour_burden_score": None}) is None
