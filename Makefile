@@ -32,6 +32,7 @@ bench: install-dev
 	$(RUN) python -m feature_store.benchmark
 	$(RUN) python -m training.benchmark
 	$(RUN) python -m pverisk.bench_serving
+	$(RUN) python -m pverisk.bench_cds
 
 clean-stores:
 	rm -rf mlflow/mlflow.db mlflow/artifacts data bentoml_home

@@ -21,6 +21,7 @@ CONTRACT_VERSION = "1.1.0"
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 UCUM = "http://unitsofmeasure.org"
 
 # Identifier, time and outcome columns of a cohort table: part of the contract, never model inputs.
@@ -67,6 +68,12 @@ class Code:
     code: str
     display: str
     unit: str | None = None  # UCUM unit the coded value is reported in, for lab observations
+    # g/mol of the analyte: converts moles/volume results (umol/L) onto a mass/volume contract unit.
+    molar_mass: float | None = None
+    # Coded answers of a qualitative test: ((system, code), contract category).
+    answers: tuple[tuple[tuple[str, str], str], ...] = ()
+    # A tumour genotype does not go stale like a lab value: read whatever its age.
+    never_stale: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,41 @@ class Feature:
             # two known levels: one indicator column for the second level
             return (f"{self.name}__{self.known_categories[1]}",)
         return (self.name,)
+
+
+# Bilirubin (C33H36N4O6, 584.66 g/mol): the molar mass that gives the conventional factor labs and
+# the tabular import use, 1 mg/dL = 17.1 umol/L (584.66 would give 17.104).
+BILIRUBIN_G_MOL = 10_000 / 17.1
+# Qualitative mutation results as labs code them (LOINC answer lists, SNOMED CT qualifiers).
+MUTATION_ANSWERS: tuple[tuple[tuple[str, str], str], ...] = (
+    ((LOINC, "LA9633-4"), "mutant"),  # Present
+    ((LOINC, "LA9634-2"), "wild_type"),  # Absent
+    ((LOINC, "LA6576-8"), "mutant"),  # Positive
+    ((LOINC, "LA6577-6"), "wild_type"),  # Negative
+    ((SNOMED, "260373001"), "mutant"),  # Detected
+    ((SNOMED, "260415000"), "wild_type"),  # Not detected
+    ((SNOMED, "10828004"), "mutant"),  # Positive
+    ((SNOMED, "260385009"), "wild_type"),  # Negative
+)
+
+# Applicability: an active Condition with one of these codes makes a patient a candidate.
+LIVER_METASTASIS_CODES: tuple[Code, ...] = (
+    Code(SNOMED, "94381002", "Secondary malignant neoplasm of liver"),
+    Code(ICD10, "C78.7", "Secondary malignant neoplasm of liver and intrahepatic bile duct"),
+    Code(ICD10CM, "C78.7", "Secondary malignant neoplasm of liver and intrahepatic bile duct"),
+)
+# Primary site -> primary_side, for problem lists coded in SNOMED CT (ICD-10 C18-C20 are read by
+# their structure: C18.0-C18.4 right, C18.5-C18.7 and C19 left, C20 rectum). Only codes checked
+# against a published SNOMED CT expansion are listed; unspecified "colon" codes give no side.
+PRIMARY_SITE_SNOMED: dict[str, str] = {
+    "93683002": "right_colon",  # Primary malignant neoplasm of ascending colon
+    "93826009": "right_colon",  # Primary malignant neoplasm of hepatic flexure of colon
+    "93771007": "left_colon",  # Primary malignant neoplasm of descending colon
+    "94006002": "left_colon",  # Primary malignant neoplasm of sigmoid colon
+    "93980002": "left_colon",  # Primary malignant neoplasm of rectosigmoid junction
+    "93984006": "rectum",  # Primary malignant neoplasm of rectum
+}
+PRIMARY_SITE_ICD10 = tuple(f"C18.{i}" for i in range(10)) + ("C19", "C20")
 
 
 def _fmt(x: float | None) -> str:
@@ -207,12 +249,12 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         "ras_status", Kind.CATEGORY, "KRAS/NRAS mutation status of the tumour",
         categories=("wild_type", "mutant", "unknown"), unknown_categories=("unknown",), example="wild_type",
-        codes=(Code(LOINC, "21702-6", "KRAS gene mutations found"),),
+        codes=(Code(LOINC, "21702-6", "KRAS gene mutations found", answers=MUTATION_ANSWERS, never_stale=True),),
     ),
     Feature(
         "braf_v600e", Kind.CATEGORY, "BRAF V600E mutation status",
         categories=("wild_type", "mutant", "unknown"), unknown_categories=("unknown",), example="unknown",
-        codes=(Code(LOINC, "58415-1", "BRAF gene mutations found"),),
+        codes=(Code(LOINC, "58415-1", "BRAF gene mutations found", answers=MUTATION_ANSWERS, never_stale=True),),
     ),
     Feature(
         "n_liver_metastases", Kind.INTEGER, "Number of liver metastases on pre-PVE imaging",
@@ -263,8 +305,10 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         "bilirubin_mg_dl", Kind.NUMBER, "Total serum bilirubin", unit="mg/dL", minimum=0.05, maximum=30,
         example=0.6,
-        codes=(Code(LOINC, "1975-2", "Bilirubin.total [Mass/volume] in Serum or Plasma", "mg/dL"),
-               Code(LOINC, "14631-6", "Bilirubin.total [Moles/volume] in Serum or Plasma", "umol/L")),
+        codes=(Code(LOINC, "1975-2", "Bilirubin.total [Mass/volume] in Serum or Plasma", "mg/dL",
+                    molar_mass=BILIRUBIN_G_MOL),
+               Code(LOINC, "14631-6", "Bilirubin.total [Moles/volume] in Serum or Plasma", "umol/L",
+                    molar_mass=BILIRUBIN_G_MOL)),
     ),
     Feature(
         "albumin_g_dl", Kind.NUMBER, "Serum albumin", unit="g/dL", minimum=1, maximum=7, example=4.1,

@@ -6,25 +6,37 @@ discovery endpoint is a GET). Request and response shapes mirror the specificati
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
 import time
+from contextlib import contextmanager
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import httpx
 import jwt
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from feature_store import contract as c
 from feature_store.fhir_map import (
-    LIVER_METASTASIS,
+    BOUND,
+    IMPRECISE,
     LOCAL_SYSTEM,
-    bundle_resources,
-    map_resources,
+    MALFORMED,
+    OTHER_PATIENT,
+    REFUSED,
+    STALE,
+    UNIT,
+    Mapped,
+    Problem,
+    bundle_entries,
+    map_chart,
     observation_queries,
 )
 from feature_store.record import patient_model
@@ -32,7 +44,6 @@ from serving.settings import ServingSettings
 
 logger = logging.getLogger("pverisk.cds")
 SERVICE_ID = "pve-progression-risk"
-PRIMARY_SITE_CODES = [f"C18.{i}" for i in range(10)] + ["C19", "C20"]
 
 
 # --- shapes from the CDS Hooks 2.0 specification ------------------------------------------
@@ -138,9 +149,10 @@ def prefetch_templates(features: list[str] | tuple[str, ...] | None = None) -> d
     contract maps for the served model's inputs (LOINC, plus the local code system for features
     without a standard code; a coarse input brings its fine sources)."""
     used = set(c.input_names(features)) if features is not None else set(c.feature_names())
-    cond = [f"{s}|{code}" for s, code in sorted(LIVER_METASTASIS)]
+    cond = [f"{x.system}|{x.code}" for x in c.LIVER_METASTASIS_CODES]
     if "primary_side" in used:
-        cond += [f"{c.ICD10}|{x}" for x in PRIMARY_SITE_CODES]
+        cond += [f"{system}|{x}" for system in (c.ICD10, c.ICD10CM) for x in c.PRIMARY_SITE_ICD10]
+        cond += [f"{c.SNOMED}|{x}" for x in c.PRIMARY_SITE_SNOMED]
     obs = [f"{c.LOINC}|{code}" for name, codes in observation_queries().items() if name in used for code in codes]
     obs += [f"{LOCAL_SYSTEM}|{f.name}" for f in c.features()
             if f.name in used and f.name not in ("age_years", "sex", "primary_side")]
@@ -198,11 +210,28 @@ class JwtVerifier:
 class DataUnavailable(Exception):
     """Required data could not be obtained: the spec's 412 Precondition Failed."""
 
+    def __init__(self, message: str, kind: str = "prefetch") -> None:
+        super().__init__(message)
+        self.kind = kind  # for the one-line log: what failed, never which patient
 
-def _as_resources(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, dict):
-        return []
-    return bundle_resources(value) if value.get("resourceType") == "Bundle" else [value]
+
+Entries = list[tuple[str | None, dict[str, Any]]]
+
+
+def _prefetch_entries(key: str, value: Any, patient_id: str, problems: list[Problem]) -> Entries | None:
+    """The (fullUrl, resource) pairs of one prefetch value; None when the prefetch failed
+    (absent, null, an OperationOutcome, not a resource): the caller fetches it or answers 412."""
+    if not isinstance(value, dict) or value.get("resourceType") == "OperationOutcome":
+        return None
+    if value.get("resourceType") == "Bundle":
+        return bundle_entries(value, problems)
+    if key == "patient":
+        if value.get("resourceType") != "Patient":
+            return None
+        if value.get("id") is None:
+            # Fetched as Patient/{{context.patientId}}: that is its identity even when the EHR leaves the id out.
+            value = {**value, "id": patient_id}
+    return [(None, value)]
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -210,83 +239,115 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host.lower(), url.port or default
 
 
-def _next_link(bundle: Any) -> str | None:
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        return None
-    return next((link.get("url") for link in bundle.get("link") or []
-                 if isinstance(link, dict) and link.get("relation") == "next" and link.get("url")), None)
-
-
-def _search(client: httpx.Client, base: str, path: str, what: str, max_pages: int) -> list[dict[str, Any]]:
-    """One read or search, following Bundle.link "next" for at most `max_pages` pages, and only to
-    the configured server's origin (the bearer token goes nowhere else)."""
+def _fetch(client: httpx.Client, url: str, key: str, base: str, max_pages: int) -> Any:
+    """One prefetch query from the FHIR server, following a searchset's `next` links for at most
+    `max_pages` pages and only on the server's own origin (the bearer token goes nowhere else).
+    More pages, or a page elsewhere, is a 412: scoring a truncated history could pick a stale
+    value as the latest."""
     origin = _origin(httpx.URL(base))
-    url = httpx.URL(f"{base}/{path}")
-    resources: list[dict[str, Any]] = []
+    target = httpx.URL(url)
+    pages: list[Any] = []
     for _ in range(max_pages):
-        r = client.get(url)
+        r = client.get(target)
         if r.status_code != 200:
-            raise DataUnavailable(f"FHIR server answered {r.status_code} for {what}")
+            raise DataUnavailable(f"FHIR server answered {r.status_code} for prefetch key {key!r}", "fhir_server")
         try:
             body = r.json()
         except ValueError:
-            raise DataUnavailable(f"FHIR server answered with invalid JSON for {what}") from None
-        resources += _as_resources(body)
-        href = _next_link(body)
-        if href is None:
-            return resources
-        url = url.join(href)  # absolute per FHIR; a relative link resolves against the current page
-        if _origin(url) != origin:
-            raise DataUnavailable(f"FHIR search for {what}: next page on another origin, not followed")
-    # scoring a truncated history could pick a stale value as the latest
-    raise DataUnavailable(f"FHIR search for {what} has more than {max_pages} pages")
+            raise DataUnavailable(f"FHIR server answered with no JSON for prefetch key {key!r}", "fhir_server") from None
+        if not isinstance(body, dict) or body.get("resourceType") == "OperationOutcome":
+            raise DataUnavailable(f"FHIR server answered an OperationOutcome for prefetch key {key!r}", "fhir_server")
+        pages.append(body)
+        links = body.get("link") if body.get("resourceType") == "Bundle" else None
+        nxt = next((ln.get("url") for ln in links or [] if isinstance(ln, dict) and ln.get("relation") == "next"), None)
+        if not isinstance(nxt, str) or not nxt:
+            break
+        target = target.join(nxt)  # absolute per FHIR; a relative link resolves against the current page
+        if _origin(target) != origin:
+            raise DataUnavailable(f"FHIR search for prefetch key {key!r}: next page on another origin, not followed",
+                                  "fhir_server")
+    else:
+        raise DataUnavailable(f"FHIR search for prefetch key {key!r} has more than {max_pages} pages", "fhir_server")
+    if len(pages) == 1:
+        return pages[0]
+    return {"resourceType": "Bundle", "type": "searchset",
+            "entry": [e for p in pages for e in (p.get("entry") or []) if isinstance(p.get("entry"), list)]}
 
 
-def gather(req: CDSRequest, settings: ServingSettings, features: list[str] | tuple[str, ...] | None = None
-           ) -> list[dict[str, Any]]:
-    """Resources from prefetch; what is absent is fetched from the FHIR server (one try each,
-    with a timeout: no retry storm against the EHR; search results paged up to
-    `cds_fhir_max_pages`)."""
+def gather(req: CDSRequest, settings: ServingSettings, problems: list[Problem] | None = None,
+           features: list[str] | tuple[str, ...] | None = None) -> Entries:
+    """Resources from prefetch; keys that are absent or failed (null, an OperationOutcome, not a
+    resource) are fetched from the FHIR server (one try each, with a timeout: no retry storm
+    against the EHR), else the request gets a 412 naming them."""
+    problems = problems if problems is not None else []
     templates = prefetch_templates(features)
     prefetch = req.prefetch or {}
-    resources: list[dict[str, Any]] = []
-    missing = [k for k in templates if prefetch.get(k) is None]
+    entries: Entries = []
+    failed: list[str] = []
     for k in templates:
-        resources += _as_resources(prefetch.get(k))
-    if not missing:
-        return resources
+        got = _prefetch_entries(k, prefetch.get(k), req.context.patientId, problems)
+        if got is None:
+            failed.append(k)
+        else:
+            entries += got
+    if not failed:
+        return entries
     if not req.fhirServer or not req.fhirAuthorization:
-        raise DataUnavailable(f"prefetch {missing} absent and no fhirServer/fhirAuthorization to fetch them")
+        why = {k: ("absent" if prefetch.get(k) is None else "an OperationOutcome"
+                   if isinstance(prefetch.get(k), dict) and prefetch[k].get("resourceType") == "OperationOutcome"
+                   else "not a FHIR resource of the expected type") for k in failed}
+        raise DataUnavailable("prefetch " + ", ".join(f"{k!r} {v}" for k, v in why.items())
+                              + "; no fhirServer/fhirAuthorization to fetch them")
     headers = {"Authorization": f"Bearer {req.fhirAuthorization.access_token}", "Accept": "application/fhir+json"}
     base = req.fhirServer.rstrip("/")
     try:
         with httpx.Client(timeout=settings.cds_fhir_timeout_s, headers=headers) as client:
-            for k in missing:
+            for k in failed:
                 path = templates[k].replace("{{context.patientId}}", req.context.patientId)
-                resources += _search(client, base, path, k, settings.cds_fhir_max_pages)
+                body = _fetch(client, f"{base}/{path}", k, base, settings.cds_fhir_max_pages)
+                got = _prefetch_entries(k, body, req.context.patientId, problems)
+                if got is None:
+                    raise DataUnavailable(f"FHIR server answered no usable resource for prefetch key {k!r}",
+                                          "fhir_server")
+                entries += got
     except httpx.HTTPError as exc:
-        raise DataUnavailable(f"FHIR server unreachable or too slow ({type(exc).__name__})") from None
-    return resources
+        raise DataUnavailable(f"FHIR server unreachable or too slow ({type(exc).__name__})", "fhir_server") from None
+    return entries
 
 
-def clean_record(record: dict[str, Any], features: list[str] | tuple[str, ...] | None = None
-                 ) -> tuple[dict[str, Any], list[str]]:
-    """Keep the values the contract accepts; report (without values) the ones it refuses."""
+def refused_fields(record: dict[str, Any], features: list[str] | tuple[str, ...] | None = None
+                   ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Keep the values the contract accepts; (feature, problem) for the ones it refuses, no values."""
     model = patient_model(tuple(features) if features is not None else None)
-    notes: list[str] = []
+    refused: list[tuple[str, str]] = []
     fields = dict(record)
     for _ in range(len(fields) + 1):
         try:
             model.model_validate(fields)
             break
         except ValidationError as exc:
-            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"] and e["type"] != "missing"}
+            errors = exc.errors(include_input=False)
+            bad = {str(e["loc"][0]) for e in errors if e["loc"] and e["type"] != "missing"}
             if not bad:
                 break
-            for name in bad:
-                notes.append(f"{name}: {next(e['msg'] for e in exc.errors() if e['loc'] and e['loc'][0] == name)}; ignored")
+            for name in sorted(bad):
+                refused.append((name, next(e["msg"] for e in errors if e["loc"] and e["loc"][0] == name)))
                 fields.pop(name, None)
-    return fields, notes
+    return fields, refused
+
+
+def clean_record(record: dict[str, Any], features: list[str] | tuple[str, ...] | None = None
+                 ) -> tuple[dict[str, Any], list[str]]:
+    """Keep the values the contract accepts; report (without values) the ones it refuses."""
+    fields, refused = refused_fields(record, features)
+    return fields, [f"{name}: {msg}; ignored" for name, msg in refused]
+
+
+# Applicability checks, by the name the log line uses.
+NOT_APPLICABLE = {
+    "deceased": "the patient is deceased",
+    "no_liver_metastasis": "no active liver-metastasis Condition in the chart",
+}
 
 
 @dataclass
@@ -298,60 +359,176 @@ class Assessment:
     missing_required: list[str]
     basis: list[str]
     patient_id: str | None
+    mapped: Mapped | None = None
+    # Why no risk is given at all: an identity conflict, or an applicability check that declined.
+    identity_conflict: str | None = None
+    declined: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        return self.mapped.counts() if self.mapped else {}
 
 
-def assess(resources: list[dict[str, Any]], risk: Any, settings: ServingSettings,
-           decision: datetime | None = None) -> Assessment:
-    """FHIR resources -> contract record -> a prediction, or None when too little is known.
+def assess(resources: list[dict[str, Any]] | Entries, risk: Any, settings: ServingSettings,
+           decision: datetime | None = None, patient_id: str | None = None,
+           problems: list[Problem] | None = None) -> Assessment:
+    """FHIR resources -> contract record -> a prediction, or None when too little is known, the
+    chart is someone else's, or the patient is not a candidate (deceased, no liver metastasis).
     Shared by the CDS service and POST /v1/predict/fhir."""
-    mapped = map_resources(resources, decision=decision, max_age_days=settings.cds_max_observation_age_days)
-    record, refused = clean_record(mapped.record, risk.features)
+    entries = [e if isinstance(e, tuple) else (None, e) for e in resources]
+    mapped = map_chart(entries, decision=decision, max_age_days=settings.cds_max_observation_age_days,
+                       patient_id=patient_id, problems=problems)
+    if mapped.identity_conflict:
+        return Assessment(None, {}, mapped.notes, 0.0, [], [], mapped.patient_id, mapped,
+                          identity_conflict=mapped.identity_conflict)
+    declined = "deceased" if mapped.deceased else None if mapped.liver_metastasis else "no_liver_metastasis"
+    record, refused = refused_fields(mapped.record, risk.features)
+    for name, msg in refused:
+        mapped.problems.append(Problem(REFUSED, "input", f"{msg}; refused", name))
+    # the served model's own inputs decide (a coarse input counts when its fine value is there)
     derived, _ = risk.derive({k: [v] for k, v in record.items()})
-    present = [f for f in risk.features if not c.is_missing(derived.get(f, [None])[0])]
+    present = [f for f in risk.features if not c.is_missing(derived[f][0] if f in derived else None)]
     share = len(present) / len(risk.features)
     missing_required = [f for f in risk.required if f not in present]
-    enough = not missing_required and share >= settings.cds_min_input_share
-    return Assessment(risk.score_record(record) if enough else None, record, mapped.notes + refused, share,
-                      missing_required, mapped.basis, mapped.patient_id)
+    enough = not declined and not missing_required and share >= settings.cds_min_input_share
+    return Assessment(risk.score_record(record) if enough else None, record, mapped.notes, share,
+                      missing_required, mapped.basis, mapped.patient_id, mapped, declined=declined)
 
 
 def _pct(p: float) -> str:
     return f"{100 * p:.0f}%"
 
 
+# Decimals a clinician reads a value at, by contract unit (a lab prints bilirubin 1.1, not 1.1228).
+DECIMALS_BY_UNIT = {"years": 0, "count": 0, "cycles": 0, "10^9/L": 0, "%": 0, "months": 0, "weeks": 0,
+                    "ratio": 1, "mg/dL": 1, "g/dL": 1, "ng/mL": 1, "cm": 1}
+
+
+def clinical_value(name: str, value: Any) -> str:
+    """A feature's value as a clinician reads it: rounded to clinical precision, with its unit."""
+    if isinstance(value, bool) or value is None:
+        return "yes" if value is True else "no" if value is False else "-"
+    if isinstance(value, (int, float)):
+        f = c.BY_NAME.get(name)
+        unit = f.unit if f else None
+        decimals = DECIMALS_BY_UNIT.get(unit or "", 2)
+        text = f"{value:.{decimals}f}"
+        if unit == "%":
+            return f"{text}%"
+        return f"{text} {unit}" if unit and unit not in ("count", "ratio") else text
+    return str(value).replace("_", " ")
+
+
+def _score_line(s: dict[str, Any]) -> str | None:
+    """The clinical scores that could be computed; absent ones are left out, not printed as None."""
+    parts = []
+    if s.get("fong_crs") is not None:
+        parts.append(f"Fong CRS {s['fong_crs']:.0f}")
+    if s.get("game_score") is not None:
+        parts.append(f"GAME {s['game_score']:.0f}" + (f" ({s['game_group']})" if s.get("game_group") else ""))
+    if s.get("m_crs") is not None:
+        parts.append(f"m-CRS {s['m_crs']:.0f}")
+    if s.get("tumour_burden_score") is not None:
+        parts.append(f"TBS {s['tumour_burden_score']:.1f}")
+    return "; ".join(parts) or None
+
+
+PROBLEM_LABELS = {
+    STALE: "stale", UNIT: "unit not understood", BOUND: "reported as a bound (<, >), not a value",
+    OTHER_PATIENT: "about another patient", REFUSED: "refused by the contract",
+}
+
+
+def problem_summary(mapped: Mapped | None, max_age_days: int) -> str | None:
+    """Counts of data problems per kind (the full list is in the API response, not the card)."""
+    if mapped is None or not mapped.problems:
+        return None
+    counts = mapped.counts()
+    parts = []
+    for kind, label in PROBLEM_LABELS.items():
+        n = counts.pop(kind, 0)
+        if n:
+            extra = f" (older than {max_age_days} days)" if kind == STALE else ""
+            parts.append(f"{n} {label}{extra}")
+    counts.pop(IMPRECISE, None)  # informative only: the value was used
+    other = sum(counts.values())
+    if other:
+        parts.append(f"{other} other (malformed, undated, unknown code or after the decision date)")
+    refused = sorted({p.feature for p in mapped.problems if p.kind == REFUSED and p.feature})
+    text = "**Data problems:** " + ("; ".join(parts) if parts else "none that changed an input")
+    if refused:
+        text += ". Refused: " + ", ".join(f"`{r}`" for r in refused)
+    return text
+
+
+def missing_explained(names: list[str], mapped: Mapped | None) -> str:
+    """Missing inputs, each with why when the chart had it (stale, refused, unit, bound)."""
+    out = []
+    for name in names:
+        kinds = [k for k in (mapped.reasons(name) if mapped else []) if k in PROBLEM_LABELS or k == MALFORMED]
+        why = {STALE: "present but stale", REFUSED: "refused", UNIT: "unit not understood", BOUND: "only a bound",
+               MALFORMED: "unreadable"}
+        reasons = [why[k] for k in kinds if k in why]
+        refusal = next((p.message.removesuffix("; refused") for p in mapped.problems
+                        if p.kind == REFUSED and p.feature == name), None) if mapped else None
+        if refusal:  # say why the contract refused it (the allowed range), never the value
+            reasons = [f"refused: {refusal}" if r == "refused" else r for r in reasons]
+        out.append(f"`{name}`" + (f" ({', '.join(reasons)})" if reasons else ""))
+    return ", ".join(out) or "none"
+
+
 def build_cards(prediction: dict[str, Any] | None, mapped_record: dict[str, Any], notes: list[str],
                 base_url: str, missing_required: list[str], share: float, min_share: float,
-                notice: str, model_label: str, features: list[str] | None = None) -> CardsResponse:
+                notice: str, model_label: str, mapped: Mapped | None = None, max_age_days: int = 120,
+                features: list[str] | None = None) -> CardsResponse:
     source = Source(label=model_label, url=f"{base_url}/v1/model")
     links = [Link(label="Model card and metrics", url=f"{base_url}/v1/model")]
+    summary_line = problem_summary(mapped, max_age_days)
     if prediction is None:
-        missing = missing_required or [f for f in (features or c.feature_names()) if mapped_record.get(f) is None]
-        detail = ("Not enough data to estimate the risk responsibly "
-                  f"({_pct(share)} of inputs available; at least {_pct(min_share)} and all required inputs needed).\n\n"
-                  "**Missing inputs:** " + ", ".join(f"`{m}`" for m in missing) + f"\n\n_{notice}_")
+        inputs = features or c.feature_names()
+        missing = missing_required or [f for f in inputs if f not in mapped_record]
+        stale_or_refused = [f for f in inputs if f not in mapped_record and f not in missing
+                            and mapped and set(mapped.reasons(f)) & {STALE, REFUSED, UNIT, BOUND}]
+        detail = "\n".join([
+            "Not enough data to estimate the risk responsibly "
+            f"({_pct(share)} of inputs available; at least {_pct(min_share)} and all required inputs needed).",
+            "", "**Missing required inputs:** " + missing_explained(missing, mapped),
+            *(["", "**Also not usable:** " + missing_explained(stale_or_refused, mapped)] if stale_or_refused else []),
+            *(["", summary_line] if summary_line else []),
+            "", f"_{notice}_",
+        ])
         return CardsResponse(cards=[Card(summary="PVE progression risk: not enough data to estimate (research use)",
                                          detail=detail, indicator="info", source=source, links=links)])
     p, band = prediction["probability"], prediction["risk_band"]
     indicator = {"low": "info", "intermediate": "warning", "high": "critical"}[band]
-    s = prediction["clinical_scores"]
-    factors = "\n".join(f"- `{f['feature']}` = {f['value']}: {f['direction']} ({f['contribution_log_odds']:+.2f} log-odds)"
-                        for f in prediction["top_factors"])
+    factors = "\n".join(f"- `{f['feature']}` = {clinical_value(f['feature'], f['value'])}: {f['direction']} "
+                        f"({f['contribution_log_odds']:+.2f} log-odds)" for f in prediction["top_factors"])
+    scores = _score_line(prediction["clinical_scores"])
     detail = "\n".join([
         f"**Estimated risk of liver progression between PVE and resection: {_pct(p)} ({band}).** "
         f"Bands: low < {_pct(prediction['band_thresholds']['low_below'])}, high >= "
         f"{_pct(prediction['band_thresholds']['high_from'])}.",
         "", "**Top factors**", factors or "- none",
-        "", "**Clinical scores** (built for survival after resection, shown for comparison)",
-        f"- Fong CRS: {s['fong_crs']}; GAME: {s['game_score']} ({s['game_group']}); m-CRS: {s['m_crs']}; "
-        f"TBS: {s['tumour_burden_score']}",
-        "", "**Missing inputs:** " + (", ".join(f"`{m}`" for m in prediction["missing_inputs"]) or "none"),
-        *(["", "**Data notes:** " + "; ".join(notes)] if notes else []),
+        *(["", "**Clinical scores** (built for survival after resection, shown for comparison): " + scores]
+          if scores else []),
+        "", "**Missing inputs:** " + missing_explained(prediction["missing_inputs"], mapped),
+        *(["", summary_line] if summary_line else []),
         *(["", f"**{prediction['question_note']}**"] if prediction.get("question_note") else []),
         "", f"_{notice}_",
     ])
     summary = f"PVE progression risk {_pct(p)} ({band}) - research use only"
     return CardsResponse(cards=[Card(summary=summary, detail=detail, indicator=indicator, source=source,
                                      links=links, overrideReasons=OVERRIDE_REASONS)])
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def _invalid(what: str, exc: ValidationError) -> JSONResponse:
@@ -396,27 +573,63 @@ def make_app(get_service: Any) -> FastAPI:
     def get_discovery() -> dict[str, Any]:
         return discovery(features()).model_dump(exclude_none=True)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Last line of defence: JSON, not text/plain, and a log line with the error type and place
+        # only (an exception message can carry a submitted value).
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else "?"
+        logger.error("cds internal error type=%s at=%s", type(exc).__name__, where)
+        return JSONResponse({"error": "internal error; see the server log"}, status_code=500)
+
+    def reject(status: int, body: dict[str, Any], kinds: list[str]) -> JSONResponse:
+        # one line per rejected request: the status and the problem kinds, no patient data
+        logger.warning("cds rejected status=%d problems=%s", status, ",".join(sorted(set(kinds))) or "-")
+        return JSONResponse(body, status_code=status)
+
     @app.post(f"/{SERVICE_ID}")
     async def call_service(request: Request) -> JSONResponse:
         if (denied := authorise(request, SERVICE_ID)) is not None:
             return denied
-        try:
-            req = CDSRequest.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return _invalid("invalid CDS Hooks request", exc)
-        if req.hook != "patient-view":
-            return JSONResponse({"error": f"hook {req.hook!r} not supported; use patient-view"}, status_code=400)
+        raw = await request.body()
         risk = get_service().risk
-        if risk is None:  # still loading: the service is alive but not ready
-            return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
-        try:
-            resources = gather(req, settings(), features())
-        except DataUnavailable as exc:
-            return JSONResponse({"error": str(exc)}, status_code=412)
-        a = assess(resources, risk, settings())
+        problems: list[Problem] = []
+        # A parsed whole chart is about 100,000 small acyclic objects: garbage collection waits while
+        # it is parsed and mapped, and the chart is freed by reference counting before collection
+        # resumes (a collection would otherwise walk all of it).
+        with _gc_paused():
+            try:
+                # orjson then a shallow model: a 1.5 MB prefetch parses in a few ms
+                req = CDSRequest.model_validate(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                return reject(400, {"error": "invalid CDS Hooks request", "detail": ["body: not valid JSON"]},
+                              ["json"])
+            except ValidationError as exc:
+                bad = _invalid("invalid CDS Hooks request", exc)
+                return reject(400, json.loads(bad.body), [str(e["type"]) for e in exc.errors(include_input=False)])
+            if req.hook != "patient-view":
+                return reject(400, {"error": "hook not supported; use patient-view"}, ["hook"])
+            if risk is None:  # still loading: the service is alive but not ready
+                return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
+            try:
+                entries = gather(req, settings(), problems, features())
+            except DataUnavailable as exc:
+                return reject(412, {"error": str(exc)}, [exc.kind])
+            a = assess(entries, risk, settings(), patient_id=req.context.patientId, problems=problems)
+            req.prefetch = None
+            del entries
+        if a.identity_conflict:
+            return reject(412, {"error": f"prefetch refused: {a.identity_conflict}"}, ["identity"])
+        if a.declined:
+            # Not a candidate: no card at all (an info card on every chart open is noise).
+            logger.info("cds declined check=%s", a.declined)
+            return JSONResponse({"cards": []})
         label = f"{risk.identity.name} v{risk.identity.version} ({risk.identity.data_kind} data)"
         cards = build_cards(a.prediction, a.record, a.notes, base_url(request), a.missing_required, a.share,
-                            settings().cds_min_input_share, risk.notice, label, risk.features)
+                            settings().cds_min_input_share, risk.notice, label, a.mapped,
+                            settings().cds_max_observation_age_days, risk.features)
         return JSONResponse(cards.model_dump(exclude_none=True))
 
     @app.post(f"/{SERVICE_ID}/feedback")

@@ -54,3 +54,22 @@ def risk_assessment(prediction: dict[str, Any], patient_ref: str | None = None, 
         del resource["basis"]
     validated = RiskAssessment.model_validate(resource)
     return json.loads(validated.model_dump_json(exclude_none=True))
+
+
+# FHIR issue-type codes (http://hl7.org/fhir/issue-type) for the problems the mapper reports.
+ISSUE_CODE = {"stale": "business-rule", "unit": "value", "bound": "value", "other_patient": "security",
+              "malformed": "structure", "future": "business-rule", "undated": "required",
+              "unknown_code": "code-invalid", "imprecise_date": "informational", "conflict": "conflict",
+              "refused": "value", "identity": "conflict", "not_applicable": "not-supported",
+              "insufficient": "incomplete"}
+
+
+def operation_outcome(issues: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """(severity, kind, diagnostics) triples as a validated R4 OperationOutcome (FHIR clients read
+    this shape); diagnostics never carry submitted values."""
+    from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+    resource = {"resourceType": "OperationOutcome",
+                "issue": [{"severity": sev, "code": ISSUE_CODE.get(kind, "processing"), "diagnostics": text}
+                          for sev, kind, text in issues] or [{"severity": "information", "code": "informational"}]}
+    return json.loads(OperationOutcome.model_validate(resource).model_dump_json(exclude_none=True))

@@ -30,13 +30,15 @@ from starlette.responses import JSONResponse, Response  # noqa: E402
 from feature_store import contract as c  # noqa: E402
 from feature_store.record import input_roles, patient_model  # noqa: E402
 from feature_store.validate import validate_frame  # noqa: E402
-from feature_store.fhir_map import bundle_resources, record_to_bundle  # noqa: E402
-from serving.cds import assess, make_app  # noqa: E402
+from feature_store.fhir_map import record_to_bundle  # noqa: E402
+from feature_store.units import warm as warm_units  # noqa: E402
+from serving.cds import make_app  # noqa: E402
+from serving.fhir_in import predict_bundle  # noqa: E402
 from serving.fhir_out import risk_assessment  # noqa: E402
 from serving.import_model import HOW_TO, ModelNotFound, newest_champion_tag  # noqa: E402
 from serving.predict import CoarseConflict, ModelIdentity, RiskModel, served_inputs  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
-from serving.web import GuardMiddleware  # noqa: E402
+from serving.web import GuardMiddleware, quiet_client_error_logs  # noqa: E402
 
 logger = logging.getLogger("pverisk.service")
 
@@ -127,12 +129,13 @@ FEEDBACK = bentoml.metrics.Counter(
 
 
 class FhirBundle(BaseModel):
-    """A FHIR R4 Bundle (collection or searchset) holding one patient's resources."""
+    """A FHIR R4 Bundle (transaction, batch, collection or searchset: what EHRs and their test
+    tools export) holding one patient's resources."""
     # dated today so the documented example is never stale for the mapping
     model_config = ConfigDict(extra="allow", json_schema_extra={"example": record_to_bundle(
         c.example_record(SERVED.features), when=datetime.now(timezone.utc).date().isoformat())})
     resourceType: Literal["Bundle"]
-    type: Literal["collection", "searchset"]
+    type: Literal["transaction", "batch", "collection", "searchset"]
     entry: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -176,6 +179,7 @@ class PVERisk:
                 alias=labels.get("alias", "?"), data_kind=labels.get("data_kind", "unknown"),
                 bento_tag=str(stored.tag), run_id=labels.get("run_id", ""),
                 feature_contract_version=labels.get("feature_contract_version", c.CONTRACT_VERSION))
+            warm_units()  # the UCUM registry and common factors, before the first FHIR request
             risk = RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), identity, self.settings)
             self._metadata = stored.info.metadata
             self._card = json.loads(stored.info.metadata.get("model_card_json") or "{}")
@@ -291,21 +295,17 @@ class PVERisk:
         return Response(orjson.dumps(body), media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api(route="/v1/predict/fhir", input_spec=FhirBundle)
-    def predict_fhir(self, **bundle: Any) -> dict[str, Any]:
-        """A FHIR Bundle of one patient's Patient, Condition and Observation resources in; the risk
-        and a FHIR R4 RiskAssessment out (same mapping as the CDS Hooks service)."""
+    def predict_fhir(self, ctx: bentoml.Context, **bundle: Any) -> dict[str, Any]:
+        """A FHIR Bundle of one patient's chart (Patient, Conditions, Observations; other resources are
+        skipped) in; the risk and a FHIR R4 RiskAssessment out (same mapping as the CDS Hooks service).
+        `?decision_date=YYYY-MM-DD` scores the chart as it was on that day (age, staleness, death)."""
         risk = self._model()
-        a = assess(bundle_resources(bundle), risk, self.settings)
-        if a.prediction is None:
-            return JSONResponse({  # type: ignore[return-value]
-                "error": "not enough data to estimate the risk responsibly",
-                "share_of_inputs": round(a.share, 2), "missing_required": a.missing_required,
-                "missing_inputs": [f for f in risk.features if a.record.get(f) is None],
-                "notes": a.notes}, status_code=422)
-        PREDICTIONS.labels(risk.identity.name, risk.identity.version, "fhir", a.prediction["risk_band"]).inc()
-        ra = risk_assessment(a.prediction, f"Patient/{a.patient_id}" if a.patient_id else None, a.basis)
-        return Response(json.dumps({**a.prediction, "inputs": a.record, "notes": a.notes,  # type: ignore[return-value]
-                                    "fhir_risk_assessment": ra}), media_type="application/json")
+        status, body = predict_bundle(bundle, risk, self.settings, ctx.request.query_params.get("decision_date"))
+        if status == 200:
+            PREDICTIONS.labels(risk.identity.name, risk.identity.version, "fhir", body["risk_band"]).inc()
+        ctx.response.status_code = status  # with a Context parameter BentoML takes the status from it
+        return Response(orjson.dumps(body), status_code=status,  # type: ignore[return-value]
+                        media_type="application/json")
 
     def model_info(self) -> dict[str, Any]:
         risk = self._model()
@@ -332,3 +332,4 @@ class PVERisk:
 
 
 PVERisk.add_asgi_middleware(GuardMiddleware)
+quiet_client_error_logs()

@@ -20,6 +20,8 @@ class ServingSettings(BaseSettings):
     top_factors: int = Field(5, ge=1, le=30)
     max_batch: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
+    # FHIR Bundles and CDS Hooks prefetch carry whole patient charts (0.3-5 MB from EHR exports).
+    max_fhir_body_bytes: int = Field(20_000_000, ge=1024)
     # Off by default locally; set PVERISK_SERVE_API_KEY to require it (X-API-Key or Bearer).
     api_key: SecretStr | None = None
     # Predictions run on dummy input after loading and before /readyz says ready.

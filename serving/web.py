@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import mimetypes
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -110,11 +111,10 @@ class GuardMiddleware:
 
     async def _limited_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """Read the body up to the limit (413 beyond it) and replay it to the app."""
-        limit = self.settings.max_body_bytes
+        limit, hint = limit_for(scope["path"], self.settings)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        too_big = {"error": f"request body larger than {limit} bytes",
-                   "hint": f"send at most {self.settings.max_batch} patients per batch call"}
+        too_big = {"error": f"request body larger than {limit} bytes", "hint": hint}
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _json(send, 413, too_big)
             return None
@@ -141,3 +141,54 @@ class GuardMiddleware:
             return await receive()
 
         return replay
+
+
+class ClientErrorLogFilter(logging.Filter):
+    """BentoML logs every request it refuses (validation errors included) as an ERROR with the
+    whole traceback, and pydantic's message there can carry submitted values. For client errors
+    (pydantic ValidationError, BentoML errors below 500) keep one line: the path, the status and
+    the error types. Server errors keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        kinds: list[str] = []
+        try:
+            from pydantic import ValidationError
+
+            if isinstance(exc, ValidationError):
+                kinds = sorted({str(e["type"]) for e in exc.errors(include_input=False)})
+                status = 400
+            else:
+                from bentoml.exceptions import BentoMLException
+
+                if not isinstance(exc, BentoMLException) or exc.error_code.value >= 500:
+                    return True
+                status, kinds = exc.error_code.value, [type(exc).__name__]
+        except Exception:  # noqa: BLE001 - a log filter must never break logging
+            return True
+        path = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.msg, record.args = "rejected path=%s status=%d problems=%s", (path, status, ",".join(kinds))
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_client_error_logs() -> None:
+    logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorLogFilter())
+    # our own one-line decisions (declined, rejected, feedback) at INFO: BentoML's root level is WARNING
+    logging.getLogger("pverisk").setLevel(logging.INFO)
+
+
+def limit_for(path: str, settings: ServingSettings) -> tuple[int, str]:
+    """Body limit and the hint that fits the endpoint: whole FHIR charts on the FHIR routes."""
+    if path.startswith("/cds-services"):
+        return settings.max_fhir_body_bytes, ("send the prefetch the discovery document asks for (GET /cds-services: "
+                                              "filtered Condition and Observation queries), not the whole chart")
+    if path.startswith("/v1/predict/fhir"):
+        return settings.max_fhir_body_bytes, ("send one patient's Bundle; keep its Patient, Conditions and the "
+                                              "Observations coded as in GET /cds-services, not the whole chart")
+    if path.startswith("/v1/predict/batch"):
+        return settings.max_body_bytes, f"send at most {settings.max_batch} patients per batch call"
+    return settings.max_body_bytes, "send one patient's fields (see /docs)"

@@ -51,9 +51,10 @@ def test_latest_value_before_decision_and_stale_ignored():
 
 
 def test_unconvertible_unit_is_noted_not_guessed():
-    res = [quantity_obs("x", "p1", LOINC, "1975-2", 1.0, "mmol/L")]
+    res = [quantity_obs("x", "p1", LOINC, "1975-2", 1.0, "U/L")]  # an enzyme activity, not a concentration
     m = map_resources(res)
-    assert "bilirubin_mg_dl" not in m.record and "cannot be converted" in m.notes[0]
+    assert "bilirubin_mg_dl" not in m.record and "not convertible to mg/dL" in m.notes[0]
+    assert m.problems[0].kind == "unit"
 
 
 @pytest.mark.parametrize("code,side", [("C18.0", "right_colon"), ("C18.4", "right_colon"), ("C184", "right_colon"),
