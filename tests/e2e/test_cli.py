@@ -76,9 +76,16 @@ def test_train_with_eval_data_time_budget_and_real_data(store, real_cohorts):
     res = cli(["train", "--data", str(train), "--eval-data", str(evaluation), "--trials", str(TRIALS),
                "--time-budget", "1", "--seed", "3", "--data-kind", "real"], store["env"])
     assert res.exit_code == 0, (res.output, res.exception)
-    assert f"{NAME} v1 -> champion" in res.stdout and "AUROC (95% CI)" in res.stdout
-    assert "gate: first version" in res.stdout and "oracle" not in res.stdout  # no oracle for real data
+    assert f"{NAME} v1 -> " in res.stdout and "AUROC (95% CI)" in res.stdout
+    assert "oracle" not in res.stdout  # no oracle for real data
     client = store["client"]
+    decision = client.get_model_version(NAME, "1").tags["gate_decision"]
+    # A time budget makes the trial count machine-dependent, so the gate may go either way here;
+    # whichever it is, the CLI says it, and later steps need a champion: a human promotes it.
+    assert f"{NAME} v1 -> {decision}" in res.stdout and f"gate: {decision}:" in " ".join(res.stdout.split())
+    if decision != "champion":
+        promoted = cli(["promote", "1", "--alias", "champion", "--reason", "CLI test needs a champion"], store["env"])
+        assert promoted.exit_code == 0, promoted.output
     mv = client.get_model_version_by_alias(NAME, "champion")
     assert str(mv.version) == "1" and mv.tags["data_kind"] == "real"
     assert "SIMULATED" not in mv.description
