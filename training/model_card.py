@@ -149,7 +149,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         "", "## Study design",
         *([f"**{sd['differs_from_intended']}**", ""] if (sd := card.get("study_design", {})).get(
             "differs_from_intended") else []),
-        *([f"- {k}: {v}" for k, v in sd.get("stated", {}).items()] or ["- not stated by the cohort"]),
+        *([f"- {k}: {' to '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+           for k, v in sd.get("stated", {}).items()] or ["- not stated by the cohort"]),
         "", "## Outcome", f"{card['outcome']['definition']} (progression definition: "
         f"{card['outcome'].get('progression_definition', 'not stated')}). Horizon: {card['outcome']['horizon']}. "
         f"Prediction time: {card['outcome']['prediction_time']}.",
@@ -181,8 +182,9 @@ def card_markdown(card: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     for name, b in card["baselines"].items():
-        lines.append(f"| {name} | {b.get('n', '-')} | {_f(b.get('auroc'))} | {_f(b.get('model_auroc_same_patients'))} |"
-                     + (f" ({b['skipped']})" if b.get("skipped") else ""))
+        skipped = f" ({b['skipped']})" if b.get("skipped") else ""
+        lines.append(f"| {name} | {b.get('n', '-')} | {_f(b.get('auroc'))}{skipped} | "
+                     f"{_f(b.get('model_auroc_same_patients'))} |")
     if card.get("oracle"):
         o = card["oracle"]
         lines += ["", f"Oracle (true simulated probabilities): AUROC {_f(o['auroc'])}, Brier {_f(o['brier'])}; "
