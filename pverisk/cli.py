@@ -348,10 +348,17 @@ def demo(
 
     cohort = DataSettings().default_cohort
     simulate(patients=patients, seed=seed, out=cohort, csv=False)
-    _print_training(_train(cohort, None, None, None, seed, None, None, None))
-    model = import_model("champion")
+    result = _train(cohort, None, None, None, seed, None, None, None)
+    _print_training(result)
+    # Serve the version just trained, whatever the gate made of it: the demo shows the pipeline,
+    # and the response names the alias (a candidate is never served by default otherwise).
+    model = import_model(result.alias)
     os.environ["PVERISK_SERVE_MODEL_TAG"] = str(model.tag)
-    console.print(f"imported champion as {model.tag}; starting the service on http://127.0.0.1:{port}")
+    if result.alias != "champion":
+        console.print(f"[yellow]v{result.version} is a {result.alias}, not the champion ({result.gate_reason}); "
+                      "the demo serves it anyway so you can try the service[/yellow]")
+    console.print(f"imported {result.alias} v{result.version} as {model.tag}; starting the service on "
+                  f"http://127.0.0.1:{port}")
     proc = subprocess.Popen(_serve_command("127.0.0.1", port), cwd=project_root())
     base = f"http://127.0.0.1:{port}"
     try:

@@ -3,15 +3,21 @@ predict over real HTTP for a patient described by the registry's features alone.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 
 from feature_store import contract as c
 from feature_store.import_cohort import import_cohort
 from tests.conftest import fast_settings, local_tracking
 from tests.fixtures.registry import N_PATIENTS, write_registry
+from feature_store.settings import project_root
+from tests.servers import offline_env
 from tests.service.conftest import bento_server
 from training.pipeline import run_training
 
@@ -86,12 +92,18 @@ def test_training_uses_what_the_registry_recorded(registry_run):
 
 
 def test_subset_model_serves_registry_patients_over_http(registry_run, tmp_path):
-    from serving.import_model import import_model
-
     _, result, tracking = registry_run
-    model = import_model(result.alias, tracking)
-    assert model.info.labels["n_features"] == str(len(result.features))
-    with bento_server(tmp_path, str(model.tag)) as server:
+    # `pverisk import-model` into a BentoML home of its own: the session's store already holds a
+    # v1 from another registry
+    home = tmp_path / "bentoml_home"
+    env = offline_env(BENTOML_HOME=str(home), PVERISK_TRACKING_URI=tracking.tracking_uri)
+    done = subprocess.run([sys.executable, "-m", "pverisk", "import-model", "--alias", result.alias],
+                          cwd=project_root(), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    tag = f"pve-progression-risk:v{result.version}"
+    labels = yaml.safe_load((home / "models" / "pve-progression-risk" / f"v{result.version}" / "model.yaml").read_text())["labels"]
+    assert labels["n_features"] == str(len(result.features)) and labels["study_question"] == "differs"
+    with bento_server(tmp_path, tag, BENTOML_HOME=str(home)) as server:
         r = httpx.post(f"{server.url}/v1/predict", json=REGISTRY_PATIENT, timeout=10)
         assert r.status_code == 200, r.text
         body = r.json()
