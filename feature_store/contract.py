@@ -417,9 +417,27 @@ def derive_coarse(frame: Mapping[str, Any], names: list[str] | tuple[str, ...]) 
             bad = [i for i in np.flatnonzero(have) if _plain_value(given[i]) != derived[i]]
             if bad:
                 conflicts[name] = bad
-        merged = np.where(missing, derived, given)
-        out[name] = merged
+        # the fine value wins where there is one: a flag is its summary, never the other way round
+        known = np.array([v is not None for v in derived], dtype=bool)
+        out[name] = np.where(known, derived, np.where(missing, None, given))
     return out, conflicts
+
+
+def satisfies(name: str, columns: Mapping[str, Any]) -> np.ndarray:
+    """Rows where a (required) feature is given, directly or through its fine source(s)."""
+    n = column_length(columns)
+    _, missing = column_values(columns, name, n)
+    d = BY_NAME[name].derivation
+    if d is None:
+        return ~missing
+    derived = d.compute(columns, n)
+    return ~missing | np.array([v is not None for v in derived], dtype=bool)
+
+
+def required_text(name: str) -> str:
+    """How a required feature may be given, for error messages."""
+    d = BY_NAME[name].derivation
+    return f"{name} (or {', '.join(d.sources)}, from which it derives)" if d else name
 
 
 def _plain_value(v: Any) -> Any:

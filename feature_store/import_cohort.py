@@ -268,6 +268,16 @@ def map_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, list
                                    format=mapping.date_format)
             end = pd.to_datetime(raw[b].where(~raw[b].map(_norm).isin(sentinels)), errors="coerce",
                                  format=mapping.date_format)
+            for col, parsed in ((a, start), (b, end)):
+                given = ~raw[col].map(_norm).isin(sentinels).to_numpy() & raw[col].notna().to_numpy()
+                bad = given & parsed.isna().to_numpy()
+                fmt = f" with date_format {mapping.date_format!r}" if mapping.date_format else ""
+                if bad.any() and bad.sum() == given.sum():  # the format, not the rows, is wrong
+                    problems.append(Problem(None, target, None, f"none of the dates in {col!r} parse{fmt}: "
+                                                                "check `date_format` in the mapping"))
+                else:
+                    problems += [Problem(int(i) + 1, target, str(raw[col].iloc[i])[:40],
+                                         f"{col}: not a date{fmt}") for i in np.flatnonzero(bad)]
             days = (end - start).dt.days.astype("float64")
             out[target] = (days / DAYS_PER_MONTH).round(1) if cm.months_between else (days / 7).round(1)
     if mapping.id_column:
@@ -304,6 +314,45 @@ def _non_resection(frame: pd.DataFrame, rows: np.ndarray) -> list[Problem]:
     return [Problem(int(rows[i]), c.NON_RESECTION_REASON, str(col.iloc[i])[:60],
                     f"unknown reason; allowed one of {', '.join(c.NON_RESECTION_REASONS)} (recode it in the mapping)")
             for i in np.flatnonzero(bad)]
+
+
+def _contradictions(frame: pd.DataFrame, rows: np.ndarray) -> list[Problem]:
+    """A coarse column that disagrees with the fine column beside it (flag 0 with a count of 2)."""
+    coarse = [f.name for f in c.features() if f.coarse and f.name in frame
+              and any(src in frame for src in f.derivation.sources)]  # type: ignore[union-attr]
+    if not coarse:
+        return []
+    _, conflicts = c.derive_coarse(frame, coarse)
+    return [Problem(int(rows[i]), name, _shown(frame[name].iloc[i]),
+                    f"contradicts {', '.join(c.BY_NAME[name].derivation.sources)} "  # type: ignore[union-attr]
+                    f"(rule: {c.BY_NAME[name].derivation.rule})")  # type: ignore[union-attr]
+            for name, bad in conflicts.items() for i in bad]
+
+
+def _shown(v: Any) -> str | None:
+    return None if v is None or v is pd.NA else str(v)[:60]
+
+
+def _unit_hints(mapped: pd.DataFrame, cleaned: pd.DataFrame, mapping: Mapping, problems: list[Problem]
+                ) -> list[str]:
+    """Out-of-range values that another unit would bring into range: say which unit to map."""
+    hints = []
+    for target, cm in mapping.columns.items():
+        f = c.BY_NAME[target]
+        if cm.unit is not None or f.kind not in (c.Kind.NUMBER, c.Kind.INTEGER) or cm.source is None:
+            continue
+        out = [p for p in problems if p.column == target and p.rule.startswith("outside")]
+        values = pd.to_numeric(mapped[target], errors="coerce").dropna()
+        if len(out) < max(3, 0.1 * len(values)):
+            continue
+        for (to, unit), factor in UNIT_FACTORS.items():
+            if to != f.unit or unit == f.unit:
+                continue
+            inside = ((values * factor >= f.minimum) & (values * factor <= f.maximum)).mean()
+            if inside >= 0.98:
+                hints.append(f"{target}: {len(out)} values outside {f.range_text}; read as {unit} they would all "
+                             f"be in range: is the source in {unit}? add `unit: {unit}` under columns.{target}")
+    return hints
 
 
 GROUP_CONCENTRATION = 2.0  # a group's share of dropped rows this many times its share of all rows
@@ -363,13 +412,16 @@ def import_cohort(
     else:
         mapped, problems = map_columns(raw, mapping)
         result.problems += problems
-        if problems and any(p.row is None for p in problems):
-            result.reason = "a mapped source column is not in the file (fix the mapping or the export)"
+        whole = [p for p in problems if p.row is None]
+        if whole:
+            result.reason = (f"{whole[0].column}: {whole[0].rule} (a whole-column problem: dropping rows cannot "
+                             "fix it; fix the mapping or the export)")
         else:
             rows = np.arange(1, len(mapped) + 1)
             cleaned, vproblems = validate_frame(mapped, names=result.features, require_outcome=True)
             cleaned, sproblems = _recorded_scores(cleaned, rows)
-            result.problems += vproblems + sproblems + _non_resection(cleaned, rows)
+            result.problems += vproblems + sproblems + _non_resection(cleaned, rows) + _contradictions(cleaned, rows)
+            result.warnings += _unit_hints(mapped, cleaned, mapping, vproblems)
             design = mapping.design()
             if design and design.progression_definition:
                 cleaned[c.PROGRESSION_DEFINITION] = design.progression_definition

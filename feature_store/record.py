@@ -50,12 +50,17 @@ def _annotation(f: c.Feature, required: bool, role: str) -> Any:
     if f.codes:
         extra["x-codes"] = [f"{x.system}|{x.code}" for x in f.codes]
     extra["x-role"] = role
+    if required and f.coarse:
+        extra["x-required-or"] = list(f.derivation.sources)  # type: ignore[union-attr]
     unit = f" [{f.unit}]" if f.unit else ""
-    description = (f"{f.description}{unit}. Allowed: {f.range_text}. " + ("Required." if required else "Optional.")
+    needed = ("Required." if not f.coarse else f"Required, or give {', '.join(f.derivation.sources)} "  # type: ignore[union-attr]
+              "from which it derives.") if required else "Optional."
+    description = (f"{f.description}{unit}. Allowed: {f.range_text}. " + needed
                    + {"input": "", "not used": " Not used by the served model: accepted and listed in "
                       "`unused_inputs`."}.get(role, f" {role[:1].upper()}{role[1:]}."))
-    field = Field(... if required else None, description=description, json_schema_extra=extra)
-    typ = base if required else Optional[base]
+    field_required = required and not f.coarse
+    field = Field(... if field_required else None, description=description, json_schema_extra=extra)
+    typ = base if field_required else Optional[base]
     return Annotated[typ, WrapValidator(_checker(f)), field]
 
 
@@ -81,6 +86,8 @@ def patient_model(model_features: tuple[str, ...] | None = None, required: tuple
     used = tuple(model_features) if model_features is not None else tuple(c.fine_feature_names())
     roles = input_roles(used)
     order = sorted(c.features(), key=lambda f: roles[f.name] == "not used")
+    # A required coarse input may come as its fine form: checked after derivation (serving), so
+    # the field itself is optional and says so.
     fields = {f.name: _annotation(f, f.name in required, roles[f.name]) for f in order}
     example = c.example_record(used)
     config = ConfigDict(

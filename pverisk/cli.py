@@ -248,6 +248,10 @@ def promote(
     tracking = TrackingSettings()
     client = configure_tracking(tracking)
     try:
+        tags = client.get_model_version(tracking.registered_model, version).tags
+        if alias == "champion" and tags.get("gate_decision") == "candidate":
+            err.print(f"[yellow]warning: v{version} did not clear the gate ({tags.get('gate_reason', '')}); "
+                      "it becomes champion on your decision, recorded with your reason[/yellow]")
         record = do_promote(client, tracking.registered_model, version, alias, reason, by)
     except MlflowException as exc:
         err.print(f"[red]{exc.message}[/red]")

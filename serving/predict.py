@@ -105,6 +105,7 @@ class RiskModel:
             f for f in ("age_years", "n_liver_metastases", "largest_metastasis_cm") if f in self.features]))
         self.question_note: str | None = self.metadata.get("question_note")
         self._coarse = [f for f in self.features if c.BY_NAME[f].coarse]
+        self._required_coarse = [f for f in self.required if c.BY_NAME[f].coarse]
         self._used = set(c.input_names(self.features))
 
     @classmethod
@@ -210,16 +211,41 @@ class RiskModel:
             block["question_note"] = self.question_note
         return block
 
+    def missing_required(self, columns: Mapping[str, Any]) -> dict[str, list[int]]:
+        """Rows lacking a required coarse input in either form (fine required inputs are checked by
+        the request model and the batch validator)."""
+        out = {}
+        for name in self._required_coarse:
+            rows = np.flatnonzero(~c.satisfies(name, columns))
+            if len(rows):
+                out[name] = rows.tolist()
+        return out
+
     def score_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """One patient. Raises CoarseConflict when a coarse input contradicts its fine value."""
+        """One patient. Raises CoarseConflict when a coarse input contradicts its fine value, and
+        MissingRequired when a required coarse input is absent in both forms."""
         if self._coarse:
-            columns, conflicts = self.derive({k: [v] for k, v in record.items()})
+            columns = {k: [v] for k, v in record.items()}
+            if absent := self.missing_required(columns):
+                raise MissingRequired(absent)
+            columns, conflicts = self.derive(columns)
             if conflicts:
                 raise CoarseConflict(conflicts)
             record = {k: v[0] for k, v in columns.items()}
         out = self.score_columns({k: [v] for k, v in record.items()}, 1, c.encode_record(record, self.features))[0]
         out["unused_inputs"] = self.unused(record)
         return out
+
+
+class MissingRequired(ValueError):
+    """A required coarse input is given neither as itself nor as its fine form."""
+
+    def __init__(self, missing: dict[str, list[int]]):
+        self.missing = missing
+        super().__init__("; ".join(self.problems()))
+
+    def problems(self) -> list[str]:
+        return [f"required value missing: give {c.required_text(name)}" for name in self.missing]
 
 
 class CoarseConflict(ValueError):

@@ -36,7 +36,7 @@ from serving.cds import make_app  # noqa: E402
 from serving.fhir_in import predict_bundle  # noqa: E402
 from serving.fhir_out import risk_assessment  # noqa: E402
 from serving.import_model import HOW_TO, ModelNotFound, newest_champion_tag  # noqa: E402
-from serving.predict import CoarseConflict, ModelIdentity, RiskModel, served_inputs  # noqa: E402
+from serving.predict import CoarseConflict, MissingRequired, ModelIdentity, RiskModel, served_inputs  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
 from serving.web import GuardMiddleware, quiet_client_error_logs  # noqa: E402
 
@@ -216,6 +216,13 @@ class PVERisk:
         risk = self._model()
         try:
             out = risk.score_record(patient)
+        except MissingRequired as exc:
+            REJECTED.labels(risk.identity.version, "predict").inc()
+            ctx.response.status_code = 400
+            # the request model's own error shape (loc, msg, type), as for a missing fine input
+            return JSONResponse({"error": "missing required input", "detail": [  # type: ignore[return-value]
+                {"loc": [name], "msg": p, "type": "missing"} for name, p in zip(exc.missing, exc.problems())]},
+                status_code=400)
         except CoarseConflict as exc:
             REJECTED.labels(risk.identity.version, "predict").inc()
             ctx.response.status_code = 400
@@ -243,7 +250,8 @@ class PVERisk:
                 for i in np.flatnonzero(frame[col].notna().to_numpy()):
                     problems.setdefault(int(i), []).append({"field": str(col), "problem": "unknown field"})
         cleaned, found = validate_frame(frame[[col for col in frame.columns if col in allowed]],
-                                        names=list(SERVED.accepted), required=risk.required,
+                                        names=list(SERVED.accepted),
+                                        required=[f for f in risk.required if not c.BY_NAME[f].coarse],
                                         row_numbers=np.arange(len(frame)))
         column_level = [p for p in found if p.row is None]
         for p in found:
@@ -262,15 +270,17 @@ class PVERisk:
                 "invalid": [{"index": i, "errors": problems[i]} for i in invalid]}, status_code=400)
         # na_value=None: pandas' NA refuses `==` in the encoder (a 500 once, on a batch where some
         # patient lacked a category input)
-        derived, conflicts = risk.derive({f: cleaned[f].to_numpy(dtype=object, na_value=None)
-                                          for f in SERVED.used if f in cleaned})
-        if conflicts:
-            exc = CoarseConflict(conflicts)
-            for (name, rows_), problem in zip(conflicts.items(), exc.problems()):
+        given = {f: cleaned[f].to_numpy(dtype=object, na_value=None) for f in SERVED.used if f in cleaned}
+        absent = risk.missing_required(given)
+        derived, conflicts = risk.derive(given)
+        if conflicts or absent:
+            for (name, rows_), problem in [*zip(absent.items(), MissingRequired(absent).problems()),
+                                           *zip(conflicts.items(), CoarseConflict(conflicts).problems())]:
                 for i in rows_:
                     problems.setdefault(int(i), []).append({"field": name, "problem": problem})
             invalid = sorted(problems)
-            REJECTED.labels(risk.identity.version, "batch").inc(len({int(i) for r in conflicts.values() for i in r}))
+            REJECTED.labels(risk.identity.version, "batch").inc(
+                len({int(i) for r in [*conflicts.values(), *absent.values()] for i in r}))
             if not partial:
                 return JSONResponse({  # type: ignore[return-value]
                     "error": f"{len(invalid)} of {len(frame)} patients invalid; nothing scored "

@@ -81,10 +81,23 @@ def choose_features(frame: pd.DataFrame, requested: list[str] | None, settings: 
             kept.append(name)
     for name in list(kept):
         d = c.BY_NAME[name].derivation
-        if d and all(src in kept for src in d.sources):
+        if not d or not all(src in kept for src in d.sources):
+            continue
+        # Both forms recorded (say, a registry that added the count later): keep the more complete.
+        filled, _ = c.derive_coarse(frame[[name, *d.sources]], [name])
+        coarse_missing = float(pd.isna(pd.Series(filled[name], dtype=object)).mean())
+        fine_missing = float(frame[list(d.sources)].isna().any(axis=1).mean())
+        if fine_missing <= coarse_missing:
             kept.remove(name)
             skipped.append({"feature": name, "reason": f"coarse form of {', '.join(d.sources)}, which the "
-                                                        "cohort records itself"})
+                                                        "cohort records at least as completely"})
+        else:
+            for src in d.sources:
+                if src in kept:
+                    kept.remove(src)
+                    skipped.append({"feature": src, "reason": f"missing in {fine_missing:.0%} of patients against "
+                                                              f"{coarse_missing:.0%} for its coarse form {name}, "
+                                                              "which is used instead (filled from it where recorded)"})
     if not kept:
         raise ValueError("no usable feature in the cohort: " + "; ".join(f"{s['feature']}: {s['reason']}"
                                                                           for s in skipped))

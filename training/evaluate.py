@@ -33,7 +33,9 @@ def calibration_intercept_slope(y: np.ndarray, p: np.ndarray) -> tuple[float, fl
         beta += step
         if np.abs(step).max() < 1e-9:
             break
-    slope = float(beta[1])
+    # Perfectly separated predictions (a model on the patients it memorised) have no finite slope:
+    # Newton runs off to huge values, which would be reported as numbers. Undefined is NaN.
+    slope = float(beta[1]) if np.all(np.isfinite(beta)) and abs(beta[1]) < 100 else float("nan")
     # intercept: y ~ a + offset(lp)
     a = 0.0
     for _ in range(50):
@@ -181,12 +183,17 @@ def optimism_corrected(
         orig = core_metrics(y, predict(everyone))
         opt_auc.append(boot["auroc"] - orig["auroc"])
         opt_slope.append(boot["calibration_slope"] - orig["calibration_slope"])
+    slopes = np.asarray(opt_slope, float)
+    defined = slopes[np.isfinite(slopes)]
+    # the slope's optimism only from samples where both slopes exist (see calibration_intercept_slope)
+    slope_optimism = float(defined.mean()) if len(defined) >= max(2, len(slopes) // 2) else float("nan")
     return {
         "apparent_auroc": apparent["auroc"],
         "optimism_auroc": float(np.mean(opt_auc)),
         "optimism_corrected_auroc": apparent["auroc"] - float(np.mean(opt_auc)),
         "apparent_calibration_slope": apparent["calibration_slope"],
-        "optimism_calibration_slope": float(np.mean(opt_slope)),
-        "optimism_corrected_calibration_slope": apparent["calibration_slope"] - float(np.mean(opt_slope)),
+        "optimism_calibration_slope": slope_optimism,
+        "optimism_corrected_calibration_slope": apparent["calibration_slope"] - slope_optimism,
         "optimism_bootstrap_samples": float(len(opt_auc)),
+        "optimism_slope_samples_defined": float(len(defined)),
     }

@@ -138,6 +138,13 @@ def run_training(
     eval_cohort = load_cohort(eval_data, requested, kind=data_kind) if eval_data else None
     choice = choose_features(cohort.frame, requested, settings, cohort.not_collected)
     features = choice.features
+    # a coarse input is filled from its fine form wherever the cohort recorded that (the contract's rule)
+    coarse = [f for f in features if c.BY_NAME[f].coarse]
+    for frame_ in [cohort.frame] + ([eval_cohort.frame] if eval_cohort is not None else []):
+        if coarse:
+            filled, _ = c.derive_coarse(frame_, coarse)
+            for name in coarse:
+                frame_[name] = pd.array(filled[name], dtype=c.cohort_dtypes()[name])
     notes: list[str] = []
     if cohort.n < settings.small_sample_warning:
         msg = (f"small sample: {cohort.n} patients, {cohort.events} events; estimates are unstable and "
