@@ -26,16 +26,19 @@ def calibration_intercept_slope(y: np.ndarray, p: np.ndarray) -> tuple[float, fl
     # slope: y ~ a + b * lp
     A = np.column_stack([np.ones_like(lp), lp])
     beta = np.array([0.0, 1.0])
-    for _ in range(50):
-        q = 1 / (1 + np.exp(-(A @ beta)))
-        H = A.T @ (A * (q * (1 - q))[:, None]) + 1e-9 * np.eye(2)
-        step = np.linalg.solve(H, A.T @ (y - q))
-        beta += step
-        if np.abs(step).max() < 1e-9:
-            break
+    converged = False
+    with np.errstate(over="ignore"):
+        for _ in range(100):
+            q = 1 / (1 + np.exp(-(A @ beta)))
+            H = A.T @ (A * (q * (1 - q))[:, None]) + 1e-9 * np.eye(2)
+            step = np.linalg.solve(H, A.T @ (y - q))
+            beta += step
+            if np.abs(step).max() < 1e-9:
+                converged = True
+                break
     # Perfectly separated predictions (a model on the patients it memorised) have no finite slope:
     # Newton runs off to huge values, which would be reported as numbers. Undefined is NaN.
-    slope = float(beta[1]) if np.all(np.isfinite(beta)) and abs(beta[1]) < 100 else float("nan")
+    slope = float(beta[1]) if converged and np.all(np.isfinite(beta)) and abs(beta[1]) < 100 else float("nan")
     # intercept: y ~ a + offset(lp)
     a = 0.0
     for _ in range(50):

@@ -204,3 +204,34 @@ def test_example_mapping_is_valid():
     from feature_store.import_cohort import load_mapping
     m = load_mapping(Path(c.__file__).parent / "mapping_example.yaml")
     assert m.delimiter == ";" and "largest_metastasis_cm" in m.columns
+
+
+def test_a_flag_contradicting_the_count_beside_it_is_a_problem(tmp_path):
+    m = tmp_path / "m.yaml"
+    m.write_text(MAPPING + "  multiple_liver_metastases: {source: flag}\n")
+    header = HEADER + ",flag"
+    rows = [CLEAN_ROWS[0] + ",1", CLEAN_ROWS[1] + ",1", CLEAN_ROWS[2] + ",1"]  # p3 has 1 metastasis
+    res = import_cohort(_write(tmp_path, rows, header), m, tmp_path / "o.parquet")
+    assert not res.ok
+    assert [(p.row, p.column) for p in res.problems] == [(3, "multiple_liver_metastases")]
+    assert "contradicts n_liver_metastases (rule: n_liver_metastases > 1)" in res.problems[0].rule
+
+
+def test_a_wrong_date_format_is_a_whole_column_problem_not_a_silent_blank(tmp_path):
+    m = tmp_path / "m.yaml"
+    m.write_text(MAPPING + 'date_format: "%d.%m.%Y"\n')
+    res = import_cohort(_write(tmp_path, CLEAN_ROWS), m, tmp_path / "o.parquet")
+    assert not res.ok
+    whole = [p for p in res.problems if p.row is None]
+    assert any(p.column == "disease_free_interval_months" and "none of the dates in 'prim_date' parse" in p.rule
+               for p in whole)
+    assert "dropping rows cannot fix it" in res.reason
+
+
+def test_a_likely_missing_unit_is_named(tmp_path):
+    m = tmp_path / "m.yaml"
+    m.write_text(MAPPING.replace("{source: max_mm, unit: mm}", "{source: max_mm}"))
+    rows = [r.replace(",42,", ",45,").replace(",25,", ",35,").replace(",80,", ",60,") for r in CLEAN_ROWS]
+    res = import_cohort(_write(tmp_path, rows), m, tmp_path / "o.parquet")
+    assert not res.ok
+    assert any("largest_metastasis_cm" in w and "add `unit: mm`" in w for w in res.warnings), res.warnings

@@ -1,0 +1,76 @@
+"""Coarse forms: derivation written once in the contract, fine values win, either form satisfies."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from feature_store import contract as c
+from training.data import choose_features
+from training.evaluate import calibration_intercept_slope
+from training.settings import TrainSettings
+
+
+def test_each_coarse_form_follows_its_rule_and_missing_stays_missing():
+    cols = {"n_liver_metastases": [1, 2, 5, None], "largest_metastasis_cm": [5.0, 5.1, 1.0, 2.0],
+            "cea_ng_ml": [200.0, 200.1, 20.0, None], "disease_free_interval_months": [11.9, 12.0, None, 0]}
+    names = [f.name for f in c.FEATURES if f.coarse]
+    out, conflicts = c.derive_coarse(cols, names)
+    assert conflicts == {}
+    assert list(out["multiple_liver_metastases"]) == [False, True, True, None]
+    assert list(out["more_than_4_liver_metastases"]) == [False, False, True, None]
+    assert list(out["largest_metastasis_over_5cm"]) == [False, True, False, False]
+    assert list(out["cea_over_200"]) == [False, True, False, None]
+    assert list(out["cea_20_or_more"]) == [True, True, True, None]
+    assert list(out["disease_free_interval_under_12_months"]) == [True, False, None, True]
+    # TBS = sqrt(5^2 + 1^2) = 5.1; sqrt(5.1^2 + 2^2) = 5.5; sqrt(1 + 25) = 5.1; count missing
+    assert list(out["tumour_burden_band"]) == ["3_to_8", "3_to_8", "3_to_8", None]
+
+
+def test_the_fine_value_wins_and_a_contradiction_is_reported():
+    cols = {"n_liver_metastases": [3, None, 1], "multiple_liver_metastases": [False, True, True]}
+    out, conflicts = c.derive_coarse(cols, ["multiple_liver_metastases"])
+    assert list(out["multiple_liver_metastases"]) == [True, True, False]  # row 1 keeps the recorded flag
+    assert conflicts == {"multiple_liver_metastases": [0, 2]}
+
+
+def test_either_form_satisfies_a_required_coarse_input():
+    cols = {"n_liver_metastases": [3, None, None], "multiple_liver_metastases": [None, True, None]}
+    assert list(c.satisfies("multiple_liver_metastases", cols)) == [True, True, False]
+    assert "or n_liver_metastases" in c.required_text("multiple_liver_metastases")
+
+
+def test_example_record_coarse_values_agree_with_the_fine_ones():
+    example = c.example_record(c.feature_names())
+    _, conflicts = c.derive_coarse({k: [v] for k, v in example.items()}, [f.name for f in c.FEATURES if f.coarse])
+    assert conflicts == {}
+
+
+def _frame(n_missing_share: float) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 200
+    count = rng.integers(1, 9, n).astype(float)
+    flag = count > 1
+    count[: int(n * n_missing_share)] = np.nan  # the registry added the count later
+    return pd.DataFrame({"age_years": rng.normal(60, 8, n), "n_liver_metastases": count,
+                         "multiple_liver_metastases": pd.array(flag, dtype="boolean"),
+                         "progression": rng.random(n) < 0.3})
+
+
+def test_both_forms_recorded_keeps_the_more_complete():
+    settings = TrainSettings()
+    half = choose_features(_frame(0.45), None, settings)
+    assert "multiple_liver_metastases" in half.features and "n_liver_metastases" not in half.features
+    assert any(s["feature"] == "n_liver_metastases" and "used instead" in s["reason"] for s in half.skipped)
+    assert "multiple_liver_metastases" in half.required  # it stands for the required count
+    full = choose_features(_frame(0.0), None, settings)
+    assert "n_liver_metastases" in full.features and "multiple_liver_metastases" not in full.features
+
+
+def test_separated_predictions_have_no_slope_rather_than_a_huge_one():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.01, 0.02, 0.03, 0.97, 0.98, 0.99])
+    _, slope = calibration_intercept_slope(y, p)
+    assert np.isnan(slope)
+    _, ok = calibration_intercept_slope(np.array([0, 1, 0, 1, 1, 0, 0, 1]),
+                                        np.array([0.2, 0.7, 0.4, 0.6, 0.3, 0.5, 0.1, 0.8]))
+    assert ok == pytest.approx(ok) and np.isfinite(ok)
