@@ -71,13 +71,20 @@ def read_mlmodel(path: Path) -> dict[str, Any]:
     return yaml.safe_load((Path(path) / "MLmodel").read_text())
 
 
+# Models logged before requirements were per model: the three inputs the contract used to require.
+LEGACY_REQUIRED = ("age_years", "n_liver_metastases", "largest_metastasis_cm")
+
+
+def required_of(metadata: Mapping[str, Any]) -> list[str]:
+    if "required" in metadata:
+        return list(metadata["required"])
+    return [f for f in LEGACY_REQUIRED if f in metadata["features"]]
+
+
 def served_inputs(path: Path) -> ServedInputs:
     meta = read_mlmodel(path).get("metadata") or {}
-    features = tuple(meta["features"])
-    # models from before per-model requirements: the three inputs the contract used to require
-    legacy = ("age_years", "n_liver_metastases", "largest_metastasis_cm")
-    required = tuple(meta["required"]) if "required" in meta else tuple(f for f in legacy if f in features)
-    return ServedInputs(features, required, meta.get("question_note"), meta.get("study_design"))
+    return ServedInputs(tuple(meta["features"]), tuple(required_of(meta)), meta.get("question_note"),
+                        meta.get("study_design"))
 
 
 @dataclass
@@ -101,8 +108,7 @@ class RiskModel:
         self.notice = SIMULATED_NOTICE if self.identity.data_kind == "simulated" else REAL_NOTICE
         self._model_block = self.identity.as_dict()
         self._bands = {"low_below": self.settings.band_low_below, "high_from": self.settings.band_high_from}
-        self.required: list[str] = list(self.metadata.get("required", [
-            f for f in ("age_years", "n_liver_metastases", "largest_metastasis_cm") if f in self.features]))
+        self.required: list[str] = required_of(self.metadata)
         self.question_note: str | None = self.metadata.get("question_note")
         self._coarse = [f for f in self.features if c.BY_NAME[f].coarse]
         self._required_coarse = [f for f in self.required if c.BY_NAME[f].coarse]
