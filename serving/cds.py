@@ -610,7 +610,7 @@ def make_app(get_service: Any) -> FastAPI:
                 bad = _invalid("invalid CDS Hooks request", exc)
                 return reject(400, json.loads(bad.body), [str(e["type"]) for e in exc.errors(include_input=False)])
             if req.hook != "patient-view":
-                return reject(400, {"error": "hook not supported; use patient-view"}, ["hook"])
+                return reject(400, {"error": f"hook {req.hook[:40]!r} not supported; use patient-view"}, ["hook"])
             if risk is None:  # still loading: the service is alive but not ready
                 return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
             try:
