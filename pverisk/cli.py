@@ -115,7 +115,8 @@ def import_cohort_cmd(
     summary.add_row("not collected (mapping)", ", ".join(result.not_collected) or "-")
     summary.add_row("not mapped (treated as not collected)", ", ".join(result.unmapped) or "-")
     summary.add_row("recorded scores", ", ".join(result.recorded_scores) or "-")
-    summary.add_row("study design", ", ".join(f"{k}: {v}" for k, v in result.study_design.items())
+    summary.add_row("study design", ", ".join(
+        f"{k}: {' to '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in result.study_design.items())
                     or "not stated (add a `study` block to the mapping)")
     console.print(summary)
     if result.ok:
