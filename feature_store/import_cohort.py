@@ -20,7 +20,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from feature_store import contract as c
-from feature_store.scores import SCORE_NAMES
 from feature_store.simulate import conform
 from feature_store.study import StudyDesign, write_with_design
 from feature_store.units import UNIT_FACTORS

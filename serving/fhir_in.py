@@ -11,7 +11,6 @@ import logging
 from datetime import date, datetime, time, timezone
 from typing import Any
 
-from feature_store import contract as c
 from feature_store.fhir_map import Problem, bundle_entries
 from serving.cds import NOT_APPLICABLE, assess
 from serving.fhir_out import operation_outcome, risk_assessment

@@ -157,7 +157,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "", "## Data and sample size",
         f"{d['patients']} patients, {d['events']} events; training {d['train_patients']} patients, "
         f"{d['train_events']} events.", "", f"Missing data: {card['missing_data']}",
-        *([f"", f"Events per candidate predictor parameter: {_f(ss['events_per_parameter'], 1)} "
+        *(["", f"Events per candidate predictor parameter: {_f(ss['events_per_parameter'], 1)} "
            f"({ss['events']} events, {ss['candidate_predictor_parameters']} parameters)."]
           if (ss := card.get("sample_size", {})).get("events_per_parameter") is not None else []),
         "", "## Performance", f"Design: {card['evaluation']['design']}.", "",

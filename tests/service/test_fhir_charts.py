@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from serving.cds import CardsResponse
-from tests.fixtures.charts import hook_request, prefetch_filtered, prefetch_whole, whole_chart
+from tests.fixtures.charts import hook_request, prefetch_filtered, whole_chart
 from tests.service.fhir_server import TOKEN, FhirServer
 
 pytestmark = pytest.mark.slow
