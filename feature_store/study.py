@@ -84,6 +84,16 @@ def question_note(design: StudyDesign | None) -> str | None:
             f"than the intended one ({INTENDED_QUESTION}); read its risks in that light.")
 
 
+def predicted_outcome(design: dict[str, Any] | None) -> str:
+    """What a model's risk is a risk of, in words: the intended outcome unless the training cohort
+    stated another (then its own definition)."""
+    if design and design.get("outcome") not in (None, INTENDED_OUTCOME):
+        text = design.get("outcome_definition") or OUTCOME_TEXT.get(design["outcome"], "another outcome")
+        horizon = design.get("horizon_months")
+        return text + (f" (within {horizon:g} months)" if horizon and "month" not in text else "")
+    return "liver progression between PVE and resection"
+
+
 def write_with_design(frame: Any, path: Path, design: StudyDesign | None, extra: dict[str, Any] | None = None) -> None:
     """Write a cohort to Parquet with its study design in the file's metadata."""
     import pyarrow as pa

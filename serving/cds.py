@@ -406,7 +406,8 @@ DECIMALS_BY_UNIT = {"years": 0, "count": 0, "cycles": 0, "10^9/L": 0, "%": 0, "m
 def clinical_value(name: str, value: Any) -> str:
     """A feature's value as a clinician reads it: rounded to clinical precision, with its unit."""
     if isinstance(value, bool) or value is None:
-        return "yes" if value is True else "no" if value is False else "-"
+        # a missing input the model routed down its learned default branch
+        return "yes" if value is True else "no" if value is False else "missing"
     if isinstance(value, (int, float)):
         f = c.BY_NAME.get(name)
         unit = f.unit if f else None
@@ -504,7 +505,8 @@ def build_cards(prediction: dict[str, Any] | None, mapped_record: dict[str, Any]
                         f"({f['contribution_log_odds']:+.2f} log-odds)" for f in prediction["top_factors"])
     scores = _score_line(prediction["clinical_scores"])
     detail = "\n".join([
-        f"**Estimated risk of liver progression between PVE and resection: {_pct(p)} ({band}).** "
+        f"**Estimated risk of {prediction.get('predicted_outcome', 'liver progression between PVE and resection')}: "
+        f"{_pct(p)} ({band}).** "
         f"Bands: low < {_pct(prediction['band_thresholds']['low_below'])}, high >= "
         f"{_pct(prediction['band_thresholds']['high_from'])}.",
         "", "**Top factors**", factors or "- none",

@@ -41,15 +41,19 @@ def risk_assessment(prediction: dict[str, Any], patient_ref: str | None = None, 
         "performer": {"reference": "#model", "display": f"{model['name']} v{model['version']}"},
         "basis": [{"reference": ref} for ref in (basis or [])],
         "prediction": [{
-            "outcome": OUTCOME_CODING,
+            # a model trained on another outcome says which in the outcome's text, not under our coding
+            "outcome": OUTCOME_CODING if not prediction.get("predicted_outcome") else {
+                "text": prediction["predicted_outcome"]},
             "probabilityDecimal": prediction["probability"],
             "qualitativeRisk": {"coding": [{"system": RISK_PROBABILITY_SYSTEM, "code": code, "display": display}]},
-            "whenRange": {"low": {"value": 3, "unit": "wk", "system": "http://unitsofmeasure.org", "code": "wk"},
-                          "high": {"value": 8, "unit": "wk", "system": "http://unitsofmeasure.org", "code": "wk"}},
         }],
         "note": [{"text": prediction["notice"]}] + (
             [{"text": prediction["question_note"]}] if prediction.get("question_note") else []),
     }
+    if not prediction.get("predicted_outcome"):  # the intended question's window; unknown for others
+        resource["prediction"][0]["whenRange"] = {
+            "low": {"value": 3, "unit": "wk", "system": "http://unitsofmeasure.org", "code": "wk"},
+            "high": {"value": 8, "unit": "wk", "system": "http://unitsofmeasure.org", "code": "wk"}}
     if not resource["basis"]:
         del resource["basis"]
     validated = RiskAssessment.model_validate(resource)

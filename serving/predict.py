@@ -17,6 +17,7 @@ import xgboost as xgb
 from feature_store import contract as c
 from feature_store.calibration import apply_calibration
 from feature_store.scores import game_group, score_arrays
+from feature_store.study import predicted_outcome
 from serving.settings import ServingSettings
 
 SIMULATED_NOTICE = (
@@ -110,6 +111,7 @@ class RiskModel:
         self._bands = {"low_below": self.settings.band_low_below, "high_from": self.settings.band_high_from}
         self.required: list[str] = required_of(self.metadata)
         self.question_note: str | None = self.metadata.get("question_note")
+        self.outcome = predicted_outcome(self.metadata.get("study_design"))
         self._coarse = [f for f in self.features if c.BY_NAME[f].coarse]
         self._required_coarse = [f for f in self.required if c.BY_NAME[f].coarse]
         self._used = set(c.input_names(self.features))
@@ -215,6 +217,7 @@ class RiskModel:
         }
         if self.question_note:
             block["question_note"] = self.question_note
+            block["predicted_outcome"] = self.outcome
         return block
 
     def missing_required(self, columns: Mapping[str, Any]) -> dict[str, list[int]]:

@@ -117,6 +117,8 @@ class PredictionResponse(BaseModel):
     notice: str
     question_note: str | None = Field(None, description="Present when the training cohort answers a different "
                                       "question than progression between PVE and the planned resection")
+    predicted_outcome: str | None = Field(None, description="With question_note: what this model's risk is a "
+                                          "risk of, as its training cohort defined it")
 
 
 meta_app = FastAPI(title="pverisk model metadata", docs_url=None, redoc_url=None, openapi_url=None)

@@ -109,6 +109,11 @@ def test_subset_model_serves_registry_patients_over_http(registry_run, tmp_path)
         body = r.json()
         assert 0 <= body["probability"] <= 1 and body["unused_inputs"] == []
         assert "different question" in body["question_note"]
+        assert body["predicted_outcome"].startswith("intrahepatic recurrence on imaging within 24 months")
+        ra = httpx.post(f"{server.url}/v1/predict?format=fhir", json=REGISTRY_PATIENT, timeout=10).json()
+        prediction = ra["fhir_risk_assessment"]["prediction"][0]
+        assert prediction["outcome"]["text"] == body["predicted_outcome"] and "whenRange" not in prediction
+        assert any("different question" in n["text"] for n in ra["fhir_risk_assessment"]["note"])
         assert body["clinical_scores"]["fong_crs"] == 5.0  # from the flags: N+, DFI<12, >1, >5 cm, CEA>200
         # recorded the fine way: the count derives the flag, same risk
         fine = {**{k: v for k, v in REGISTRY_PATIENT.items() if k != "multiple_liver_metastases"},
