@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,9 +33,18 @@ def _default_tracking_uri() -> str:
 class TrackingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PVERISK_")
     tracking_uri: str = Field(default_factory=_default_tracking_uri)
-    artifact_root: Path = Field(default_factory=lambda: project_root() / "mlflow" / "artifacts")
+    # Default: beside a local SQLite store (so a store moved elsewhere takes its artifacts along),
+    # i.e. mlflow/artifacts for the default store; ignored by a tracking server (it proxies them).
+    artifact_root: Path | None = None
     experiment: str = "pve-progression"
     registered_model: str = "pve-progression-risk"
+
+    @model_validator(mode="after")
+    def _artifacts_beside_the_store(self) -> "TrackingSettings":
+        if self.artifact_root is None:
+            local = self.tracking_uri.removeprefix("sqlite:///") if self.tracking_uri.startswith("sqlite:///") else None
+            self.artifact_root = (Path(local).parent if local else project_root() / "mlflow") / "artifacts"
+        return self
 
 
 def default_bentoml_home() -> Path:

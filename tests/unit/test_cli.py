@@ -80,3 +80,12 @@ def test_models_fails_loudly_when_the_registry_cannot_be_read(tmp_path):
     message = " ".join(res.stderr.split())  # rich wraps long lines
     assert "cannot read the model registry at sqlite:///" in message and "DatabaseError" in message
     assert "version" not in res.stdout  # no empty table pretending all is well
+
+
+def test_artifacts_live_beside_a_local_store_unless_told_otherwise(tmp_path):
+    from feature_store.settings import TrackingSettings, project_root
+
+    assert TrackingSettings(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}").artifact_root == tmp_path / "artifacts"
+    default = TrackingSettings(tracking_uri=f"sqlite:///{project_root() / 'mlflow' / 'mlflow.db'}")
+    assert default.artifact_root == project_root() / "mlflow" / "artifacts"
+    assert TrackingSettings(tracking_uri="sqlite:///x.db", artifact_root=tmp_path / "a").artifact_root == tmp_path / "a"
