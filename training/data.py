@@ -57,9 +57,13 @@ def choose_features(frame: pd.DataFrame, requested: list[str] | None, settings: 
     """The cohort's own features (or the requested ones), less those mostly missing, constant, or a
     coarse form of a fine feature the cohort also records. Raises ValueError when a requested
     feature is not in the cohort or nothing is left."""
+    def derivable(name: str) -> bool:  # a coarse form the cohort can compute from its fine columns
+        d = c.BY_NAME[name].derivation
+        return d is not None and all(src in frame for src in d.sources)
+
     if requested is not None:
         c.check_no_leakage(requested)
-        absent = [f for f in requested if f not in frame]
+        absent = [f for f in requested if f not in frame and not derivable(f)]
         if absent:
             why = [f"{f} (declared not collected)" if f in not_collected else f for f in absent]
             raise ValueError(f"--features names features the cohort does not have: {', '.join(why)}")
@@ -68,9 +72,14 @@ def choose_features(frame: pd.DataFrame, requested: list[str] | None, settings: 
         candidates = [f.name for f in c.features() if f.name in frame]
     skipped: list[dict[str, str]] = [{"feature": f, "reason": "not collected (mapping)"} for f in not_collected
                                      if f not in frame]
+    skipped += [{"feature": f.name, "reason": "known only after PVE: never an input of the pre-PVE model"}
+                for f in c.features(c.Timing.POST_PVE) if f.name in frame]
+    if requested is not None:
+        skipped += [{"feature": f.name, "reason": "not among --features"} for f in c.features()
+                    if f.name in frame and f.name not in requested]
     kept: list[str] = []
     for name in candidates:
-        col = frame[name]
+        col = frame[name] if name in frame else pd.Series(c.derive_coarse(frame, [name])[0][name], dtype=object)
         share = float(col.isna().mean()) if len(col) else 1.0
         if share > settings.max_missing_share:
             skipped.append({"feature": name, "reason": f"missing in {share:.0%} of patients (more than "

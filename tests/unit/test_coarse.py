@@ -74,3 +74,12 @@ def test_separated_predictions_have_no_slope_rather_than_a_huge_one():
     _, ok = calibration_intercept_slope(np.array([0, 1, 0, 1, 1, 0, 0, 1]),
                                         np.array([0.2, 0.7, 0.4, 0.6, 0.3, 0.5, 0.1, 0.8]))
     assert ok == pytest.approx(ok) and np.isfinite(ok)
+
+
+def test_a_requested_coarse_form_is_derived_and_exclusions_are_listed():
+    frame = _frame(0.0).assign(degree_hypertrophy_pp=5.0)
+    choice = choose_features(frame, ["age_years", "multiple_liver_metastases"], TrainSettings())
+    assert choice.features == ["age_years", "multiple_liver_metastases"]
+    reasons = {s["feature"]: s["reason"] for s in choice.skipped}
+    assert reasons["n_liver_metastases"] == "not among --features"
+    assert reasons["degree_hypertrophy_pp"].startswith("known only after PVE")
