@@ -290,7 +290,7 @@ def models() -> None:
     for r in rows:
         # rich renders only strings: MLflow gives versions as int (SQLite) or str (REST)
         table.add_row(str(r["version"]), ",".join(map(str, r["aliases"])), str(r["data_kind"] or ""),
-                      str(r["auroc"] or ""), str(r["gate_reason"] or "")[:80])
+                      str(r["auroc"] or ""), str(r["gate_reason"] or ""))  # rich wraps; a cut reason hides why
     console.print(table)
 
 
