@@ -37,7 +37,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/cds-services/pve-progression-risk": ("EHR integration", "CDS Hooks patient-view: a risk card"),
     "/cds-services/pve-progression-risk/feedback": ("EHR integration", "CDS Hooks card feedback"),
     "/v1/model": ("Model", "Model card, metrics and inputs of the served model"),
-    "/v1/prefill/{token}": ("Model", "Inputs behind a calculator link from a CDS card (expires)"),
+    "/v1/prefill": ("Model", "Inputs behind a calculator link from a CDS card (expires)"),
     "/healthz": ("Operations", "Health (alias of /livez)"),
     "/livez": ("Operations", "Liveness: the process is up"),
     "/readyz": ("Operations", "Readiness: 200 once the model is loaded"),
@@ -100,6 +100,7 @@ def _examples(features: tuple[str, ...]) -> dict[str, Any]:
     bundle = record_to_bundle(record, patient_id="example",
                               when=datetime.now(timezone.utc).date().isoformat())
     return {
+        "/v1/prefill": {"token": "tq3V9sPpJ0r3n1bRk2oQxY7cL4aHf8dE"},
         "/cds-services/pve-progression-risk": {
             "hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
             "context": {"patientId": "example", "userId": "Practitioner/example"},
@@ -174,7 +175,21 @@ def present(spec: dict[str, Any], *, model: dict[str, str], features: tuple[str,
                 content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {}
             elif path == "/cds-services/" and discovery_example is not None:
                 content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = discovery_example
-            elif path == "/v1/prefill/{token}":
+            elif path == "/v1/predict/batch":
+                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
+                    "n_scored": 1, "n_invalid": 1, "unused_inputs": [], "model": {"name": model.get("name"),
+                                                                                  "version": model.get("version")},
+                    "data_kind": model.get("data_kind"), "notice": "Research use only ...",
+                    "results": [{"index": 0, "probability": 0.27, "risk_band": "intermediate", "...": "..."},
+                                {"index": 1, "errors": [{"field": "age_years",
+                                                         "problem": "outside the allowed range 18 to 100 years"}]}]}
+            elif path == "/v1/predict/fhir":
+                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
+                    "probability": 0.27, "risk_band": "intermediate", "...": "the fields of /v1/predict",
+                    "fhir_risk_assessment": {"resourceType": "RiskAssessment", "status": "final",
+                                             "subject": {"reference": "Patient/example"},
+                                             "prediction": [{"probabilityDecimal": 0.27}]}}
+            elif path == "/v1/prefill" and method == "post":
                 content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
                     "inputs": c.example_record(features), "expires_in_seconds": 900}
     return out

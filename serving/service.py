@@ -152,10 +152,16 @@ def get_model() -> Any:
     return svc.model_info()
 
 
-@meta_app.get("/prefill/{token}")
-def get_prefill(token: str) -> Any:
-    """The inputs behind a calculator link from a CDS Hooks card, while it lasts (15 minutes)."""
-    inputs = PREFILL.get(token)
+class PrefillRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"token": "tq3V9sPpJ0r3n1bRk2oQxY7cL4aHf8dE"}})
+    token: str = Field(..., max_length=64, description="The token from a CDS card's calculator link (#prefill=...)")
+
+
+@meta_app.post("/prefill")
+def get_prefill(request: PrefillRequest) -> Any:
+    """The inputs behind a calculator link from a CDS Hooks card, while it lasts (15 minutes). A POST
+    so that the token stays out of access logs."""
+    inputs = PREFILL.get(request.token)
     if inputs is None:
         return JSONResponse({"error": "unknown or expired link; enter the values by hand"}, status_code=404)
     return {"inputs": inputs, "expires_in_seconds": int(PREFILL.ttl)}

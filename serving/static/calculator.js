@@ -182,7 +182,7 @@
     const token = new URLSearchParams(location.hash.slice(1)).get("prefill");
     if (token) {
       history.replaceState(null, "", location.pathname);
-      const p = await pv.get(`/v1/prefill/${encodeURIComponent(token)}`);
+      const p = await pv.post("/v1/prefill", {token});  // POST: the token stays out of access logs
       if (p.ok) { fill((await p.json()).inputs); form.requestSubmit(); }
       else document.getElementById("form-errors").textContent = "The link from the EHR has expired; enter the values by hand.";
     }
