@@ -180,12 +180,17 @@ def test_rejected_patients_are_counted(server, imported):
     assert rejected() == before + 6
 
 
-def test_our_docs_page_replaces_the_default_index(server):
-    for page in ("/", "/docs"):
+def test_our_pages_replace_the_default_index(server):
+    r = httpx.get(f"{server.url}/docs")
+    assert r.status_code == 200 and "swagger-ui" in r.text and "Research use only" in r.text
+    assert 'url: "/docs.json"' in r.text  # our page, reading our spec
+    for page in ("/", "/model", "/docs"):
         r = httpx.get(f"{server.url}{page}")
-        assert r.status_code == 200 and "swagger-ui" in r.text and "Research use only" in r.text, page
-        assert 'url: "/docs.json"' in r.text, page  # our page, reading our spec
+        assert r.status_code == 200 and "Research use only" in r.text, page
         assert "googletagmanager" not in r.text and "https://" not in r.text, page
         assert "default-src 'self'" in r.headers["content-security-policy"], page
+    assert 'id="calc"' in httpx.get(f"{server.url}/").text  # the calculator, not the API docs
+    assert httpx.get(f"{server.url}/static/calculator.js").status_code == 200
+    assert httpx.get(f"{server.url}/static/../web.py").status_code == 404
     assert httpx.get(f"{server.url}/docs-assets/swagger-ui-bundle.js").status_code == 200
     assert httpx.get(f"{server.url}/docs-assets/../../etc/passwd").status_code == 404
