@@ -152,7 +152,13 @@
     showErrors({}, "");
     const r = await pv.post("/v1/predict", body);
     const payload = await r.json().catch(() => ({}));
-    if (r.status === 200) { render(payload); document.getElementById("result-title").focus(); return; }
+    if (r.status === 200) {
+      render(payload);
+      // on a phone the result is below the form: bring it to the top and move keyboard focus to it
+      document.getElementById("result-box").scrollIntoView({block: "start"});
+      document.getElementById("result-title").focus({preventScroll: true});
+      return;
+    }
     if (r.status === 401) { document.getElementById("apikey-box").hidden = false; }
     const byField = {};
     for (const d of payload.detail || []) {
