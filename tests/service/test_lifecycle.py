@@ -65,6 +65,10 @@ def test_readiness_waits_for_the_model_and_auth_is_enforced(imported, tmp_path):
         assert httpx.post(url, json=patient, headers={"authorization": "Bearer s3cret-key"}).status_code == 200
         assert httpx.get(f"{s.url}/v1/model").status_code == 401
         assert httpx.get(f"{s.url}/livez").status_code == 200  # probes stay open
+        # the pages and their assets are public; what they fetch from /v1/ needs the key
+        for page in ("/", "/model", "/docs", "/docs.json", "/static/calculator.js"):
+            assert httpx.get(f"{s.url}{page}").status_code == 200, page
+        assert httpx.post(f"{s.url}/v1/prefill", json={"token": "x"}).status_code == 401
         assert "s3cret-key" not in s.flushed_log()  # with its positive control
 
 
