@@ -50,6 +50,8 @@ def _annotation(f: c.Feature, required: bool, role: str) -> Any:
     if f.codes:
         extra["x-codes"] = [f"{x.system}|{x.code}" for x in f.codes]
     extra["x-role"] = role
+    # the allowed values as the API's own error messages word them: the calculator page repeats them
+    extra["x-allowed"] = f.range_text
     if required and f.coarse:
         extra["x-required-or"] = list(f.derivation.sources)  # type: ignore[union-attr]
     unit = f" [{f.unit}]" if f.unit else ""

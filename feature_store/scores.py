@@ -24,6 +24,17 @@ import pandas as pd
 from feature_store.contract import TBS_BANDS, column_length, column_values, derive_coarse
 
 SCORE_NAMES = ("tumour_burden_score", "fong_crs", "game_score", "m_crs")
+# What each score was built for, shown beside its value (calculator page, model metadata).
+SCORE_NOTES: dict[str, dict[str, str]] = {
+    "tumour_burden_score": {"name": "Tumour burden score (TBS)", "built_for":
+                            "Overall survival after resection of colorectal liver metastases (Sasaki 2018)."},
+    "fong_crs": {"name": "Fong clinical risk score (0-5)", "built_for":
+                 "Recurrence and survival after hepatectomy for colorectal metastases (Fong 1999)."},
+    "game_score": {"name": "GAME score", "built_for":
+                   "Overall survival after resection, genetic and morphological (Margonis 2018)."},
+    "m_crs": {"name": "Modified clinical risk score (m-CRS)", "built_for":
+              "Survival after resection, with RAS status (Brudvik 2019)."},
+}
 
 
 Columns = Mapping[str, Any]  # a DataFrame, or a dict of equal-length lists/arrays

@@ -11,6 +11,12 @@ from typing import Optional
 # Offline by rule: no telemetry from anything this program runs.
 for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
     os.environ.setdefault(_var, "true")
+# MLflow draws a progress bar for every artifact download (model import, the gate's lookups):
+# on local files they finish at once and only bury the output.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# The model's environment is stated in full at training (training/pipeline.py: conda_env), so
+# MLflow's uv-project detection has nothing to infer and would only announce itself.
+os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
 
 from feature_store.settings import default_bentoml_home  # noqa: E402
 
@@ -387,7 +393,10 @@ def demo(
         print(f"curl -s -X POST {base}/v1/predict -H 'content-type: application/json' -d '{body}'")
         print("\n# its answer:")
         print(_json.dumps(answer, indent=2))
-        console.print(f"API docs: {base}/docs   model: {base}/v1/model   metrics: {base}/metrics")
+        # the calculator first: it is where a new user (a clinician) starts
+        console.print(f"\n[bold]Risk calculator: {base}/[/bold]")
+        console.print(f"model card: {base}/model   API docs: {base}/docs   model JSON: {base}/v1/model   "
+                      f"metrics: {base}/metrics", soft_wrap=True)
         console.print(f"MLflow: uv run mlflow ui --backend-store-uri {_tracking_uri()}")
         if keep_serving:
             console.print("serving until Ctrl-C (research use only)")

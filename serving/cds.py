@@ -40,6 +40,7 @@ from feature_store.fhir_map import (
     observation_queries,
 )
 from feature_store.record import patient_model
+from serving.prefill import STORE as PREFILL
 from serving.settings import ServingSettings
 
 logger = logging.getLogger("pverisk.cds")
@@ -480,9 +481,13 @@ def missing_explained(names: list[str], mapped: Mapped | None) -> str:
 def build_cards(prediction: dict[str, Any] | None, mapped_record: dict[str, Any], notes: list[str],
                 base_url: str, missing_required: list[str], share: float, min_share: float,
                 notice: str, model_label: str, mapped: Mapped | None = None, max_age_days: int = 120,
-                features: list[str] | None = None) -> CardsResponse:
-    source = Source(label=model_label, url=f"{base_url}/v1/model")
-    links = [Link(label="Model card and metrics", url=f"{base_url}/v1/model")]
+                features: list[str] | None = None, prefill_token: str | None = None) -> CardsResponse:
+    source = Source(label=model_label, url=f"{base_url}/model")
+    links = [Link(label="Model card and metrics", url=f"{base_url}/model")]
+    if prefill_token:
+        # the token in the fragment, never the patient's values: see serving/prefill.py
+        links.insert(0, Link(label="Open in the risk calculator (prefilled; link valid 15 minutes)",
+                             url=f"{base_url}/#prefill={prefill_token}"))
     summary_line = problem_summary(mapped, max_age_days)
     if prediction is None:
         inputs = features or c.feature_names()
@@ -629,9 +634,10 @@ def make_app(get_service: Any) -> FastAPI:
             logger.info("cds declined check=%s", a.declined)
             return JSONResponse({"cards": []})
         label = f"{risk.identity.name} v{risk.identity.version} ({risk.identity.data_kind} data)"
+        token = PREFILL.put(a.record) if a.record else None
         cards = build_cards(a.prediction, a.record, a.notes, base_url(request), a.missing_required, a.share,
                             settings().cds_min_input_share, risk.notice, label, a.mapped,
-                            settings().cds_max_observation_age_days, risk.features)
+                            settings().cds_max_observation_age_days, risk.features, prefill_token=token)
         return JSONResponse(cards.model_dump(exclude_none=True))
 
     @app.post(f"/{SERVICE_ID}/feedback")

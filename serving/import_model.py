@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -57,6 +58,7 @@ def import_model(alias: str = "champion", tracking: TrackingSettings | None = No
         card: dict[str, Any] = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/model_card/model_card.json")
     except Exception:  # an older run without a card still imports
         card = {}
+    plots = _plots(mlflow, mv.run_id)
     labels = {
         "registered_model": _label(tracking.registered_model),
         "version": _label(str(mv.version)),
@@ -78,9 +80,30 @@ def import_model(alias: str = "champion", tracking: TrackingSettings | None = No
         "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tracking_uri": tracking.tracking_uri,
         "gate_reason": mv.tags.get("gate_reason", ""),
+        # the card's plots travel with the model: the service shows them without MLflow
+        "plots_json": json.dumps(plots),
     }
     return bentoml.mlflow.import_model(tag, f"models:/{tracking.registered_model}/{mv.version}",
                                        labels=labels, metadata=metadata)
+
+
+PLOTS = ("calibration", "decision_curve")
+
+
+def _plots(mlflow: Any, run_id: str | None) -> dict[str, str]:
+    """The run's calibration and decision-curve plots as data: URIs (absent ones are skipped)."""
+    import tempfile
+    from pathlib import Path
+
+    out: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in PLOTS:
+            try:
+                path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/plots/{name}.png", dst_path=tmp)
+            except Exception:  # an older run without plots still imports
+                continue
+            out[name] = "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+    return out
 
 
 def newest_champion_tag() -> str:

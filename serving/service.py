@@ -37,6 +37,10 @@ from serving.fhir_in import predict_bundle  # noqa: E402
 from serving.fhir_out import risk_assessment  # noqa: E402
 from serving.import_model import HOW_TO, ModelNotFound, newest_champion_tag  # noqa: E402
 from serving.predict import CoarseConflict, MissingRequired, ModelIdentity, RiskModel, served_inputs  # noqa: E402
+from feature_store.scores import SCORE_NOTES  # noqa: E402
+from serving.cds import discovery  # noqa: E402
+from serving.openapi import present  # noqa: E402
+from serving.prefill import STORE as PREFILL  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
 from serving.web import GuardMiddleware, quiet_client_error_logs  # noqa: E402
 
@@ -148,6 +152,21 @@ def get_model() -> Any:
     if svc.risk is None:  # BentoML's 503 exception is not translated inside a mounted FastAPI app
         return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
     return svc.model_info()
+
+
+class PrefillRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"token": "tq3V9sPpJ0r3n1bRk2oQxY7cL4aHf8dE"}})
+    token: str = Field(..., max_length=64, description="The token from a CDS card's calculator link (#prefill=...)")
+
+
+@meta_app.post("/prefill")
+def get_prefill(request: PrefillRequest) -> Any:
+    """The inputs behind a calculator link from a CDS Hooks card, while it lasts (15 minutes). A POST
+    so that the token stays out of access logs."""
+    inputs = PREFILL.get(request.token)
+    if inputs is None:
+        return JSONResponse({"error": "unknown or expired link; enter the values by hand"}, status_code=404)
+    return {"inputs": inputs, "expires_in_seconds": int(PREFILL.ttl)}
 
 
 @bentoml.service(
@@ -340,8 +359,24 @@ class PVERisk:
             "band_thresholds": {"low_below": self.settings.band_low_below,
                                 "high_from": self.settings.band_high_from},
             "model_card": self._card,
+            "clinical_score_notes": SCORE_NOTES,
+            # calibration and decision-curve plots from training, as data: URIs (see import_model)
+            "plots": json.loads(self._metadata.get("plots_json") or "{}"),
         }
 
 
-PVERisk.add_asgi_middleware(GuardMiddleware)
+_STORED = bentoml.models.get(MODEL_TAG)
+_SETTINGS = ServingSettings()
+_IDENTITY = {k: _STORED.info.labels.get(k, "?") for k in ("registered_model", "version", "alias", "data_kind")}
+_IDENTITY["name"] = _IDENTITY.pop("registered_model")
+
+
+def present_openapi(spec: dict[str, Any]) -> dict[str, Any]:
+    """/docs.json as integrators meet it (serving/openapi.py)."""
+    return present(spec, model=_IDENTITY, features=SERVED.features, max_batch=_SETTINGS.max_batch,
+                   max_body=_SETTINGS.max_body_bytes, max_fhir_body=_SETTINGS.max_fhir_body_bytes,
+                   discovery_example=discovery(SERVED.features).model_dump(exclude_none=True))
+
+
+PVERisk.add_asgi_middleware(GuardMiddleware, present_openapi=present_openapi)
 quiet_client_error_logs()

@@ -1,4 +1,5 @@
-"""ASGI middleware in front of the BentoML app: our own docs page (no third-party calls),
+"""ASGI middleware in front of the BentoML app: our own pages (calculator at `/`, model card at
+`/model`, API docs at `/docs`; no third-party calls), the OpenAPI document as we present it,
 optional API-key authentication and a request-body size limit.
 
 Starlette has no body-size middleware and BentoML's index page embeds Google Tag
@@ -24,8 +25,13 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 ASSETS = Path(swagger_ui_bundle.swagger_ui_path)
 ASSET_FILES = {"swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css", "favicon-32x32.png"}
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {p.name for p in STATIC.iterdir() if p.suffix in (".css", ".js")}
+PAGES = {"/": "calculator.html", "/model": "model.html"}
 PROTECTED_PREFIXES = ("/v1/",)
 CSP = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
+# Our own pages run no inline script; inline styles only for the bar widths; plots arrive as data: URIs.
+PAGE_CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
 
 DOCS_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -61,9 +67,11 @@ async def _json(send: Send, status: int, payload: dict[str, Any], headers: list[
 
 
 class GuardMiddleware:
-    def __init__(self, app: Callable[..., Awaitable[None]], settings: ServingSettings | None = None) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], settings: ServingSettings | None = None,
+                 present_openapi: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.app = app
         self.settings = settings or ServingSettings()
+        self.present_openapi = present_openapi
         key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
         self._key = key.encode() if key else None
 
@@ -86,9 +94,25 @@ class GuardMiddleware:
             # CDS Hooks discovery lives at {base}/cds-services; a mounted app answers only below
             # its prefix, so the bare path is routed to the mount's root instead of a 307.
             scope = {**scope, "path": "/cds-services/", "raw_path": b"/cds-services/"}
-        if method == "GET" and path in ("/", "/docs"):
+        if method == "GET" and path == "/docs":
             await _respond(send, 200, DOCS_HTML.encode(), "text/html; charset=utf-8",
                            [(b"content-security-policy", CSP.encode())])
+            return
+        if method == "GET" and path in PAGES:
+            await _respond(send, 200, (STATIC / PAGES[path]).read_bytes(), "text/html; charset=utf-8",
+                           [(b"content-security-policy", PAGE_CSP.encode())])
+            return
+        if method == "GET" and path.startswith("/static/"):
+            name = path.rsplit("/", 1)[-1]
+            if path.count("/") != 2 or name not in STATIC_FILES:
+                await _json(send, 404, {"error": "not found"})
+                return
+            ctype = {"css": "text/css", "js": "text/javascript"}[name.rsplit(".", 1)[1]]
+            await _respond(send, 200, (STATIC / name).read_bytes(), f"{ctype}; charset=utf-8",
+                           [(b"cache-control", b"no-cache")])
+            return
+        if method == "GET" and path == "/docs.json" and self.present_openapi is not None:
+            await self._openapi(scope, receive, send)
             return
         if method == "GET" and path.startswith("/docs-assets/"):
             name = path.rsplit("/", 1)[-1]
@@ -108,6 +132,25 @@ class GuardMiddleware:
             if receive is None:
                 return
         await self.app(scope, receive, send)
+
+    async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """BentoML's document, rewritten by `present_openapi` (title, tags, summaries, names)."""
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        body = b"".join(chunks)
+        if start.get("status") != 200:
+            await _respond(send, start.get("status", 500), body, "application/json")
+            return
+        spec = self.present_openapi(json.loads(body))  # type: ignore[misc]
+        await _respond(send, 200, json.dumps(spec).encode(), "application/json")
 
     async def _limited_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """Read the body up to the limit (413 beyond it) and replay it to the app."""

@@ -77,6 +77,25 @@ def pinned_requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("xgboost", "scikit-learn", "numpy", "pandas", "mlflow")]
 
 
+def conda_env() -> dict[str, Any]:
+    """The model's environment, stated in full: given only pip requirements, MLflow looks up the
+    installed pip to write conda.yaml and warns on every run in a venv without pip (uv's)."""
+    import platform
+
+    return {"name": "pverisk-model", "channels": ["conda-forge"],
+            "dependencies": [f"python={platform.python_version()}", "pip", {"pip": pinned_requirements()}]}
+
+
+def dataset_source(path: str) -> Any:
+    """The cohort file as MLflow's local-file dataset source, stated rather than guessed: MLflow
+    registers two resolvers for local paths and warns at every guess. The path itself when no
+    local resolver is registered (an MLflow change)."""
+    from mlflow.data.dataset_source_registry import get_registered_sources
+
+    local = [s for s in get_registered_sources() if s._get_source_type() == "local"]
+    return local[-1]._resolve(path) if local else path
+
+
 def configure_tracking(tracking: TrackingSettings) -> MlflowClient:
     """Point MLflow at the configured store and make sure the experiment exists."""
     mlflow.set_tracking_uri(tracking.tracking_uri)
@@ -206,7 +225,7 @@ def run_training(
         mlflow.log_dict({"dataset_digest": cohort.digest, "keys": sorted(set(train_keys))},
                         registry.TRAINING_KEYS_ARTIFACT)
         for ctx, coh, fr in (("training", cohort, train_frame), ("evaluation", eval_cohort or cohort, eval_frame)):
-            ds = mlflow.data.from_pandas(fr.drop(columns=[c.PATIENT_ID]), source=coh.source, name=coh.name,
+            ds = mlflow.data.from_pandas(fr.drop(columns=[c.PATIENT_ID]), source=dataset_source(coh.source), name=coh.name,
                                          targets=c.OUTCOME)
             mlflow.log_input(ds, context=ctx, tags={"data_kind": coh.kind, "content_hash": coh.digest})
 
@@ -323,7 +342,7 @@ def run_training(
             model.classifier, name="model", signature=infer_signature(example, model.predict(example)),
             input_example=example, metadata=metadata, model_format="json",
             # Stated, not inferred: inference loads the model in a subprocess (~10 s here).
-            pip_requirements=pinned_requirements(),
+            conda_env=conda_env(),
         )
 
         progress("promotion gate and registration")

@@ -36,3 +36,11 @@ def test_demo_trains_registers_imports_serves_and_predicts(tmp_path):
     assert (tmp_path / "mlflow" / "mlflow.db").exists() and (tmp_path / "mlflow" / "artifacts").is_dir()
     assert (tmp_path / "data" / "simulated" / "cohort.parquet").exists()
     assert str(client.get_model_version_by_alias("pve-progression-risk", decision).version) == "1"
+    # no library noise a new user cannot act on (stdout and stderr alike) ...
+    everything = out + proc.stderr
+    for noise in ("can be interpreted in multiple ways", "Failed to resolve installed pip version",
+                  "Downloading artifacts"):
+        assert noise not in everything, noise
+    # ... and it ends with the calculator's address first
+    closing = after[after.index("Risk calculator:"):].splitlines()
+    assert closing[0].strip() == f"Risk calculator: http://127.0.0.1:{port}/"

@@ -54,7 +54,7 @@ def test_high_and_low_risk_cards_with_prefetch(server):
     assert hi_p > lo_p
     assert "Top factors" in hi.detail and "Fong CRS" in hi.detail and "Research use only" in hi.detail
     assert "SIMULATED" in hi.detail and "simulated data" in hi.source.label
-    assert hi.links[0].url.endswith("/v1/model") and hi.overrideReasons
+    assert "#prefill=" in hi.links[0].url and hi.links[1].url.endswith("/model") and hi.overrideReasons
 
 
 def test_request_without_patient_id_is_400(server):

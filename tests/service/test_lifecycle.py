@@ -65,6 +65,10 @@ def test_readiness_waits_for_the_model_and_auth_is_enforced(imported, tmp_path):
         assert httpx.post(url, json=patient, headers={"authorization": "Bearer s3cret-key"}).status_code == 200
         assert httpx.get(f"{s.url}/v1/model").status_code == 401
         assert httpx.get(f"{s.url}/livez").status_code == 200  # probes stay open
+        # the pages and their assets are public; what they fetch from /v1/ needs the key
+        for page in ("/", "/model", "/docs", "/docs.json", "/static/calculator.js"):
+            assert httpx.get(f"{s.url}{page}").status_code == 200, page
+        assert httpx.post(f"{s.url}/v1/prefill", json={"token": "x"}).status_code == 401
         assert "s3cret-key" not in s.flushed_log()  # with its positive control
 
 
@@ -94,17 +98,27 @@ def test_bentoml_build_offline(imported, tmp_path):
         assert any(n.endswith("mlflow_model/MLmodel") for n in tar.getnames())
 
 
+# page -> (what its rendered DOM shows, requests it must have made): a blank page would pass vacuously
+PAGES = {
+    "/docs": (("/v1/predict",), ("/docs.json", "/docs-assets/swagger-ui-bundle.js")),
+    "/": (('id="f-age_years"',), ("/docs.json", "/static/calculator.js", "/static/app.css", "/v1/model")),
+    "/model": (('data-ready="true"', "Limitations"), ("/static/model.js", "/v1/model")),
+}
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None and os.environ.get("CI") != "true",
                     reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_docs_page_makes_no_request_outside_loopback(server, tmp_path):
+@pytest.mark.parametrize("page", list(PAGES))
+def test_our_pages_make_no_request_outside_loopback(server, tmp_path, page):
     netlog = tmp_path / "netlog.json"
     proc = subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={tempfile.mkdtemp()}", f"--log-net-log={netlog}", "--virtual-time-budget=8000",
-         "--dump-dom", f"{server.url}/"], capture_output=True, text=True, timeout=120)
+         "--dump-dom", f"{server.url}{page}"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "pve_progression_risk" in proc.stdout or "/v1/predict" in proc.stdout, "Swagger UI rendered the spec"
+    shows, fetched = PAGES[page]
+    assert all(s in proc.stdout for s in shows), f"{page} rendered from the service's data"
     # Page-initiated requests carry the page's origin as initiator; the browser's own
     # housekeeping (component updates, time sync) has none and is not the page's doing.
     log = json.loads(netlog.read_text())
@@ -112,7 +126,7 @@ def test_docs_page_makes_no_request_outside_loopback(server, tmp_path):
     from_page = {e["params"]["url"] for e in log["events"]
                  if names[e["type"]] == "URL_REQUEST_START_JOB" and "url" in e.get("params", {})
                  and str(e["params"].get("initiator", "")).startswith(("http://", "https://"))}
-    assert f"{server.url}/docs.json" in from_page and f"{server.url}/docs-assets/swagger-ui-bundle.js" in from_page
+    assert {f"{server.url}{f}" for f in fetched} <= from_page, from_page
     outside = {u for u in from_page if not re.match(r"^https?://(127\.0\.0\.1|localhost)(:\d+)?/", u)}
     assert outside == set(), outside
 

@@ -138,7 +138,7 @@ def test_openapi_documents_every_endpoint_with_a_working_example(server):
     assert r.status_code == 200
     spec = r.json()
     ours = [p for p in spec["paths"] if p.startswith("/v1/")]
-    assert set(ours) == {"/v1/predict", "/v1/predict/batch", "/v1/predict/fhir", "/v1/model"}
+    assert set(ours) == {"/v1/predict", "/v1/predict/batch", "/v1/predict/fhir", "/v1/model", "/v1/prefill"}
     assert httpx.get(f"{server.url}/v1/model").status_code == 200  # GET, documented, no body
     for path in ("/v1/predict", "/v1/predict/batch", "/v1/predict/fhir"):
         schema = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
@@ -180,12 +180,17 @@ def test_rejected_patients_are_counted(server, imported):
     assert rejected() == before + 6
 
 
-def test_our_docs_page_replaces_the_default_index(server):
-    for page in ("/", "/docs"):
+def test_our_pages_replace_the_default_index(server):
+    r = httpx.get(f"{server.url}/docs")
+    assert r.status_code == 200 and "swagger-ui" in r.text and "Research use only" in r.text
+    assert 'url: "/docs.json"' in r.text  # our page, reading our spec
+    for page in ("/", "/model", "/docs"):
         r = httpx.get(f"{server.url}{page}")
-        assert r.status_code == 200 and "swagger-ui" in r.text and "Research use only" in r.text, page
-        assert 'url: "/docs.json"' in r.text, page  # our page, reading our spec
+        assert r.status_code == 200 and "Research use only" in r.text, page
         assert "googletagmanager" not in r.text and "https://" not in r.text, page
         assert "default-src 'self'" in r.headers["content-security-policy"], page
+    assert 'id="calc"' in httpx.get(f"{server.url}/").text  # the calculator, not the API docs
+    assert httpx.get(f"{server.url}/static/calculator.js").status_code == 200
+    assert httpx.get(f"{server.url}/static/../web.py").status_code == 404
     assert httpx.get(f"{server.url}/docs-assets/swagger-ui-bundle.js").status_code == 200
     assert httpx.get(f"{server.url}/docs-assets/../../etc/passwd").status_code == 404

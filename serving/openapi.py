@@ -1,0 +1,195 @@
+"""The OpenAPI document as integrators should meet it: our title, versions, description, contact
+and licence (from pyproject.toml), tags that group routes, a summary and an example on every
+route, and schema names without BentoML's `IODescriptor` suffix.
+
+BentoML 1.4 builds the document from the service; it offers no hook for these, so the served
+`/docs.json` is rewritten on its way out (serving/web.py calls `present`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from feature_store import contract as c
+from feature_store.fhir_map import record_to_bundle
+
+TAGS = [
+    {"name": "Prediction", "description": "Risk of liver progression for one patient or a batch (JSON)."},
+    {"name": "EHR integration", "description": "CDS Hooks 2.0 (`patient-view`) and FHIR R4 Bundle in, "
+                                               "RiskAssessment out."},
+    {"name": "Model", "description": "The served model: card, metrics, features, short-lived calculator prefill."},
+    {"name": "Operations", "description": "Liveness, readiness and Prometheus metrics."},
+]
+
+# path -> (tag, summary); a route missing here fails the docs test, so none is left in "default"
+ROUTES: dict[str, tuple[str, str]] = {
+    "/v1/predict": ("Prediction", "Risk for one patient"),
+    "/v1/predict/batch": ("Prediction", "Risks for up to PVERISK_SERVE_MAX_BATCH patients"),
+    "/v1/predict/fhir": ("EHR integration", "Risk from one patient's FHIR R4 Bundle, as a RiskAssessment"),
+    "/cds-services/": ("EHR integration", "CDS Hooks discovery"),
+    "/cds-services/pve-progression-risk": ("EHR integration", "CDS Hooks patient-view: a risk card"),
+    "/cds-services/pve-progression-risk/feedback": ("EHR integration", "CDS Hooks card feedback"),
+    "/v1/model": ("Model", "Model card, metrics and inputs of the served model"),
+    "/v1/prefill": ("Model", "Inputs behind a calculator link from a CDS card (expires)"),
+    "/healthz": ("Operations", "Health (alias of /livez)"),
+    "/livez": ("Operations", "Liveness: the process is up"),
+    "/readyz": ("Operations", "Readiness: 200 once the model is loaded"),
+    "/metrics": ("Operations", "Prometheus metrics (aggregates only, no patient data)"),
+}
+
+PROBE_EXAMPLE = "\"OK\""
+METRICS_EXAMPLE = 'pverisk_predictions_total{endpoint="predict",model_name="pve-progression-risk",...} 3.0'
+
+
+@lru_cache(maxsize=1)
+def project_metadata() -> dict[str, Any]:
+    """Name, version, description, licence and authors from pyproject.toml (a source checkout or a
+    bento that includes it), else from the installed package's metadata."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if pyproject.exists():
+        project = tomllib.loads(pyproject.read_text())["project"]
+        return {"name": project["name"], "version": project["version"], "description": project.get("description", ""),
+                "license": (project.get("license") or {}).get("text", ""), "authors": project.get("authors", []),
+                "urls": project.get("urls", {})}
+    try:
+        meta = metadata.metadata("pverisk")
+        return {"name": "pverisk", "version": meta["Version"], "description": meta["Summary"] or "",
+                "license": meta["License"] or "", "authors": [{"name": meta["Author"] or "pverisk contributors"}],
+                "urls": {}}
+    except metadata.PackageNotFoundError:
+        return {"name": "pverisk", "version": "unknown", "description": "", "license": "", "authors": [], "urls": {}}
+
+
+def description(model: dict[str, str], project: dict[str, Any], max_batch: int, max_body: int,
+                max_fhir_body: int) -> str:
+    return f"""{project['description']}.
+
+**Research use only.** Not a medical device; not for clinical decisions. Every response carries
+`data_kind` and a `notice`: a model trained on simulated data says nothing about real patients.
+
+**What it predicts.** At the portal vein embolization (PVE) decision, for an adult with colorectal
+liver metastases, the calibrated probability that the liver disease progresses between PVE and the
+planned resection; a risk band, the factors behind the estimate, the Fong, GAME, m-CRS and tumour
+burden scores beside it (built for survival after resection, shown for comparison), the inputs that
+were missing and how the model handles them.
+
+**Served model.** `{model.get('name')}` version {model.get('version')} ({model.get('alias')}, trained
+on {model.get('data_kind')} data). Its inputs define the request schema below; `GET /v1/model` has its
+card. A person-readable card is at [/model](/model) and a calculator at [/](/).
+
+**Authentication.** Off unless the operator sets `PVERISK_SERVE_API_KEY`; then every `/v1/` route needs
+`X-API-Key: <key>` or `Authorization: Bearer <key>`. CDS Hooks calls can require the EHR's JWT.
+
+**Limits.** JSON bodies up to {max_body:,} bytes; FHIR and CDS Hooks bodies up to {max_fhir_body:,}
+bytes; at most {max_batch:,} patients per batch call. Invalid input gets a 400 naming the field and
+the allowed range, never echoing the value.
+"""
+
+
+def _examples(features: tuple[str, ...]) -> dict[str, Any]:
+    """Request examples for the routes whose bodies BentoML does not describe (the CDS app reads
+    raw JSON so that a malformed prefetch is a 400 with our message)."""
+    record = c.example_record(features)
+    bundle = record_to_bundle(record, patient_id="example",
+                              when=datetime.now(timezone.utc).date().isoformat())
+    return {
+        "/v1/prefill": {"token": "tq3V9sPpJ0r3n1bRk2oQxY7cL4aHf8dE"},
+        "/cds-services/pve-progression-risk": {
+            "hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"patientId": "example", "userId": "Practitioner/example"},
+            "prefetch": {"patient": next(e["resource"] for e in bundle["entry"]
+                                         if e["resource"]["resourceType"] == "Patient"),
+                         "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": [
+                             e for e in bundle["entry"] if e["resource"]["resourceType"] == "Condition"]},
+                         "observations": {"resourceType": "Bundle", "type": "searchset", "entry": [
+                             e for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]}}},
+        "/cds-services/pve-progression-risk/feedback": {"feedback": [
+            {"card": "9368d37b-283f-44a0-93ea-547cebab93ed", "outcome": "overridden",
+             "overrideReason": {"reason": {"code": "already-considered", "system": "urn:pverisk:override-reason"}},
+             "outcomeTimestamp": "2026-01-15T10:00:00Z"}]},
+    }
+
+
+def present(spec: dict[str, Any], *, model: dict[str, str], features: tuple[str, ...], max_batch: int,
+            max_body: int, max_fhir_body: int, discovery_example: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rewrite BentoML's OpenAPI document (a new dict; the input is not changed)."""
+    text = json.dumps(spec)
+    # schema names: PatientRecordIODescriptor -> PatientRecord (titles and $refs alike)
+    text = re.sub(r"([A-Za-z0-9_]+)IODescriptor\b", r"\1", text)
+    out: dict[str, Any] = json.loads(text)
+    project = project_metadata()
+    authors = project.get("authors") or [{"name": "pverisk contributors"}]
+    contact: dict[str, str] = {"name": authors[0].get("name", "pverisk contributors")}
+    if authors[0].get("email"):
+        contact["email"] = authors[0]["email"]
+    url = next(iter((project.get("urls") or {}).values()), None)
+    if url:
+        contact["url"] = url
+    out["info"] = {
+        "title": "PVE progression risk API (research use only)",
+        "version": f"{project['version']} (model {model.get('name')} v{model.get('version')})",
+        "description": description(model, project, max_batch, max_body, max_fhir_body),
+        "contact": contact,
+        "license": {"name": project.get("license") or "unknown",
+                    **({"identifier": project["license"]} if project.get("license") else {})},
+        "x-package-version": project["version"],
+        "x-model-version": str(model.get("version")),
+    }
+    out["tags"] = TAGS
+    examples = _examples(features)
+    for path, ops in out.get("paths", {}).items():
+        tag, summary = ROUTES.get(path, ("Operations", path))
+        for method, op in ops.items():
+            op["tags"] = [tag]
+            op["summary"] = summary
+            if path in examples and method == "post":
+                op.setdefault("requestBody", {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object"}}}})
+                op["requestBody"]["content"]["application/json"]["example"] = examples[path]
+            ok = op.setdefault("responses", {}).setdefault("200", {"description": "OK"})
+            content = ok.setdefault("content", {})
+            if path in ("/livez", "/readyz", "/healthz"):
+                content.setdefault("text/plain", {"schema": {"type": "string"}})["example"] = PROBE_EXAMPLE
+            elif path == "/metrics":
+                content.setdefault("text/plain", {"schema": {"type": "string"}})["example"] = METRICS_EXAMPLE
+            elif path == "/v1/model":
+                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
+                    "model": {"name": model.get("name"), "version": model.get("version"), "alias": model.get("alias"),
+                              "data_kind": model.get("data_kind")},
+                    "features": list(features), "model_card": {"intended_use": {"purpose": "..."}}}
+            elif path == "/cds-services/pve-progression-risk":
+                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {"cards": [{
+                    "summary": "PVE progression risk 27% (intermediate) - research use only", "indicator": "warning",
+                    "detail": "**Estimated risk of liver progression between PVE and resection: 27% ...",
+                    "source": {"label": "pve-progression-risk v1 (simulated data)", "url": "https://host/model"},
+                    "links": [{"label": "Open in the risk calculator (prefilled; link valid 15 minutes)",
+                               "url": "https://host/#prefill=<token>", "type": "absolute"}]}]}
+            elif path == "/cds-services/pve-progression-risk/feedback":
+                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {}
+            elif path == "/cds-services/" and discovery_example is not None:
+                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = discovery_example
+            elif path == "/v1/predict/batch":
+                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
+                    "n_scored": 1, "n_invalid": 1, "unused_inputs": [], "model": {"name": model.get("name"),
+                                                                                  "version": model.get("version")},
+                    "data_kind": model.get("data_kind"), "notice": "Research use only ...",
+                    "results": [{"index": 0, "probability": 0.27, "risk_band": "intermediate", "...": "..."},
+                                {"index": 1, "errors": [{"field": "age_years",
+                                                         "problem": "outside the allowed range 18 to 100 years"}]}]}
+            elif path == "/v1/predict/fhir":
+                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
+                    "probability": 0.27, "risk_band": "intermediate", "...": "the fields of /v1/predict",
+                    "fhir_risk_assessment": {"resourceType": "RiskAssessment", "status": "final",
+                                             "subject": {"reference": "Patient/example"},
+                                             "prediction": [{"probabilityDecimal": 0.27}]}}
+            elif path == "/v1/prefill" and method == "post":
+                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
+                    "inputs": c.example_record(features), "expires_in_seconds": 900}
+    return out
