@@ -78,9 +78,12 @@ def _items(frame: Columns) -> dict[str, Any]:
 
 
 def fong_crs(frame: Columns) -> np.ndarray:
+    return _fong_crs(_items(frame))
+
+
+def _fong_crs(items: dict[str, Any]) -> np.ndarray:
     """Fong, Ann Surg 1999: one point each for node-positive primary, DFI < 12 months,
     more than one tumour, largest > 5 cm, CEA > 200 ng/mL (0-5)."""
-    items = _items(frame)
     parts = [_flag(items, "node_positive_primary"), _flag(items, "disease_free_interval_under_12_months"),
              _flag(items, "multiple_liver_metastases"), _flag(items, "largest_metastasis_over_5cm"),
              _flag(items, "cea_over_200")]
@@ -88,9 +91,12 @@ def fong_crs(frame: Columns) -> np.ndarray:
 
 
 def game_score(frame: Columns) -> np.ndarray:
+    return _game_score(_items(frame))
+
+
+def _game_score(items: dict[str, Any]) -> np.ndarray:
     """Margonis, Br J Surg 2018: KRAS mutant 1, CEA >= 20 ng/mL 1, node-positive primary 1,
     TBS 3-8 1 / >= 9 2, extrahepatic disease 2 (0-7). We use RAS status for KRAS."""
-    items = _items(frame)
     tbs_points = (_flag(items, "tumour_burden_band", (TBS_BANDS[1],))
                   + 2.0 * _flag(items, "tumour_burden_band", (TBS_BANDS[2],)))
     parts = [
@@ -111,8 +117,11 @@ def game_group(score: float) -> str | None:
 
 
 def m_crs(frame: Columns) -> np.ndarray:
+    return _m_crs(_items(frame))
+
+
+def _m_crs(items: dict[str, Any]) -> np.ndarray:
     """Brudvik, Ann Surg 2019: one point each for RAS mutant, node-positive primary, largest > 5 cm (0-3)."""
-    items = _items(frame)
     parts = [
         _flag(items, "ras_status", ("mutant",)),
         _flag(items, "node_positive_primary"),
@@ -122,11 +131,12 @@ def m_crs(frame: Columns) -> np.ndarray:
 
 
 def score_arrays(frame: Columns) -> dict[str, np.ndarray]:
+    items = _items(frame)  # the coarse items derived once for all three scores (a per-request path)
     return {
         "tumour_burden_score": tumour_burden_score(frame),
-        "fong_crs": fong_crs(frame),
-        "game_score": game_score(frame),
-        "m_crs": m_crs(frame),
+        "fong_crs": _fong_crs(items),
+        "game_score": _game_score(items),
+        "m_crs": _m_crs(items),
     }
 
 

@@ -337,13 +337,6 @@ def refused_fields(record: dict[str, Any], features: list[str] | tuple[str, ...]
     return fields, refused
 
 
-def clean_record(record: dict[str, Any], features: list[str] | tuple[str, ...] | None = None
-                 ) -> tuple[dict[str, Any], list[str]]:
-    """Keep the values the contract accepts; report (without values) the ones it refuses."""
-    fields, refused = refused_fields(record, features)
-    return fields, [f"{name}: {msg}; ignored" for name, msg in refused]
-
-
 # Applicability checks, by the name the log line uses.
 NOT_APPLICABLE = {
     "deceased": "the patient is deceased",
