@@ -109,6 +109,17 @@ class Feature:
     monotone: int = 0
     # Coarse forms registries record instead of the fine value (a 0/1 flag for a count).
     derivation: Derivation | None = None
+    # The record the value comes from (a key of SOURCE_GROUPS): its feature view in the feature
+    # store and how long a value stays current. A coarse form is recorded with its fine source.
+    recorded_in: str | None = None
+
+    @property
+    def source_group(self) -> "SourceGroup":
+        if self.recorded_in is None and self.derivation is not None:
+            return BY_NAME[self.derivation.sources[0]].source_group
+        if self.recorded_in is None:
+            raise ValueError(f"{self.name}: no source group (recorded_in) in the contract")
+        return SOURCE_GROUPS[self.recorded_in]
 
     @property
     def coarse(self) -> bool:
@@ -135,6 +146,46 @@ class Feature:
             # two known levels: one indicator column for the second level
             return (f"{self.name}__{self.known_categories[1]}",)
         return (self.name,)
+
+
+@dataclass(frozen=True)
+class SourceGroup:
+    """A kind of record features come from, dated by its own event (a lab draw, a scan, an MDT
+    plan): one feature view in the feature store. `ttl_days` is how long a value stays the
+    patient's current value for a decision; older values are missing, never carried forward
+    (None: it never goes stale)."""
+
+    name: str
+    title: str
+    ttl_days: int | None
+    ttl_reason: str
+
+
+SOURCE_GROUPS: dict[str, SourceGroup] = {g.name: g for g in (
+    SourceGroup(
+        "clinical_record", "clinical and pathology record", 365,
+        "facts about the primary tumour (side, nodes, timing of metastases) do not change, but age does and "
+        "the record is re-reviewed at every tumour board: a record older than a year predates the current "
+        "line of treatment and is not the one a PVE decision is taken on"),
+    SourceGroup(
+        "tumour_genotype", "molecular pathology report", None,
+        "a tumour's RAS/BRAF genotype does not go stale: the test is done once (the FHIR mapping reads it "
+        "whatever its age too, Code.never_stale)"),
+    SourceGroup(
+        "imaging", "imaging and volumetry", 60,
+        "metastases grow or shrink under chemotherapy within weeks; PVE and resection are planned on "
+        "restaging CT/MRI and volumetry from the last 4-8 weeks, so a scan older than 60 days is not today's "
+        "tumour burden or liver remnant"),
+    SourceGroup(
+        "laboratory", "laboratory values", 30,
+        "liver function, coagulation and CEA change with chemotherapy and disease; labs before an "
+        "interventional procedure are expected within about 30 days (a CEA from two years ago is not "
+        "today's CEA)"),
+    SourceGroup(
+        "treatment_plan", "treatment plan", 90,
+        "the plan (chemotherapy cycles, bridging chemotherapy, embolic agent, interval to surgery) is set by "
+        "the tumour board for this PVE; a plan older than 3 months belongs to an earlier decision"),
+)}
 
 
 # Bilirubin (C33H36N4O6, 584.66 g/mol): the molar mass that gives the conventional factor labs and
@@ -217,93 +268,93 @@ def _tbs_band(frame: Mapping[str, Any], n: int) -> np.ndarray:
 
 FEATURES: tuple[Feature, ...] = (
     Feature(
-        "age_years", Kind.NUMBER, "Age at the PVE decision", unit="years",
+        "age_years", Kind.NUMBER, "Age at the PVE decision", recorded_in="clinical_record", unit="years",
         minimum=18, maximum=100, source="Hitpass, Cancers 2020: mean 61 +/- 9",
         codes=(Code(LOINC, "30525-0", "Age", "a"),), example=62,
     ),
     Feature(
-        "sex", Kind.CATEGORY, "Administrative sex (FHIR Patient.gender)",
+        "sex", Kind.CATEGORY, "Administrative sex (FHIR Patient.gender)", recorded_in="clinical_record",
         categories=("female", "male"), example="male",
     ),
     Feature(
         "primary_side", Kind.CATEGORY,
-        "Side of the primary tumour: right colon (ICD-10 C18.0-C18.4), left colon (C18.5-C18.7, C19), rectum (C20)",
+        "Side of the primary tumour: right colon (ICD-10 C18.0-C18.4), left colon (C18.5-C18.7, C19), rectum (C20)", recorded_in="clinical_record",
         categories=("right_colon", "left_colon", "rectum"), example="left_colon",
         source="Hitpass 2020: right-sided HR 2.24 (1.13-4.47)",
         codes=(Code(ICD10, "C18", "Malignant neoplasm of colon"), Code(ICD10, "C19", "Rectosigmoid junction"),
                Code(ICD10, "C20", "Malignant neoplasm of rectum")),
     ),
     Feature(
-        "node_positive_primary", Kind.BOOLEAN, "Lymph-node-positive primary tumour (part of Fong, GAME, m-CRS)",
+        "node_positive_primary", Kind.BOOLEAN, "Lymph-node-positive primary tumour (part of Fong, GAME, m-CRS)", recorded_in="clinical_record",
         example=True, codes=(Code(SNOMED, "443493003", "Metastasis to regional lymph node"),),
     ),
     Feature(
-        "synchronous_metastases", Kind.BOOLEAN, "Liver metastases found with or within 3 months of the primary",
+        "synchronous_metastases", Kind.BOOLEAN, "Liver metastases found with or within 3 months of the primary", recorded_in="clinical_record",
         example=True,
     ),
     Feature(
         "disease_free_interval_months", Kind.NUMBER,
-        "Months from primary diagnosis to liver metastases (0 when synchronous; part of Fong)",
+        "Months from primary diagnosis to liver metastases (0 when synchronous; part of Fong)", recorded_in="clinical_record",
         unit="months", minimum=0, maximum=240, example=0,
     ),
     Feature(
-        "ras_status", Kind.CATEGORY, "KRAS/NRAS mutation status of the tumour",
+        "ras_status", Kind.CATEGORY, "KRAS/NRAS mutation status of the tumour", recorded_in="tumour_genotype",
         categories=("wild_type", "mutant", "unknown"), unknown_categories=("unknown",), example="wild_type",
         codes=(Code(LOINC, "21702-6", "KRAS gene mutations found", answers=MUTATION_ANSWERS, never_stale=True),),
     ),
     Feature(
-        "braf_v600e", Kind.CATEGORY, "BRAF V600E mutation status",
+        "braf_v600e", Kind.CATEGORY, "BRAF V600E mutation status", recorded_in="tumour_genotype",
         categories=("wild_type", "mutant", "unknown"), unknown_categories=("unknown",), example="unknown",
         codes=(Code(LOINC, "58415-1", "BRAF gene mutations found", answers=MUTATION_ANSWERS, never_stale=True),),
     ),
     Feature(
-        "n_liver_metastases", Kind.INTEGER, "Number of liver metastases on pre-PVE imaging",
+        "n_liver_metastases", Kind.INTEGER, "Number of liver metastases on pre-PVE imaging", recorded_in="imaging",
         unit="count", minimum=1, maximum=100, example=5, monotone=1,
         source="> 4 metastases: OR 4.7 for PVE failure (Arch Med Sci 2013, n=38)",
     ),
     Feature(
-        "largest_metastasis_cm", Kind.NUMBER, "Diameter of the largest liver metastasis",
+        "largest_metastasis_cm", Kind.NUMBER, "Diameter of the largest liver metastasis", recorded_in="imaging",
         unit="cm", minimum=0.2, maximum=30, example=3.8, monotone=1,
         codes=(Code(LOINC, "33728-7", "Size.maximum dimension in Tumor", "cm"),),
     ),
-    Feature("bilobar_disease", Kind.BOOLEAN, "Metastases in both liver lobes", example=True),
-    Feature("extrahepatic_disease", Kind.BOOLEAN, "Extrahepatic disease at the PVE decision (part of GAME)",
+    Feature("bilobar_disease", Kind.BOOLEAN, "Metastases in both liver lobes", recorded_in="imaging", example=True),
+    Feature("extrahepatic_disease", Kind.BOOLEAN, "Extrahepatic disease at the PVE decision (part of GAME)", recorded_in="imaging",
             example=False),
     Feature(
-        "cea_ng_ml", Kind.NUMBER, "Serum carcinoembryonic antigen before PVE (ug/L is the same number)",
+        "cea_ng_ml", Kind.NUMBER, "Serum carcinoembryonic antigen before PVE (ug/L is the same number)", recorded_in="laboratory",
         unit="ng/mL", minimum=0, maximum=100000, example=12.5,
         codes=(Code(LOINC, "2039-6", "Carcinoembryonic Ag [Mass/volume] in Serum or Plasma", "ng/mL"),
                Code(LOINC, "83085-1", "Carcinoembryonic Ag [Mass/volume] in Serum or Plasma by Immunoassay",
                     "ng/mL")),
     ),
     Feature(
-        "chemo_cycles_pre_pve", Kind.INTEGER, "Cycles of systemic chemotherapy before PVE",
+        "chemo_cycles_pre_pve", Kind.INTEGER, "Cycles of systemic chemotherapy before PVE", recorded_in="treatment_plan",
         unit="cycles", minimum=0, maximum=60, example=6,
         source="Pommier 2014; Passot 2016: > 6 cycles linked to two-stage failure",
     ),
     Feature(
-        "chemo_response", Kind.CATEGORY, "Best radiological response to chemotherapy before PVE (RECIST 1.1)",
+        "chemo_response", Kind.CATEGORY, "Best radiological response to chemotherapy before PVE (RECIST 1.1)", recorded_in="imaging",
         categories=("complete", "partial", "stable", "progressive"), ordered=True, example="partial", monotone=1,
         source="Pommier 2014; Giuliante 2014",
     ),
-    Feature("bevacizumab_pre_pve", Kind.BOOLEAN, "Bevacizumab given before PVE", example=False,
+    Feature("bevacizumab_pre_pve", Kind.BOOLEAN, "Bevacizumab given before PVE", recorded_in="treatment_plan", example=False,
             source="Simoneau 2012: about 53%, no effect"),
-    Feature("bridging_chemo_planned", Kind.BOOLEAN, "Chemotherapy planned between PVE and surgery",
+    Feature("bridging_chemo_planned", Kind.BOOLEAN, "Chemotherapy planned between PVE and surgery", recorded_in="treatment_plan",
             example=False),
     Feature(
-        "sflr_percent", Kind.NUMBER, "Standardized future liver remnant before PVE",
+        "sflr_percent", Kind.NUMBER, "Standardized future liver remnant before PVE", recorded_in="imaging",
         unit="%", minimum=5, maximum=80, example=28.0, source="median 33% (18-54%), Surgery 2018",
     ),
     Feature(
-        "planned_interval_weeks", Kind.NUMBER, "Planned interval from PVE to surgery",
+        "planned_interval_weeks", Kind.NUMBER, "Planned interval from PVE to surgery", recorded_in="treatment_plan",
         unit="weeks", minimum=1, maximum=26, example=5.0,
     ),
     Feature(
-        "embolic_agent", Kind.CATEGORY, "Embolic agent planned for PVE",
+        "embolic_agent", Kind.CATEGORY, "Embolic agent planned for PVE", recorded_in="treatment_plan",
         categories=("nbca", "particles_coils", "other"), example="nbca",
     ),
     Feature(
-        "bilirubin_mg_dl", Kind.NUMBER, "Total serum bilirubin", unit="mg/dL", minimum=0.05, maximum=30,
+        "bilirubin_mg_dl", Kind.NUMBER, "Total serum bilirubin", recorded_in="laboratory", unit="mg/dL", minimum=0.05, maximum=30,
         example=0.6,
         codes=(Code(LOINC, "1975-2", "Bilirubin.total [Mass/volume] in Serum or Plasma", "mg/dL",
                     molar_mass=BILIRUBIN_G_MOL),
@@ -311,15 +362,15 @@ FEATURES: tuple[Feature, ...] = (
                     molar_mass=BILIRUBIN_G_MOL)),
     ),
     Feature(
-        "albumin_g_dl", Kind.NUMBER, "Serum albumin", unit="g/dL", minimum=1, maximum=7, example=4.1,
+        "albumin_g_dl", Kind.NUMBER, "Serum albumin", recorded_in="laboratory", unit="g/dL", minimum=1, maximum=7, example=4.1,
         codes=(Code(LOINC, "1751-7", "Albumin [Mass/volume] in Serum or Plasma", "g/dL"),),
     ),
     Feature(
-        "inr", Kind.NUMBER, "International normalized ratio", unit="ratio", minimum=0.5, maximum=10,
+        "inr", Kind.NUMBER, "International normalized ratio", recorded_in="laboratory", unit="ratio", minimum=0.5, maximum=10,
         example=1.0, codes=(Code(LOINC, "6301-6", "INR in Platelet poor plasma by Coagulation assay", "{INR}"),),
     ),
     Feature(
-        "platelets_10e9_l", Kind.NUMBER, "Platelet count", unit="10^9/L", minimum=5, maximum=2000,
+        "platelets_10e9_l", Kind.NUMBER, "Platelet count", recorded_in="laboratory", unit="10^9/L", minimum=5, maximum=2000,
         example=240,
         codes=(Code(LOINC, "777-3", "Platelets [#/volume] in Blood by Automated count", "10*3/uL"),
                Code(LOINC, "26515-7", "Platelets [#/volume] in Blood", "10*3/uL")),
@@ -368,11 +419,11 @@ FEATURES: tuple[Feature, ...] = (
     ),
     # Known only after PVE: never inputs of the pre-PVE model (leakage).
     Feature(
-        "degree_hypertrophy_pp", Kind.NUMBER, "Degree of FLR hypertrophy after PVE", unit="percentage points",
+        "degree_hypertrophy_pp", Kind.NUMBER, "Degree of FLR hypertrophy after PVE", recorded_in="imaging", unit="percentage points",
         minimum=-20, maximum=60, timing=Timing.POST_PVE, source="Shindoh, JACS 2013: DH >= 7.5",
     ),
     Feature(
-        "kinetic_growth_rate_pct_week", Kind.NUMBER, "Kinetic growth rate of the FLR after PVE",
+        "kinetic_growth_rate_pct_week", Kind.NUMBER, "Kinetic growth rate of the FLR after PVE", recorded_in="imaging",
         unit="%/week", minimum=-10, maximum=30, timing=Timing.POST_PVE, source="Shindoh, JACS 2013: KGR >= 2%/week",
     ),
 )

@@ -209,3 +209,35 @@ def summarise(df: pd.DataFrame) -> dict[str, float]:
     if c.TRUE_PROBABILITY in df:
         out["mean_true_probability"] = float(df[c.TRUE_PROBABILITY].mean())
     return out
+
+
+# Days before the PVE decision each kind of record is made (simulated): (low, high) of a uniform draw.
+RECORD_LEAD_DAYS = {
+    "clinical_record": (0, 28),     # reviewed at the tumour board that decides on PVE
+    "tumour_genotype": (60, 900),   # tested once, at the diagnosis of metastatic disease
+    "imaging": (3, 42),             # restaging scan and volumetry planning the PVE
+    "laboratory": (1, 21),          # pre-procedural bloods
+    "treatment_plan": (0, 14),      # set at the same tumour board
+}
+# Share of patients whose latest labs are older than the laboratory TTL (real charts have them).
+STALE_LAB_SHARE = 0.05
+
+
+def simulate_record_dates(df: pd.DataFrame, seed: int = 0, stale_lab_share: float = STALE_LAB_SHARE) -> pd.DataFrame:
+    """The cohort with one simulated record date per source (recorded_at__<group>), before each
+    patient's PVE decision: what the feature store ingests as dated events. A share of patients get
+    labs older than the laboratory TTL, so point-in-time training sees them missing. Its own random
+    stream: the cohort's values are unchanged."""
+    from feature_store.feast_repo import recorded_at_column
+
+    rng = np.random.default_rng([seed, 10])
+    out = df.copy()
+    decision = pd.to_datetime(out[c.EVENT_TIMESTAMP])
+    for group, (lo, hi) in RECORD_LEAD_DAYS.items():
+        lead = rng.integers(lo, hi + 1, len(out))
+        if group == "laboratory":
+            ttl = c.SOURCE_GROUPS[group].ttl_days or 0
+            stale = rng.random(len(out)) < stale_lab_share
+            lead = np.where(stale, rng.integers(ttl + 1, ttl + 200, len(out)), lead)
+        out[recorded_at_column(group)] = decision - pd.to_timedelta(lead, unit="D")
+    return out

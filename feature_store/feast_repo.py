@@ -1,0 +1,399 @@
+"""The Feast repository, generated from the feature contract (never restated by hand).
+
+One `patient` entity; one feature view per source group of the contract (clinical record,
+tumour genotype, imaging and volumetry, laboratory values, treatment plan), each with its own
+event timestamps and the contract's TTL; one feature service per registered model version,
+named after it and holding exactly that model's inputs. Feast is imported inside functions:
+importing this module costs nothing (the service imports it only when a request names a patient).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from feature_store import contract as c
+from feature_store.feast_settings import FeastSettings
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore, FeatureView
+
+ENTITY = "patient"
+TIMESTAMP = "event_timestamp"
+CREATED = "created_timestamp"
+# Per-source record dates in a cohort table (recorded_at__laboratory, ...): when each record was made.
+RECORDED_AT_PREFIX = "recorded_at__"
+
+
+def recorded_at_column(group: str) -> str:
+    return f"{RECORDED_AT_PREFIX}{group}"
+
+
+def stored_features() -> tuple[c.Feature, ...]:
+    """What the store holds: every pre-PVE feature, fine and coarse. Post-PVE measurements are
+    never model inputs and stay out of the store meant to serve them."""
+    return c.features(c.Timing.PRE_PVE)
+
+
+def groups() -> dict[str, list[c.Feature]]:
+    """Source group name -> its stored features, in contract order."""
+    out: dict[str, list[c.Feature]] = {}
+    for f in stored_features():
+        out.setdefault(f.source_group.name, []).append(f)
+    return out
+
+
+def view_of(feature: str) -> str:
+    return c.BY_NAME[feature].source_group.name
+
+
+def ttl(group: str) -> timedelta:
+    """Feast's TTL: timedelta(0) means no expiry (the genotype)."""
+    days = c.SOURCE_GROUPS[group].ttl_days
+    return timedelta(days=days) if days is not None else timedelta(0)
+
+
+def _feast_type(f: c.Feature) -> Any:
+    from feast.types import Bool, Float64, String
+
+    # numbers and counts are float64 everywhere (missing is NaN), as in the cohort tables
+    return {c.Kind.NUMBER: Float64, c.Kind.INTEGER: Float64, c.Kind.BOOLEAN: Bool, c.Kind.CATEGORY: String}[f.kind]
+
+
+def _source(group: str, settings: FeastSettings) -> Any:
+    if settings.offline_store == "postgres":
+        from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+
+        return PostgreSQLSource(name=f"{group}_source", table=table_name(group), timestamp_field=TIMESTAMP,
+                                created_timestamp_column=CREATED)
+    from feast import FileSource
+
+    return FileSource(name=f"{group}_source", path=str(source_path(group, settings)), timestamp_field=TIMESTAMP,
+                      created_timestamp_column=CREATED)
+
+
+def table_name(group: str) -> str:
+    return f"pverisk_{group}"
+
+
+def source_path(group: str, settings: FeastSettings) -> Path:
+    return settings.sources_dir / f"{group}.parquet"
+
+
+def entity() -> Any:
+    from feast import Entity
+    from feast.value_type import ValueType
+
+    return Entity(name=ENTITY, join_keys=[c.PATIENT_ID], value_type=ValueType.STRING,
+                  description="A PVE candidate, by pseudonymous id (never logged)")
+
+
+def feature_views(settings: FeastSettings) -> list["FeatureView"]:
+    from feast import FeatureView, Field
+
+    views = []
+    for group, feats in groups().items():
+        g = c.SOURCE_GROUPS[group]
+        views.append(FeatureView(
+            name=group, entities=[entity()], ttl=ttl(group), source=_source(group, settings), online=True,
+            schema=[Field(name=f.name, dtype=_feast_type(f), description=f.description) for f in feats],
+            description=f"{g.title}; TTL {g.ttl_days if g.ttl_days is not None else 'none'} days: {g.ttl_reason}",
+            tags={"contract_version": c.CONTRACT_VERSION, "ttl_days": str(g.ttl_days)},
+        ))
+    return views
+
+
+def service_name(model: str, version: str | int) -> str:
+    """Feature service of a registered model version, named after it."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{model}_v{version}")
+
+
+def feature_service(name: str, model_features: Iterable[str], views: list["FeatureView"],
+                    description: str = "") -> "FeatureService":
+    """A model's inputs as a feature service: its features and the fine sources its coarse ones derive
+    from (what the service needs to answer for it), projected from the views that hold them."""
+    from feast import FeatureService
+
+    wanted = set(c.input_names(list(model_features)))
+    projections = []
+    for view in views:
+        names = [f.name for f in view.features if f.name in wanted]
+        if names:
+            projections.append(view[names])
+    return FeatureService(name=name, features=projections, description=description,
+                          tags={"contract_version": c.CONTRACT_VERSION})
+
+
+def write_yaml(settings: FeastSettings) -> Path:
+    """feature_store.yaml from the typed settings (so `feast` CLI commands work in the folder too)."""
+    settings.repo_dir.mkdir(parents=True, exist_ok=True)
+    settings.yaml_path.write_text(
+        "# Generated by `pverisk features apply` from PVERISK_FEAST_* settings: do not edit.\n"
+        + yaml.safe_dump(settings.repo_config(for_yaml=True), sort_keys=False))
+    return settings.yaml_path
+
+
+def open_store(settings: FeastSettings | None = None) -> "FeatureStore":
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+    settings = settings or FeastSettings()
+    settings.repo_dir.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(config=RepoConfig(**settings.repo_config(), repo_path=settings.repo_dir),
+                        repo_path=str(settings.repo_dir))
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: str
+    features: tuple[str, ...]
+
+
+def registered_versions(tracking: Any = None) -> list[ModelVersion]:
+    """Every registered model version with its feature list (the run's `features` tag, which is the
+    model's MLmodel metadata list). An unreachable or empty MLflow store gives none."""
+    from mlflow.tracking import MlflowClient
+
+    from feature_store.settings import TrackingSettings
+
+    tracking = tracking or TrackingSettings()
+    client = MlflowClient(tracking.tracking_uri)
+    try:
+        versions = client.search_model_versions(f"name='{tracking.registered_model}'")
+    except Exception:  # no registry yet: views only
+        return []
+    out = []
+    for v in versions:
+        tag = client.get_run(v.run_id).data.tags.get("features") if v.run_id else None
+        if tag:
+            out.append(ModelVersion(v.name, str(v.version), tuple(tag.split(","))))
+    return sorted(out, key=lambda m: int(m.version))
+
+
+def definitions(settings: FeastSettings, models: list[ModelVersion]) -> list[Any]:
+    views = feature_views(settings)
+    services = [feature_service(service_name(m.name, m.version), m.features, views,
+                                description=f"inputs of {m.name} v{m.version}") for m in models]
+    return [entity(), *views, *services]
+
+
+def _empty_source(group: str) -> pd.DataFrame:
+    frame = pd.DataFrame({c.PATIENT_ID: pd.Series([], dtype="string"),
+                          TIMESTAMP: pd.Series([], dtype="datetime64[us, UTC]"),
+                          CREATED: pd.Series([], dtype="datetime64[us, UTC]")})
+    for f in groups()[group]:
+        frame[f.name] = pd.Series([], dtype=c.cohort_dtypes()[f.name])
+    return frame
+
+
+def apply(settings: FeastSettings | None = None, models: list[ModelVersion] | None = None,
+          store: "FeatureStore | None" = None) -> dict[str, Any]:
+    """Write feature_store.yaml, make sure every source exists, and register the generated
+    definitions (entity, views, one service per model version) with FeatureStore.apply."""
+    settings = settings or FeastSettings()
+    write_yaml(settings)
+    models = registered_versions() if models is None else models
+    for group in groups():
+        if settings.offline_store == "file" and not source_path(group, settings).exists():
+            write_source(group, _empty_source(group), settings)
+        elif settings.offline_store == "postgres":
+            write_source(group, _empty_source(group), settings)
+    store = store or open_store(settings)
+    objs = definitions(settings, models)
+    store.apply(objs)
+    return {"views": [o.name for o in objs[1:1 + len(groups())]],
+            "services": [service_name(m.name, m.version) for m in models], "yaml": str(settings.yaml_path)}
+
+
+# --- events in: a cohort table becomes one dated record per patient and source ---------------
+
+def events(cohort: pd.DataFrame, ingested_at: datetime | None = None) -> dict[str, pd.DataFrame]:
+    """Per source group: patient id, the record's date (recorded_at__<group>, else the PVE decision
+    date: the value was known at the decision) and its features present in the cohort."""
+    created = pd.Timestamp(ingested_at or datetime.now(timezone.utc))
+    decision = _utc(cohort[c.EVENT_TIMESTAMP]) if c.EVENT_TIMESTAMP in cohort else None
+    out = {}
+    for group, feats in groups().items():
+        col = recorded_at_column(group)
+        if col in cohort:
+            when = _utc(cohort[col])
+        elif decision is not None:
+            when = decision
+        else:
+            raise ValueError(f"the table has neither {col} nor {c.EVENT_TIMESTAMP}: the {group} records are undated")
+        frame = pd.DataFrame({c.PATIENT_ID: cohort[c.PATIENT_ID].astype("string").to_numpy(),
+                              TIMESTAMP: when.to_numpy(), CREATED: created})
+        present = [f.name for f in feats if f.name in cohort]
+        for f in feats:
+            frame[f.name] = (cohort[f.name].astype(c.cohort_dtypes()[f.name]).to_numpy() if f.name in present
+                             else pd.array([None] * len(cohort), dtype=c.cohort_dtypes()[f.name]))
+        # a record with no value of this source is no record
+        frame = frame[frame[[f.name for f in feats]].notna().any(axis=1).to_numpy() & frame[TIMESTAMP].notna().to_numpy()]
+        out[group] = frame.reset_index(drop=True)
+    return out
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    s = pd.to_datetime(values)
+    return s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
+
+
+def write_source(group: str, frame: pd.DataFrame, settings: FeastSettings, replace: bool = False) -> int:
+    """Append a group's records to its offline source (same patient and date: the newer ingest wins)."""
+    frame = frame.astype({TIMESTAMP: "datetime64[us, UTC]", CREATED: "datetime64[us, UTC]"})
+    if settings.offline_store == "postgres":
+        return _write_postgres(group, frame, settings, replace)
+    path = source_path(group, settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not replace:
+        old = pd.read_parquet(path)
+        frame = pd.concat([old, frame], ignore_index=True) if len(old) else frame
+        frame = frame.drop_duplicates([c.PATIENT_ID, TIMESTAMP], keep="last")
+    frame.to_parquet(path, index=False)
+    return len(frame)
+
+
+def _write_postgres(group: str, frame: pd.DataFrame, settings: FeastSettings, replace: bool) -> int:
+    import psycopg
+
+    cols = [c.PATIENT_ID, TIMESTAMP, CREATED, *[f.name for f in groups()[group]]]
+    sql_type = {"float64": "double precision", "boolean": "boolean", "string": "text"}
+    dtypes = c.cohort_dtypes()
+    ddl = ", ".join([f"{c.PATIENT_ID} text not null", f"{TIMESTAMP} timestamptz not null", f"{CREATED} timestamptz",
+                     *[f"{f.name} {sql_type[dtypes[f.name]]}" for f in groups()[group]]])
+    table = f'"{settings.postgres_schema}"."{table_name(group)}"'
+    with psycopg.connect(settings.postgres_url().replace("postgresql+psycopg", "postgresql")) as conn:
+        conn.execute(f"create table if not exists {table} ({ddl}, primary key ({c.PATIENT_ID}, {TIMESTAMP}))")
+        if replace:
+            conn.execute(f"truncate {table}")
+        if not len(frame):
+            return 0
+        conn.execute(f"create temporary table incoming (like {table}) on commit drop")
+        with conn.cursor().copy(f"copy incoming ({', '.join(cols)}) from stdin") as copy:
+            for row in frame[cols].astype(object).where(frame[cols].notna(), None).itertuples(index=False):
+                copy.write_row(row)
+        conn.execute(f"insert into {table} select * from incoming on conflict ({c.PATIENT_ID}, {TIMESTAMP}) "
+                     f"do update set " + ", ".join(f"{col} = excluded.{col}" for col in cols[2:]))
+    return len(frame)
+
+
+def ingest(cohort: pd.DataFrame, settings: FeastSettings | None = None,
+           on_group: Callable[[str, int], None] = lambda g, n: None) -> dict[str, int]:
+    """Write a cohort's dated records into the offline sources; returns records per source group."""
+    settings = settings or FeastSettings()
+    if c.PATIENT_ID not in cohort:
+        raise ValueError(f"the table has no {c.PATIENT_ID} column: records need a patient")
+    counts = {}
+    for group, frame in events(cohort).items():
+        write_source(group, frame, settings)
+        counts[group] = len(frame)
+        on_group(group, len(frame))
+    return counts
+
+
+def materialize(store: "FeatureStore", end: datetime | None = None,
+                on_view: Callable[[str, float], None] = lambda v, s: None) -> dict[str, float]:
+    """Load the latest value of every record into the online store, view by view (seconds per view)."""
+    import time
+
+    end = end or datetime.now(timezone.utc)
+    start = datetime(1970, 1, 2, tzinfo=timezone.utc)  # every record: TTLs are applied when reading
+    seconds = {}
+    for group in groups():
+        t0 = time.perf_counter()
+        store.materialize(start, end, feature_views=[group])
+        seconds[group] = time.perf_counter() - t0
+        on_view(group, seconds[group])
+    return seconds
+
+
+# --- reading --------------------------------------------------------------------------------
+
+def historical_features(store: "FeatureStore", entities: pd.DataFrame,
+                        model_features: Iterable[str] | None = None) -> pd.DataFrame:
+    """Point-in-time training table: for each (patient, PVE decision date) row, every feature as it
+    was last recorded at or before the decision and within its source's TTL; later or older values
+    are missing. Other entity columns (outcome, dates) pass through."""
+    missing = [col for col in (c.PATIENT_ID, c.EVENT_TIMESTAMP) if col not in entities]
+    if missing:
+        raise ValueError(f"the entity table lacks {', '.join(missing)} (needs {c.PATIENT_ID}, "
+                         f"{c.EVENT_TIMESTAMP} and {c.OUTCOME})")
+    names = [f.name for f in stored_features()] if model_features is None else c.input_names(list(model_features))
+    refs = [f"{view_of(n)}:{n}" for n in names if n in {f.name for f in stored_features()}]
+    entity_df = entities.copy()
+    entity_df[c.PATIENT_ID] = entity_df[c.PATIENT_ID].astype(str)
+    entity_df[TIMESTAMP] = _utc(entity_df[c.EVENT_TIMESTAMP])
+    entity_df["_row"] = np.arange(len(entity_df))
+    out = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+    out = out.sort_values("_row").drop(columns=["_row", TIMESTAMP]).reset_index(drop=True)
+    for name in names:
+        if name in out:
+            out[name] = out[name].astype(c.cohort_dtypes()[name])
+    return out
+
+
+def training_cohort(entities_path: Path, settings: FeastSettings | None = None, out: Path | None = None) -> Path:
+    """Build the training table for an entity file with the point-in-time join and write it (with
+    the entity file's study design) where `run_training` reads it."""
+    from feature_store.study import design_from_metadata, read_cohort_metadata, write_with_design
+    from training.data import read_table
+
+    settings = settings or FeastSettings()
+    entities = read_table(Path(entities_path))
+    if c.OUTCOME not in entities:
+        raise ValueError(f"the entity table has no {c.OUTCOME} column (the outcome to learn)")
+    keep = [col for col in entities.columns if col in c.NON_FEATURE_COLUMNS
+            or str(col).startswith(c.RECORDED_SCORE_PREFIX)]
+    frame = historical_features(open_store(settings), entities[keep])
+    meta = read_cohort_metadata(Path(entities_path))
+    stem = Path(entities_path).stem
+    target = out or settings.repo_dir / "training" / f"{stem}-point-in-time.parquet"
+    write_with_design(frame, target, design_from_metadata(meta),
+                      {k: v for k, v in meta.items() if k != "study_design"} | {"point_in_time": True})
+    return target
+
+
+@dataclass
+class Lookup:
+    """One patient's values from the online store: fresh ones (used), stale ones (older than their
+    source's TTL: not used) and their ages in days."""
+
+    values: dict[str, Any]
+    ages_days: dict[str, float]
+    stale: dict[str, float]
+    found: bool
+
+
+def online_lookup(store: "FeatureStore", patient_id: str, service: "FeatureService | list[str]",
+                  now: datetime | None = None) -> Lookup:
+    now = now or datetime.now(timezone.utc)
+    resp = store.get_online_features(features=service, entity_rows=[{c.PATIENT_ID: patient_id}])
+    data = resp.to_dict(include_event_timestamps=True)
+    values: dict[str, Any] = {}
+    ages: dict[str, float] = {}
+    stale: dict[str, float] = {}
+    found = False
+    for name in data:
+        if name == c.PATIENT_ID or name.endswith("__ts") or name not in c.BY_NAME:
+            continue
+        value = data[name][0]
+        ts = data.get(f"{name}__ts", [0])[0]
+        if value is None or ts in (0, None):
+            continue
+        found = True
+        age = (now.timestamp() - ts) / 86400
+        limit = c.BY_NAME[name].source_group.ttl_days
+        if limit is not None and age > limit:
+            stale[name] = round(age, 1)
+            continue
+        values[name] = value
+        ages[name] = round(age, 1)
+    return Lookup(values, ages, stale, found)
