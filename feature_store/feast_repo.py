@@ -353,6 +353,10 @@ def training_cohort(entities_path: Path, settings: FeastSettings | None = None, 
     keep = [col for col in entities.columns if col in c.NON_FEATURE_COLUMNS
             or str(col).startswith(c.RECORDED_SCORE_PREFIX)]
     frame = historical_features(open_store(settings), entities[keep])
+    # a feature no record ever held (a coarse form of a cohort that records the fine one) is not
+    # a column of this cohort, as in a flat file: training then reports what was recorded
+    stored = {f.name for f in stored_features()}
+    frame = frame.drop(columns=[col for col in frame.columns if col in stored and frame[col].isna().all()])
     meta = read_cohort_metadata(Path(entities_path))
     stem = Path(entities_path).stem
     target = out or settings.repo_dir / "training" / f"{stem}-point-in-time.parquet"

@@ -36,6 +36,10 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
+from pverisk.features_cli import app as features_app  # noqa: E402
+
+app.add_typer(features_app, name="features")
+
 
 def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
@@ -168,9 +172,16 @@ def train(
                                            "the cohort recorded, less those mostly missing or constant)."),
     data_kind: Optional[str] = typer.Option(None, "--data-kind", help="simulated or real (default: detected)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
+    entities: Optional[Path] = typer.Option(None, "--entities", exists=True, dir_okay=False,
+                                            help="Entity table (patient_id, pve_decision_date, progression): the "
+                                            "features come from the feature store as of each PVE decision."),
 ) -> None:
     """Train, evaluate, log to MLflow and register a version: champion only if it clears the bar (AUROC lower
     95% bound above 0.5, calibration slope in range) and beats the champion on patients neither saw."""
+    if entities is not None:
+        from pverisk.features_cli import point_in_time_cohort
+
+        data = point_in_time_cohort(entities)
     result = _train(data, eval_data, trials, time_budget, seed, features, data_kind, tracking_uri)
     _print_training(result)
 
