@@ -43,6 +43,7 @@ from serving.openapi import present  # noqa: E402
 from serving.prefill import STORE as PREFILL  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
 from serving.web import GuardMiddleware, quiet_client_error_logs  # noqa: E402
+from serving.online import PatientLookupMiddleware  # noqa: E402
 
 logger = logging.getLogger("pverisk.service")
 
@@ -379,4 +380,8 @@ def present_openapi(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 PVERisk.add_asgi_middleware(GuardMiddleware, present_openapi=present_openapi)
+# Inside the guard (auth, body size): `{"patient_id": ...}` on /v1/predict is completed from the online
+# feature store, then validated and scored as an explicit request (serving/online.py; Feast loads lazily).
+PVERisk.add_asgi_middleware(PatientLookupMiddleware, model=_IDENTITY["name"], version=_IDENTITY["version"],
+                            features=SERVED.features)
 quiet_client_error_logs()
