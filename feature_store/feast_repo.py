@@ -332,7 +332,12 @@ def historical_features(store: "FeatureStore", entities: pd.DataFrame,
     entity_df[c.PATIENT_ID] = entity_df[c.PATIENT_ID].astype(str)
     entity_df[TIMESTAMP] = _utc(entity_df[c.EVENT_TIMESTAMP])
     entity_df["_row"] = np.arange(len(entity_df))
-    out = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+    joined = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+    # Feast's file (dask) store drops an entity row whose every record of a view lies outside the TTL
+    # (it keeps rows with no record at all): back onto every entity row, so such a patient is kept
+    # with those values missing instead of vanishing from the training set.
+    values = joined[["_row", *[n for n in names if n in joined]]].drop_duplicates("_row")
+    out = entity_df.merge(values, on="_row", how="left", validate="one_to_one")
     out = out.sort_values("_row").drop(columns=["_row", TIMESTAMP]).reset_index(drop=True)
     for name in names:
         if name in out:

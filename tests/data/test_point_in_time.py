@@ -1,0 +1,72 @@
+"""Point-in-time training data through Feast's historical join: a laboratory value recorded after
+the PVE decision is not used, and one older than the laboratory TTL is missing, not carried forward."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from feature_store import contract as c
+from feature_store import feast_repo as fr
+from feature_store.feast_settings import FeastSettings
+
+LAB = "laboratory"
+
+
+def _labs(rows):
+    frame = pd.DataFrame(rows, columns=[c.PATIENT_ID, fr.TIMESTAMP, "cea_ng_ml", "albumin_g_dl"])
+    frame[fr.TIMESTAMP] = pd.to_datetime(frame[fr.TIMESTAMP]).dt.tz_localize("UTC")
+    frame[fr.CREATED] = pd.Timestamp("2026-01-01", tz="UTC")
+    for f in fr.groups()[LAB]:
+        if f.name not in frame:
+            frame[f.name] = pd.array([None] * len(frame), dtype=c.cohort_dtypes()[f.name])
+    return frame
+
+
+def test_lab_after_decision_not_used_and_older_than_ttl_missing(tmp_path, capsys):
+    settings = FeastSettings(repo_dir=tmp_path / "feast")
+    fr.apply(settings, models=[])
+    assert c.SOURCE_GROUPS[LAB].ttl_days == 30
+    records = _labs([
+        # P1: a CEA two weeks before the decision, and a higher one three days after it
+        ("P1", "2024-03-01", 8.0, 4.2),
+        ("P1", "2024-03-18", 95.0, 3.1),
+        # P2: the only labs, 45 days before the decision (TTL 30 days)
+        ("P2", "2024-01-30", 40.0, 3.9),
+        # P3: an old CEA outside the TTL and a fresh one inside it
+        ("P3", "2023-06-01", 500.0, 2.5),
+        ("P3", "2024-03-10", 12.0, 4.0),
+    ])
+    fr.write_source(LAB, records, settings, replace=True)
+    entities = pd.DataFrame({c.PATIENT_ID: ["P1", "P2", "P3"],
+                             c.EVENT_TIMESTAMP: pd.to_datetime(["2024-03-15", "2024-03-15", "2024-03-15"]),
+                             c.OUTCOME: [True, False, True]})
+    out = fr.historical_features(fr.open_store(settings), entities, ["cea_ng_ml", "albumin_g_dl"])
+    shown = out[[c.PATIENT_ID, c.EVENT_TIMESTAMP, "cea_ng_ml", "albumin_g_dl"]]
+    with capsys.disabled():
+        print("\nlaboratory records (offline store):")
+        print(records[[c.PATIENT_ID, fr.TIMESTAMP, "cea_ng_ml", "albumin_g_dl"]].to_string(index=False))
+        print("\npoint-in-time training rows (decision 2024-03-15, laboratory TTL 30 days):")
+        print(shown.to_string(index=False))
+    assert list(out[c.PATIENT_ID]) == ["P1", "P2", "P3"]
+    # P1: the value from before the decision, never the one recorded after it
+    assert out.loc[0, "cea_ng_ml"] == 8.0 and out.loc[0, "albumin_g_dl"] == 4.2
+    # P2: older than the TTL: missing, not stale-filled
+    assert pd.isna(out.loc[1, "cea_ng_ml"]) and pd.isna(out.loc[1, "albumin_g_dl"])
+    # P3: the fresh value, not the old one
+    assert out.loc[2, "cea_ng_ml"] == 12.0
+    assert list(out[c.OUTCOME]) == [True, False, True]
+
+
+@pytest.mark.parametrize("group", list(c.SOURCE_GROUPS))
+def test_record_dates_simulated_before_the_decision(group):
+    from feature_store.simulate import simulate_cohort, simulate_record_dates
+
+    df = simulate_record_dates(simulate_cohort(300, 1), seed=1)
+    lead = (pd.to_datetime(df[c.EVENT_TIMESTAMP]) - pd.to_datetime(df[fr.recorded_at_column(group)])).dt.days
+    assert (lead >= 0).all()
+    ttl = c.SOURCE_GROUPS[group].ttl_days
+    if group == LAB:
+        assert 0 < (lead > ttl).mean() < 0.15  # a few stale labs, as in real charts
+    elif ttl is not None:
+        assert (lead <= ttl).all()
