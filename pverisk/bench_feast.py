@@ -1,0 +1,174 @@
+"""Benchmark: prediction by patient id (online lookup + prediction) beside explicit features, on a
+SQLite and a Redis online store, at concurrency 1 and 16; materialization of 100,000 simulated
+patients. Prints a rich table and writes build/bench/feast.json (the shared benchmark interface).
+
+In the CLI package because it trains a model first (serving never imports training).
+Run: `uv run python -m pverisk.bench_feast` (part of `make bench`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pverisk import bench_serving as bs  # sets BENTOML_HOME to its temporary root
+
+ROOT = bs.ROOT
+
+
+def _stats(times: list[float]) -> str:
+    return f"{statistics.median(times):.2f} / {bs._p(times, 99):.2f}"
+
+
+def _redis() -> tuple[subprocess.Popen | None, int | None]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return None, None
+    port = bs._free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc, port
+
+
+def _build(settings, cohort, models) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from feature_store import feast_repo as fr
+
+    t0 = time.perf_counter()
+    fr.apply(settings, models=models)
+    t1 = time.perf_counter()
+    fr.ingest(cohort, settings)
+    t2 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        fr.materialize(fr.open_store(settings))
+    t3 = time.perf_counter()
+    return {"apply": t1 - t0, "ingest": t2 - t1, "materialize": t3 - t2}
+
+
+def _serve(tag: str, **env: str) -> tuple[subprocess.Popen, str, float]:
+    port = bs._free_port()
+    bin_dir = Path(sys.executable).parent
+    full = {**os.environ, "PVERISK_SERVE_MODEL_TAG": tag, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            **env}
+    proc = subprocess.Popen([str(bin_dir / "bentoml"), "serve", "serving.service:PVERisk", "--host", "127.0.0.1",
+                             "--port", str(port)], env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ready = bs._wait(f"http://127.0.0.1:{port}/readyz", proc)
+    return proc, f"http://127.0.0.1:{port}/v1/predict", ready
+
+
+def main(patients: int = 100_000, n_single: int = 300, n_concurrent: int = 800) -> None:
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from feature_store import contract as c
+    from feature_store import feast_repo as fr
+    from feature_store.feast_settings import FeastSettings
+    from feature_store.settings import TrackingSettings
+    from feature_store.simulate import simulate_cohort, simulate_record_dates
+    from serving.import_model import import_model
+    from training.pipeline import run_training
+    from training.settings import TrainSettings
+
+    data = ROOT / "simulated-bench.parquet"
+    simulate_cohort(2000, seed=5).to_parquet(data)
+    tracking = TrackingSettings(tracking_uri=f"sqlite:///{ROOT / 'mlflow.db'}", artifact_root=ROOT / "artifacts")
+    result = run_training(data, settings=TrainSettings(trials=2, n_bootstrap=50), tracking=tracking)
+    model = import_model(result.alias, tracking)
+    models = [fr.ModelVersion(result.registered_model, result.version, tuple(result.features))]
+
+    cohort = simulate_record_dates(simulate_cohort(patients, seed=7), seed=7, stale_lab_share=0.0)
+    shift = pd.Timestamp.now().normalize() - pd.to_datetime(cohort[c.EVENT_TIMESTAMP]).max()
+    for col in [c.EVENT_TIMESTAMP, *[x for x in cohort.columns if x.startswith(fr.RECORDED_AT_PREFIX)]]:
+        cohort[col] = pd.to_datetime(cohort[col]) + shift  # SIMULATED dates made recent: the store is fresh
+    ids = cohort[c.PATIENT_ID].tolist()
+
+    stores: dict[str, dict[str, str]] = {"SQLite": {"PVERISK_FEAST_REPO_DIR": str(ROOT / "feast-sqlite")}}
+    redis_proc, redis_port = _redis()
+    if redis_port:
+        stores["Redis"] = {"PVERISK_FEAST_REPO_DIR": str(ROOT / "feast-redis"), "PVERISK_FEAST_ONLINE_STORE": "redis",
+                           "PVERISK_FEAST_REDIS": f"127.0.0.1:{redis_port}"}
+    notes = [f"{os.cpu_count()} cores, loopback, Python httpx client (its own overhead is in every number); "
+             f"model {model.tag} ({len(result.features)} features); SIMULATED patients."]
+    if not redis_port:
+        notes.append("redis-server not installed: the Redis rows are missing")
+    build: dict[str, dict[str, float]] = {}
+    latency_rows = []
+    memory_rows = []
+    try:
+        for name, env in stores.items():
+            settings = FeastSettings(repo_dir=Path(env["PVERISK_FEAST_REPO_DIR"]),
+                                     online_store="redis" if name == "Redis" else "sqlite",
+                                     redis=env.get("PVERISK_FEAST_REDIS", "127.0.0.1:6379"))
+            build[name] = _build(settings, cohort, models)
+            proc, url, _ = _serve(str(model.tag), **env)
+            try:
+                time.sleep(2)
+                idle = bs._rss_mb(proc)
+                explicit = json.dumps(c.example_record(result.features)).encode()
+                by_id = [json.dumps({"patient_id": pid}).encode() for pid in ids[:50]]
+                bs._sequential(url, by_id[0], 5)  # the first lookup opens the store (imports Feast)
+                loaded = bs._rss_mb(proc)
+                bs._sequential(url, explicit, 100)
+                for body in by_id[:20]:
+                    bs._sequential(url, body, 5)
+                e1 = bs._sequential(url, explicit, n_single)
+                i1 = bs._sequential(url, by_id[1], n_single)
+                _, e16 = asyncio.run(bs._concurrent(url, explicit, 16, n_concurrent))
+                _, i16 = asyncio.run(bs._concurrent(url, by_id[2], 16, n_concurrent))
+                latency_rows.append([name, "explicit features", _stats(e1), _stats(e16)])
+                latency_rows.append([name, "by patient id (lookup + prediction)", _stats(i1), _stats(i16)])
+                latency_rows.append([name, "ratio of medians id / explicit",
+                                     f"{statistics.median(i1) / statistics.median(e1):.2f}",
+                                     f"{statistics.median(i16) / statistics.median(e16):.2f}"])
+                memory_rows.append([name, f"{idle:.0f}", f"{loaded:.0f}", f"{loaded - idle:+.0f}"])
+            finally:
+                proc.terminate()
+                proc.wait(15)
+    finally:
+        if redis_proc:
+            redis_proc.terminate()
+            redis_proc.wait(10)
+
+    tables = [
+        {"caption": "POST /v1/predict latency, ms: median / p99", "columns": ["online store", "request", "concurrency 1",
+                                                                           "concurrency 16"], "rows": latency_rows},
+        {"caption": f"building the store for {patients:,} simulated patients ({len(c.SOURCE_GROUPS)} feature views), s",
+         "columns": ["online store", "apply", "ingest (Parquet)", "materialize"],
+         "rows": [[k, round(v["apply"], 1), round(v["ingest"], 1), round(v["materialize"], 1)] for k, v in build.items()]},
+        {"caption": "service memory (process tree RSS), MB", "columns": ["online store", "idle (Feast not loaded)",
+                                                                      "after lookups (Feast loaded)", "difference"],
+         "rows": memory_rows},
+    ]
+    console = Console()
+    for t in tables:
+        table = Table(title=t["caption"])
+        for col in t["columns"]:
+            table.add_column(col)
+        for row in t["rows"]:
+            table.add_row(*map(str, row))
+        console.print(table)
+    for n in notes:
+        console.print(n)
+    out = Path("build/bench/feast.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "title": "Feature store (Feast): prediction by patient id and materialization",
+        "description": "Prediction by patient id (online lookup through the model's feature service, then the same "
+                       "validation and scoring) beside explicit features, on SQLite and Redis online stores; "
+                       f"materialization of {patients:,} simulated patients.",
+        "tables": tables, "notes": notes}, indent=2))
+    console.print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
