@@ -381,6 +381,10 @@ def demo(
                       "the demo serves it anyway so you can try the service[/yellow]")
     console.print(f"imported {result.alias} v{result.version} as {model.tag}; starting the service on "
                   f"http://127.0.0.1:{port}")
+    from pverisk.features_cli import demo_store
+
+    patient_id = demo_store(cohort)  # the simulated cohort, by patient id, from the online feature store
+    os.environ["PVERISK_SERVE_FEATURE_STORE_WARM"] = "true"
     proc = subprocess.Popen(_serve_command("127.0.0.1", port), cwd=project_root())
     base = f"http://127.0.0.1:{port}"
     try:
@@ -404,6 +408,9 @@ def demo(
         print(f"curl -s -X POST {base}/v1/predict -H 'content-type: application/json' -d '{body}'")
         print("\n# its answer:")
         print(_json.dumps(answer, indent=2))
+        by_id = _json.dumps({"patient_id": patient_id})
+        print("\n# by patient id (a SIMULATED patient's values from the online feature store):")
+        print(f"curl -s -X POST {base}/v1/predict -H 'content-type: application/json' -d '{by_id}'")
         # the calculator first: it is where a new user (a clinician) starts
         console.print(f"\n[bold]Risk calculator: {base}/[/bold]")
         console.print(f"model card: {base}/model   API docs: {base}/docs   model JSON: {base}/v1/model   "

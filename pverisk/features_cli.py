@@ -158,3 +158,20 @@ def point_in_time_cohort(entities: Path) -> Path:
             raise typer.Exit(2) from None
     err.print(f"training table (features as known at each PVE decision): {path}")
     return path
+
+
+def demo_store(cohort: Path) -> str:
+    """`make demo`: the simulated cohort's records into the store (dates made recent), materialized;
+    returns a patient id to look up."""
+    from feature_store import contract as c
+    from feature_store.feast_repo import apply
+    from feature_store.feast_settings import FeastSettings
+    from training.data import read_table
+
+    with _progress() as progress:
+        progress.add_task("feature store: registering definitions", total=None)
+        with contextlib.redirect_stdout(io.StringIO()):
+            apply(FeastSettings())
+    ingest_file(cohort, recent=True)
+    materialize_all()
+    return str(read_table(cohort)[c.PATIENT_ID].iloc[0])
