@@ -12,7 +12,7 @@ import logging
 import time
 from contextlib import contextmanager
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator, Literal
 
@@ -357,6 +357,8 @@ class Assessment:
     # Why no risk is given at all: an identity conflict, or an applicability check that declined.
     identity_conflict: str | None = None
     declined: str | None = None
+    # Inputs the chart lacked that the online feature store had, fresh: name -> age in days.
+    from_store: dict[str, float] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return self.mapped.counts() if self.mapped else {}
@@ -378,14 +380,37 @@ def assess(resources: list[dict[str, Any]] | Entries, risk: Any, settings: Servi
     record, refused = refused_fields(mapped.record, risk.features)
     for name, msg in refused:
         mapped.problems.append(Problem(REFUSED, "input", f"{msg}; refused", name))
-    # the served model's own inputs decide (a coarse input counts when its fine value is there)
-    derived, _ = risk.derive({k: [v] for k, v in record.items()})
+    return score_assessment(Assessment(None, record, mapped.notes, 0.0, [], mapped.basis, mapped.patient_id, mapped,
+                                       declined=declined), risk, settings)
+
+
+def score_assessment(a: Assessment, risk: Any, settings: ServingSettings) -> Assessment:
+    """Score a.record when enough of it is known (the served model's own inputs decide; a coarse input
+    counts when its fine value is there)."""
+    derived, _ = risk.derive({k: [v] for k, v in a.record.items()})
     present = [f for f in risk.features if not c.is_missing(derived[f][0] if f in derived else None)]
-    share = len(present) / len(risk.features)
-    missing_required = [f for f in risk.required if f not in present]
-    enough = not declined and not missing_required and share >= settings.cds_min_input_share
-    return Assessment(risk.score_record(record) if enough else None, record, mapped.notes, share,
-                      missing_required, mapped.basis, mapped.patient_id, mapped, declined=declined)
+    a.share = len(present) / len(risk.features)
+    a.missing_required = [f for f in risk.required if f not in present]
+    enough = not a.declined and not a.missing_required and a.share >= settings.cds_min_input_share
+    a.prediction = risk.score_record(a.record) if enough else None
+    return a
+
+
+def missing_from_chart(a: Assessment, risk: Any) -> list[str]:
+    """The served model's inputs (and fine sources) the chart did not give."""
+    return [f for f in c.input_names(risk.features) if c.is_missing(a.record.get(f))]
+
+
+def fill_from_store(a: Assessment, values: dict[str, Any], ages: dict[str, float], risk: Any,
+                    settings: ServingSettings) -> Assessment:
+    """Inputs the chart lacked, taken from the online feature store's fresh values, then scored again."""
+    wanted = missing_from_chart(a, risk)
+    taken = {f: values[f] for f in wanted if f in values}
+    if not taken:
+        return a
+    a.record = {**a.record, **taken}
+    a.from_store = {f: ages[f] for f in taken}
+    return score_assessment(a, risk, settings)
 
 
 def _pct(p: float) -> str:
@@ -474,7 +499,8 @@ def missing_explained(names: list[str], mapped: Mapped | None) -> str:
 def build_cards(prediction: dict[str, Any] | None, mapped_record: dict[str, Any], notes: list[str],
                 base_url: str, missing_required: list[str], share: float, min_share: float,
                 notice: str, model_label: str, mapped: Mapped | None = None, max_age_days: int = 120,
-                features: list[str] | None = None, prefill_token: str | None = None) -> CardsResponse:
+                features: list[str] | None = None, prefill_token: str | None = None,
+                from_store: dict[str, float] | None = None) -> CardsResponse:
     source = Source(label=model_label, url=f"{base_url}/model")
     links = [Link(label="Model card and metrics", url=f"{base_url}/model")]
     if prefill_token:
@@ -482,6 +508,11 @@ def build_cards(prediction: dict[str, Any] | None, mapped_record: dict[str, Any]
         links.insert(0, Link(label="Open in the risk calculator (prefilled; link valid 15 minutes)",
                              url=f"{base_url}/#prefill={prefill_token}"))
     summary_line = problem_summary(mapped, max_age_days)
+    if from_store:
+        stored = ", ".join(f"`{f}` = {clinical_value(f, mapped_record.get(f))} (recorded {age:.0f} days ago)"
+                           for f, age in from_store.items())
+        store_line = f"**From the feature store** (not in the chart; fresh within each source's TTL): {stored}"
+        summary_line = f"{store_line}\n\n{summary_line}" if summary_line else store_line
     if prediction is None:
         inputs = features or c.feature_names()
         missing = missing_required or [f for f in inputs if f not in mapped_record]
@@ -620,6 +651,8 @@ def make_app(get_service: Any) -> FastAPI:
             a = assess(entries, risk, settings(), patient_id=req.context.patientId, problems=problems)
             req.prefetch = None
             del entries
+        if not a.identity_conflict and not a.declined and a.patient_id and missing_from_chart(a, risk):
+            a = await _complete_from_store(a, risk)
         if a.identity_conflict:
             return reject(412, {"error": f"prefetch refused: {a.identity_conflict}"}, ["identity"])
         if a.declined:
@@ -630,8 +663,26 @@ def make_app(get_service: Any) -> FastAPI:
         token = PREFILL.put(a.record) if a.record else None
         cards = build_cards(a.prediction, a.record, a.notes, base_url(request), a.missing_required, a.share,
                             settings().cds_min_input_share, risk.notice, label, a.mapped,
-                            settings().cds_max_observation_age_days, risk.features, prefill_token=token)
+                            settings().cds_max_observation_age_days, risk.features, prefill_token=token,
+                            from_store=a.from_store)
         return JSONResponse(cards.model_dump(exclude_none=True))
+
+    async def _complete_from_store(a: Assessment, risk: Any) -> Assessment:
+        """The chart lacks inputs: fresh values from the online feature store, when one is set up
+        (serving/online.py; the store's patient_id is the FHIR Patient id). A store that is down or
+        does not know the patient leaves the card as the chart alone makes it."""
+        import anyio
+
+        from serving.online import StoreUnavailable, online_features, store_configured
+
+        if not store_configured():
+            return a
+        online = online_features(risk.identity.name, risk.identity.version, tuple(risk.features))
+        try:
+            found = await anyio.to_thread.run_sync(online.lookup, a.patient_id)
+        except StoreUnavailable:
+            return a
+        return fill_from_store(a, found.values, found.ages_days, risk, settings())
 
     @app.post(f"/{SERVICE_ID}/feedback")
     async def feedback(request: Request) -> JSONResponse:

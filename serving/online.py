@@ -92,6 +92,30 @@ class OnlineFeatures:
             raise StoreUnavailable(f"{type(exc).__name__}: {first}") from None
 
 
+_SHARED: dict[tuple[str, str], OnlineFeatures] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def online_features(model: str, version: str, features: tuple[str, ...]) -> OnlineFeatures:
+    """One store per served model version, shared by /v1/predict and the CDS service."""
+    with _SHARED_LOCK:
+        key = (model, version)
+        if key not in _SHARED:
+            _SHARED[key] = OnlineFeatures(model, version, tuple(features))
+        return _SHARED[key]
+
+
+def store_configured() -> bool:
+    """A feature store is set up for this service: `pverisk features apply` wrote its configuration,
+    or the environment names a production online store. The CDS service consults the store only
+    then (requests by patient id always try it: asking is configuration enough)."""
+    import os
+
+    from feature_store.feast_settings import FeastSettings
+
+    return "PVERISK_FEAST_ONLINE_STORE" in os.environ or FeastSettings().yaml_path.exists()
+
+
 async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": status,
@@ -106,7 +130,7 @@ class PatientLookupMiddleware:
                  features: tuple[str, ...]) -> None:
         self.app = app
         self.settings = OnlineSettings()
-        self.online = OnlineFeatures(model, version, tuple(features))
+        self.online = online_features(model, version, tuple(features))
         if self.settings.feature_store_warm:
             threading.Thread(target=self.online.warm, name="open-feature-store", daemon=True).start()
 

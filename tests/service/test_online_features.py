@@ -113,3 +113,33 @@ def test_store_down_is_503_while_explicit_requests_work(imported, tmp_path_facto
         assert "unavailable" in r.json()["error"] and "Connection" in r.json()["reason"]
         ok = post(s, c.example_record())
         assert ok.status_code == 200 and 0 <= ok.json()["probability"] <= 1
+
+
+def _without(body, *codes):
+    obs = body["prefetch"]["observations"]
+    obs["entry"] = [e for e in obs["entry"] if not any(
+        cd["code"] in codes for cd in e["resource"].get("code", {}).get("coding", []))]
+    obs["total"] = len(obs["entry"])
+    return body
+
+
+def test_cds_card_takes_a_lacking_input_from_the_store_and_says_so(online_server, store_cohort):
+    from tests.fixtures.fhir import hook_request
+
+    _, cohort, _ = store_cohort
+    i = next(i for i in range(1, len(cohort)) if not pd_isna(cohort["cea_ng_ml"].iloc[i]))
+    pid = cohort[c.PATIENT_ID].iloc[i]
+    url = f"{online_server.url}/cds-services/pve-progression-risk"
+    # the chart has no CEA (LOINC 2039-6); the store has a fresh one for this patient
+    card = httpx.post(url, json=_without(hook_request(pid, False), "2039-6"), timeout=60).json()["cards"][0]
+    line = _store_line(card)
+    assert "`cea_ng_ml`" in line and "days ago" in line
+    assert "CEA" not in card["detail"].split("Missing inputs:")[-1].split("\n")[0]
+    with_chart = httpx.post(url, json=hook_request(pid, False), timeout=60).json()["cards"][0]
+    assert "`cea_ng_ml`" not in _store_line(with_chart)  # the chart's own value first
+    unknown = httpx.post(url, json=_without(hook_request("CHART-ONLY-1", False), "2039-6"), timeout=60)
+    assert unknown.status_code == 200 and "From the feature store" not in unknown.json()["cards"][0]["detail"]
+
+
+def _store_line(card):
+    return next((ln for ln in card["detail"].splitlines() if ln.startswith("**From the feature store**")), "")
