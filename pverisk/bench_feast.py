@@ -139,7 +139,10 @@ def main(patients: int = 100_000, n_single: int = 300, n_concurrent: int = 800) 
                 memory_rows.append([name, f"{idle:.0f}", f"{loaded:.0f}", f"{loaded - idle:+.0f}", f"{first:.1f}"])
             finally:
                 proc.terminate()
-                proc.wait(15)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
     finally:
         if redis_proc:
             redis_proc.terminate()
