@@ -729,6 +729,17 @@ def data_dictionary_markdown() -> str:
         f"- `{TRUE_PROBABILITY}`: simulated cohorts only, the generating probability (the oracle).",
         f"- `{RECORDED_SCORE_PREFIX}<score>`: a clinical score the registry recorded itself (a baseline, never an input).",
         "",
+        "Where each pre-PVE feature is recorded (one feature view each in the feature store, dated by its own "
+        "records) and how long a value stays current for a decision: older values are missing, never carried "
+        "forward. Coarse forms are recorded with their fine source.",
+        "",
+        "| source | TTL | features | why this TTL |",
+        "|---|---|---|---|",
     ]
+    for g in SOURCE_GROUPS.values():
+        names = ", ".join(f"`{f.name}`" for f in features() if f.source_group is g)
+        ttl = f"{g.ttl_days} days" if g.ttl_days is not None else "none"
+        lines.append(f"| {g.title} (`{g.name}`) | {ttl} | {names} | {g.ttl_reason} |")
+    lines.append("")
     return "\n".join(lines)
 
