@@ -39,6 +39,9 @@ TRUE_PROBABILITY = "true_probability"
 # the model, never inputs. Column name: prefix + score name (fong_crs, game_score, m_crs,
 # tumour_burden_score, or a local score's name).
 RECORDED_SCORE_PREFIX = "recorded_score__"
+# When each source's record was made (recorded_at__laboratory, ...; see SOURCE_GROUPS): the feature
+# store's event timestamps. Never inputs.
+RECORDED_AT_PREFIX = "recorded_at__"
 NON_FEATURE_COLUMNS = (
     PATIENT_ID,
     EVENT_TIMESTAMP,

@@ -29,7 +29,7 @@ ENTITY = "patient"
 TIMESTAMP = "event_timestamp"
 CREATED = "created_timestamp"
 # Per-source record dates in a cohort table (recorded_at__laboratory, ...): when each record was made.
-RECORDED_AT_PREFIX = "recorded_at__"
+RECORDED_AT_PREFIX = c.RECORDED_AT_PREFIX
 
 
 def recorded_at_column(group: str) -> str:

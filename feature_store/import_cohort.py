@@ -69,6 +69,9 @@ class Mapping(BaseModel):
     # Clinical scores the registry recorded itself (fong_crs, game_score, m_crs,
     # tumour_burden_score, or a local score's name): baselines, never inputs.
     scores: dict[str, ColumnMap] = Field(default_factory=dict)
+    # Date columns of each source's records (contract source groups: laboratory, imaging, ...): the
+    # feature store dates each record by them (point-in-time training). Absent: the decision date.
+    record_dates: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _targets_known(self) -> "Mapping":
@@ -84,6 +87,10 @@ class Mapping(BaseModel):
             if cm.unit is not None and (unit, cm.unit) not in UNIT_FACTORS:
                 known = sorted(s for t, s in UNIT_FACTORS if t == unit)
                 raise ValueError(f"columns.{target}.unit: no conversion from {cm.unit!r} to {unit!r}; known: {known}")
+        unknown_sources = [g for g in self.record_dates if g not in c.SOURCE_GROUPS]
+        if unknown_sources:
+            raise ValueError(f"record_dates: not source groups of the contract: {', '.join(unknown_sources)}; "
+                             f"known: {', '.join(c.SOURCE_GROUPS)}")
         bad_scores = [k for k in self.scores if not k.replace("_", "").isalnum()]
         if bad_scores:
             raise ValueError(f"scores: names must be letters, digits and underscores: {', '.join(bad_scores)}")
@@ -281,7 +288,9 @@ def map_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, list
             out[target] = (days / DAYS_PER_MONTH).round(1) if cm.months_between else (days / 7).round(1)
     if mapping.id_column:
         out[c.PATIENT_ID] = raw[mapping.id_column].astype("string")
-    for meta, src in ((c.EVENT_TIMESTAMP, mapping.decision_date), (c.OUTCOME_DATE, mapping.outcome_date)):
+    dated = [(c.EVENT_TIMESTAMP, mapping.decision_date), (c.OUTCOME_DATE, mapping.outcome_date),
+             *[(c.RECORDED_AT_PREFIX + g, src) for g, src in mapping.record_dates.items()]]
+    for meta, src in dated:
         if src:
             dates = pd.to_datetime(raw[src], errors="coerce", format=mapping.date_format)
             bad = dates.isna().to_numpy() & ~raw[src].map(_norm).isin(global_missing).to_numpy()

@@ -163,7 +163,7 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
     for name, dtype in c.cohort_dtypes(None).items():
         if name in df:
             out[name] = df[name].astype(dtype)
-    for col in (c.EVENT_TIMESTAMP, c.OUTCOME_DATE):
+    for col in (c.EVENT_TIMESTAMP, c.OUTCOME_DATE, *[x for x in df.columns if str(x).startswith(c.RECORDED_AT_PREFIX)]):
         if col in df:
             out[col] = pd.to_datetime(df[col])
     if c.OUTCOME in df:

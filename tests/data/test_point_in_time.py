@@ -70,3 +70,40 @@ def test_record_dates_simulated_before_the_decision(group):
         assert 0 < (lead > ttl).mean() < 0.15  # a few stale labs, as in real charts
     elif ttl is not None:
         assert (lead <= ttl).all()
+
+
+def test_an_import_dates_each_source_by_its_own_column(tmp_path):
+    """A registry export with the date of the labs and of the restaging scan: the records the feature
+    store ingests carry those dates, not the decision date."""
+    import textwrap
+
+    from feature_store.import_cohort import import_cohort
+
+    export = tmp_path / "export.csv"
+    export.write_text("pid,Age,n_mets,max_mm,CEA,pve_date,lab_date,ct_date,progressed\n"
+                      "p1,61,3,42,12.5,01.03.2021,20.02.2021,10.01.2021,0\n"
+                      "p2,55,7,25,NA,01.07.2020,,02.06.2020,1\n")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(textwrap.dedent("""
+        id_column: pid
+        decision_date: pve_date
+        date_format: "%d.%m.%Y"
+        record_dates: {laboratory: lab_date, imaging: ct_date}
+        outcome: {source: progressed, recode: {1: true, 0: false}}
+        columns:
+          age_years: {source: Age}
+          n_liver_metastases: {source: n_mets}
+          largest_metastasis_cm: {source: max_mm, unit: mm}
+          cea_ng_ml: {source: CEA}
+    """))
+    res = import_cohort(export, mapping, tmp_path / "cohort.parquet")
+    assert res.ok, res.problems
+    events = fr.events(pd.read_parquet(tmp_path / "cohort.parquet"))
+    assert str(events["laboratory"][fr.TIMESTAMP].iloc[0].date()) == "2021-02-20"
+    assert len(events["laboratory"]) == 1  # p2 has no lab value: no lab record
+    assert [str(d.date()) for d in events["imaging"][fr.TIMESTAMP]] == ["2021-01-10", "2020-06-02"]
+    assert str(events["clinical_record"][fr.TIMESTAMP].iloc[1].date()) == "2020-07-01"  # undated: the decision
+    bad = mapping.read_text().replace("imaging: ct_date", "scans: ct_date")
+    mapping.write_text(bad)
+    with pytest.raises(Exception, match="record_dates: not source groups"):
+        import_cohort(export, mapping, tmp_path / "c2.parquet")
