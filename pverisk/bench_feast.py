@@ -87,9 +87,10 @@ def main(patients: int = 100_000, n_single: int = 300, n_concurrent: int = 800) 
     models = [fr.ModelVersion(result.registered_model, result.version, tuple(result.features))]
 
     cohort = simulate_record_dates(simulate_cohort(patients, seed=7), seed=7, stale_lab_share=0.0)
-    shift = pd.Timestamp.now().normalize() - pd.to_datetime(cohort[c.EVENT_TIMESTAMP]).max()
+    # SIMULATED dates moved so that every patient's decision is today: every stored value is fresh
+    shift = pd.Timestamp.now().normalize() - pd.to_datetime(cohort[c.EVENT_TIMESTAMP])
     for col in [c.EVENT_TIMESTAMP, *[x for x in cohort.columns if x.startswith(fr.RECORDED_AT_PREFIX)]]:
-        cohort[col] = pd.to_datetime(cohort[col]) + shift  # SIMULATED dates made recent: the store is fresh
+        cohort[col] = pd.to_datetime(cohort[col]) + shift
     ids = cohort[c.PATIENT_ID].tolist()
 
     stores: dict[str, dict[str, str]] = {"SQLite": {"PVERISK_FEAST_REPO_DIR": str(ROOT / "feast-sqlite")}}
