@@ -74,8 +74,9 @@ def ingest_file(data: Path, simulate_dates: bool | None = None, recent: bool = F
     if recent:
         if not simulated:
             raise typer.BadParameter("--recent moves dates: simulated cohorts only")
-        # SIMULATED dates only: move every date so the newest decision is today (a demo's store is fresh)
-        shift = pd.Timestamp.now().normalize() - pd.to_datetime(frame[c.EVENT_TIMESTAMP]).max()
+        # SIMULATED dates only: each patient's dates moved so that the decision is today (a demo's store is
+        # fresh for every patient; train point-in-time on a cohort ingested without --recent)
+        shift = pd.Timestamp.now().normalize() - pd.to_datetime(frame[c.EVENT_TIMESTAMP])
         for col in [c.EVENT_TIMESTAMP, c.OUTCOME_DATE, *[x for x in frame.columns if str(x).startswith(RECORDED_AT_PREFIX)]]:
             if col in frame:
                 frame[col] = pd.to_datetime(frame[col]) + shift
@@ -94,8 +95,8 @@ def ingest_file(data: Path, simulate_dates: bool | None = None, recent: bool = F
 def ingest_cmd(
     data: Path = typer.Option(..., exists=True, dir_okay=False, help="Cohort (Parquet/CSV) with patient_id, "
                               "pve_decision_date and optional recorded_at__<source> dates."),
-    recent: bool = typer.Option(False, "--recent", help="SIMULATED cohorts only: shift dates so the newest PVE "
-                                "decision is today (the demo's online store is then fresh)."),
+    recent: bool = typer.Option(False, "--recent", help="SIMULATED cohorts only: move each patient's dates so that "
+                                "the PVE decision is today (the demo's online store is then fresh for every patient)."),
 ) -> None:
     """Write a cohort's dated records (one per patient and source) into the offline store."""
     counts = ingest_file(data, recent=recent)
