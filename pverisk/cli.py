@@ -411,6 +411,14 @@ def demo(
         by_id = _json.dumps({"patient_id": patient_id})
         print("\n# by patient id (a SIMULATED patient's values from the online feature store):")
         print(f"curl -s -X POST {base}/v1/predict -H 'content-type: application/json' -d '{by_id}'")
+        found = httpx.post(f"{base}/v1/predict", content=by_id, headers={"content-type": "application/json"},
+                           timeout=120)
+        if found.status_code == 200:
+            store = found.json()["feature_store"]
+            print(f"# its answer: probability {found.json()['probability']:.3f}, {len(store['from_store'])} values "
+                  f"from the feature store ({store['feature_service']})")
+        else:
+            print(f"# its answer: HTTP {found.status_code}: {found.json().get('error')}")
         # the calculator first: it is where a new user (a clinician) starts
         console.print(f"\n[bold]Risk calculator: {base}/[/bold]")
         console.print(f"model card: {base}/model   API docs: {base}/docs   model JSON: {base}/v1/model   "

@@ -32,6 +32,11 @@ def test_demo_trains_registers_imports_serves_and_predicts(tmp_path):
     answer, _ = json.JSONDecoder().raw_decode(after[after.index("{"):])
     assert 0 <= answer["probability"] <= 1 and answer["data_kind"] == "simulated"
     assert answer["model"]["alias"] == decision and answer["model"]["version"] == "1"
+    # by patient id, from the online feature store the demo filled
+    assert f"curl -s -X POST http://127.0.0.1:{port}/v1/predict -H 'content-type: application/json' -d " \
+           '\'{"patient_id": "SIM-0-' in out
+    assert "values from the feature store (pve_progression_risk_v1)" in out, out[-2000:]
+    assert (tmp_path / "data" / "feast" / "feature_store.yaml").exists()
     # stores live where the defaults say, inside the project root
     assert (tmp_path / "mlflow" / "mlflow.db").exists() and (tmp_path / "mlflow" / "artifacts").is_dir()
     assert (tmp_path / "data" / "simulated" / "cohort.parquet").exists()
