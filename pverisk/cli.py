@@ -415,10 +415,10 @@ def demo(
                            timeout=120)
         if found.status_code == 200:
             store = found.json()["feature_store"]
-            print(f"# its answer: probability {found.json()['probability']:.3f}, {len(store['from_store'])} values "
+            print(f"# answer by patient id: probability {found.json()['probability']:.3f}, {len(store['from_store'])} values "
                   f"from the feature store ({store['feature_service']})")
         else:
-            print(f"# its answer: HTTP {found.status_code}: {found.json().get('error')}")
+            print(f"# answer by patient id: HTTP {found.status_code}: {found.json().get('error')}")
         # the calculator first: it is where a new user (a clinician) starts
         console.print(f"\n[bold]Risk calculator: {base}/[/bold]")
         console.print(f"model card: {base}/model   API docs: {base}/docs   model JSON: {base}/v1/model   "
