@@ -23,6 +23,7 @@ from pathlib import Path
 from pverisk import bench_serving as bs  # sets BENTOML_HOME to its temporary root
 
 ROOT = bs.ROOT
+BLOCKS = 5
 
 
 def _stats(times: list[float]) -> str:
@@ -98,7 +99,9 @@ def main(patients: int = 100_000, n_single: int = 300, n_concurrent: int = 800) 
     if redis_port:
         stores["Redis"] = {"PVERISK_FEAST_REPO_DIR": str(ROOT / "feast-redis"), "PVERISK_FEAST_ONLINE_STORE": "redis",
                            "PVERISK_FEAST_REDIS": f"127.0.0.1:{redis_port}"}
-    notes = [f"{os.cpu_count()} cores, loopback, Python httpx client (its own overhead is in every number); "
+    notes = [f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the start), loopback, Python httpx "
+             "client (its own overhead is in every number); explicit and by-id requests interleaved in "
+             f"{BLOCKS} blocks; "
              f"model {model.tag} ({len(result.features)} features); SIMULATED patients."]
     if not redis_port:
         notes.append("redis-server not installed: the Redis rows are missing")
@@ -128,10 +131,13 @@ def main(patients: int = 100_000, n_single: int = 300, n_concurrent: int = 800) 
                 bs._sequential(url, explicit, 100)
                 for body in by_id[:20]:
                     bs._sequential(url, body, 5)
-                e1 = bs._sequential(url, explicit, n_single)
-                i1 = bs._sequential(url, by_id[1], n_single)
-                _, e16 = asyncio.run(bs._concurrent(url, explicit, 16, n_concurrent))
-                _, i16 = asyncio.run(bs._concurrent(url, by_id[2], 16, n_concurrent))
+                # interleaved in blocks: a shared machine's load drifts, and then drifts for both alike
+                e1, i1, e16, i16 = [], [], [], []
+                for _ in range(BLOCKS):
+                    e1 += bs._sequential(url, explicit, n_single // BLOCKS)
+                    i1 += bs._sequential(url, by_id[1], n_single // BLOCKS)
+                    e16 += asyncio.run(bs._concurrent(url, explicit, 16, n_concurrent // BLOCKS))[1]
+                    i16 += asyncio.run(bs._concurrent(url, by_id[2], 16, n_concurrent // BLOCKS))[1]
                 latency_rows.append([name, "explicit features", _stats(e1), _stats(e16)])
                 latency_rows.append([name, "by patient id (lookup + prediction)", _stats(i1), _stats(i16)])
                 latency_rows.append([name, "ratio of medians id / explicit",
