@@ -106,10 +106,10 @@ def run_locust(url: str, cases: Path, users: int, seconds: int, workdir: Path, s
     """Locust headless in a subprocess (it monkey-patches the standard library), bounded in users and
     time; the server's memory sampled meanwhile when `server_pid` is given."""
     workdir.mkdir(parents=True, exist_ok=True)
-    timings, stats = workdir / f"timings-{users}u-{seconds}s.json", workdir / f"locust-{users}u-{seconds}s"
+    timings = workdir / f"timings-{users}u-{seconds}s.json"
     cmd = [str(BIN / "locust"), "-f", str(LOCUSTFILE), "--headless", "--users", str(users), "--spawn-rate",
            str(users), "--run-time", f"{seconds}s", "--host", url, "--only-summary", "--stop-timeout", "30",
-           "--csv", str(stats), "--loglevel", "WARNING", "--exit-code-on-error", "0"]
+           "--loglevel", "WARNING", "--exit-code-on-error", "0"]
     env = {**os.environ, "PVERISK_LOAD_CASES": str(cases), "PVERISK_LOAD_TIMINGS": str(timings),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     samples: list[tuple[float, float]] = []
@@ -136,21 +136,10 @@ def run_locust(url: str, cases: Path, users: int, seconds: int, workdir: Path, s
         raise RuntimeError(f"locust wrote no timings (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-3000:]}")
     raw = json.loads(timings.read_text())
-    counts, failures = _csv_counts(stats.with_name(stats.name + "_stats.csv"))
-    return LoadResult(users, raw["seconds"], counts, failures, raw["times_ms"], raw["failures"], samples,
+    # counted by the locustfile's own request listener: every request it timed, none twice
+    counts = {name: len(times) for name, times in raw["times_ms"].items()}
+    return LoadResult(users, raw["seconds"], counts, raw["failed"], raw["times_ms"], raw["failures"], samples,
                       proc.returncode, proc.stdout[-5000:] + proc.stderr[-5000:])
-
-
-def _csv_counts(path: Path) -> tuple[dict[str, int], dict[str, int]]:
-    import csv
-
-    counts, failures = {}, {}
-    with open(path) as fh:
-        for row in csv.DictReader(fh):
-            if row["Name"] != "Aggregated":
-                counts[row["Name"]] = int(row["Request Count"])
-                failures[row["Name"]] = int(row["Failure Count"])
-    return counts, failures
 
 
 def memory_trend(samples: list[tuple[float, float]], warmup_s: float = 60.0) -> dict[str, float]:

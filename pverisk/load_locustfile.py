@@ -24,7 +24,8 @@ with open(os.environ["PVERISK_LOAD_CASES"]) as _fh:
 TOL = 1e-9
 _next = {kind: itertools.count() for kind in ("single", "batch")}
 TIMES: dict[str, list[float]] = defaultdict(list)
-FAILURES: Counter[str] = Counter()
+FAILURES: Counter[str] = Counter()  # message -> count
+FAILED: Counter[str] = Counter()  # request name -> count
 CLOCK: dict[str, float] = {}
 
 
@@ -82,6 +83,7 @@ def _start(**_: Any) -> None:
 def _record(name: str, response_time: float, exception: BaseException | None, **_: Any) -> None:
     TIMES[name].append(response_time)
     if exception is not None:
+        FAILED[name] += 1
         FAILURES[f"{name}: {str(exception)[:200]}"] += 1
 
 
@@ -91,4 +93,4 @@ def _write(**_: Any) -> None:
     if out:
         seconds = time.perf_counter() - CLOCK.get("start", time.perf_counter())
         with open(out, "w") as fh:
-            json.dump({"seconds": seconds, "times_ms": TIMES, "failures": dict(FAILURES)}, fh)
+            json.dump({"seconds": seconds, "times_ms": TIMES, "failed": dict(FAILED), "failures": dict(FAILURES)}, fh)
