@@ -28,12 +28,16 @@ demo: install
 test: install-dev
 	$(RUN) pytest
 
+# Every benchmark writes build/bench/<name>.json (pverisk/bench_common.py); one line each, the
+# report last: it renders them all into BENCHMARKS.md.
 bench: install-dev
 	$(RUN) python -m feature_store.benchmark
 	$(RUN) python -m training.benchmark
 	$(RUN) python -m pverisk.bench_serving
 	$(RUN) python -m pverisk.bench_cds
 	$(RUN) python -m pverisk.bench_feast
+	$(RUN) python -m pverisk.bench_load --soak-minutes 10
+	$(RUN) python -m pverisk.bench_report
 
 clean-stores:
 	rm -rf mlflow/mlflow.db mlflow/artifacts data bentoml_home

@@ -1,4 +1,5 @@
-"""Simulator benchmark (run on demand: `make bench`). Prints numbers, asserts nothing.
+"""Simulator benchmark (run on demand: `make bench`). Prints numbers, asserts nothing; writes
+build/bench/simulator.json (pverisk/bench_common.py).
 
 Times `simulate_cohort(100_000)` on one core (median of repeats) and prints the
 effect sizes a logistic regression recovers at n = 20,000 next to the published ones.
@@ -20,29 +21,39 @@ from feature_store.simulate import simulate_cohort  # noqa: E402
 
 
 def main(repeats: int = 5) -> None:
+    from pverisk.bench_common import table, write_result
+
     times = []
     for i in range(repeats):
         t0 = time.perf_counter()
         simulate_cohort(100_000, seed=i)
         times.append(time.perf_counter() - t0)
-    print(f"simulate 100,000 patients: median {statistics.median(times):.2f} s "
-          f"(min {min(times):.2f}, max {max(times):.2f}, {repeats} runs, goal < 10 s)")
+    speed = table("Simulating 100,000 patients on one core (OMP_NUM_THREADS=1)",
+                  ["runs", "median s", "min s", "max s", "goal"],
+                  [[repeats, round(statistics.median(times), 2), round(min(times), 2), round(max(times), 2),
+                    "< 10 s"]])
 
     df = simulate_cohort(20_000, seed=20_000)
     beta, se = logit_fit(*design(df))
-    print(f"\nn = 20,000: base rate {df['progression'].mean():.3f} (published ~0.25, Ironside 2017)")
-    print(f"{'effect':<24}{'simulated OR':>14}{'recovered OR (95% CI)':>28}   source")
-    rows = [
+    terms = [
         ("right_sided", sp.OR_RIGHT_SIDED), ("more_than_4_mets", sp.OR_MORE_THAN_4_METS),
         ("progressive", sp.OR_RESPONSE["progressive"]), ("stable", sp.OR_RESPONSE["stable"]),
         ("more_than_6_cycles", sp.OR_MORE_THAN_6_CYCLES), ("ras_mutant", sp.OR_RAS_MUTANT),
         ("ras_mutant_no_bridging", sp.OR_RAS_MUTANT_NO_BRIDGING), ("bridging", sp.OR_BRIDGING),
         ("sflr_lower_10", sp.OR_PER_10_PCT_LOWER_SFLR), ("wait_weeks", sp.OR_PER_WEEK_LONGER_WAIT),
     ]
-    for term, p in rows:
+    rows = []
+    for term, p in terms:
         b, s = beta[term], se[term]
-        ci = f"{np.exp(b):.2f} ({np.exp(b - 1.96 * s):.2f}-{np.exp(b + 1.96 * s):.2f})"
-        print(f"{term:<24}{p.value:>14.2f}{ci:>28}   {p.source}")
+        rows.append([term, round(p.value, 2), round(float(np.exp(b)), 2),
+                     f"{np.exp(b - 1.96 * s):.2f}-{np.exp(b + 1.96 * s):.2f}", p.source])
+    effects = table(f"Effect sizes a logistic regression recovers at n = 20,000 (base rate "
+                    f"{df['progression'].mean():.3f}; published ~0.25, Ironside 2017)",
+                    ["effect", "simulated OR", "recovered OR", "95% CI", "source"], rows)
+    write_result("simulator", "Simulator speed and recovered effect sizes",
+                 "feature_store/benchmark.py: `simulate_cohort` timed on one core, and the odds ratios a "
+                 "logistic regression recovers from a simulated cohort beside the published ones it was built from.",
+                 [speed, effects])
 
 
 if __name__ == "__main__":

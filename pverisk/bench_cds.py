@@ -1,6 +1,6 @@
 """CDS Hooks benchmark on whole patient charts (run on demand: `python -m pverisk.bench_cds`).
 
-Prints a table; asserts nothing. A real `bentoml serve` on loopback with a small simulated
+Prints a table; asserts nothing; writes build/bench/cds.json. A real `bentoml serve` on loopback with a small simulated
 model; one CDS Hooks call with a whole ~1.5 MB chart as prefetch (what some EHR sandboxes
 send) beside the same patient's filtered prefetch (~20-40 KB, what the discovery document's
 queries return): median and p99 over 200 sequential calls each, plus the in-process share of
@@ -103,20 +103,26 @@ def main(n: int = 200) -> None:
             mapping.append((t2 - t1) * 1e3)
             free.append((t3 - t2) * 1e3)
 
-        print(f"\nCDS Hooks benchmark, {os.cpu_count()} cores, loopback, model {model.tag}, {n} sequential calls "
-              f"each (Python httpx client: its overhead is included)\n")
-        print("| prefetch | size | median ms | p99 ms |")
-        print("|---|---|---|---|")
+        from pverisk.bench_common import table, write_result
+
+        rows: list[list[object]] = []
         for name, payload, times in (("whole chart", whole, t_whole), ("filtered", filtered, t_filtered)):
-            print(f"| {name} ({len(chart.bundle['entry'])} entries in the chart) | {len(payload) / 1e6:.2f} MB | "
-                  f"{statistics.median(times):.1f} | {float(np.percentile(times, 99)):.1f} |"
-                  if name == "whole chart" else
-                  f"| {name} | {len(payload) / 1e3:.0f} KB | {statistics.median(times):.1f} | "
-                  f"{float(np.percentile(times, 99)):.1f} |")
+            label = f"{name} ({len(chart.bundle['entry'])} entries in the chart)" if name == "whole chart" else name
+            size = f"{len(payload) / 1e6:.2f} MB" if name == "whole chart" else f"{len(payload) / 1e3:.0f} KB"
+            rows.append([label, "httpx, sequential", n, size, round(statistics.median(times), 1),
+                         round(float(np.percentile(times, 99)), 1)])
         for name, (rps, med, p99) in by_wrk.items():
-            print(f"| {name}, wrk client (1 connection, 5 s, {rps * 5:.0f} calls) | | {med:.1f} | {p99:.1f} |")
-        print(f"\nIn-process share of the whole-chart call (medians): JSON parse {statistics.median(parse):.1f} ms, "
-              f"mapping {statistics.median(mapping):.1f} ms, freeing the parsed chart {statistics.median(free):.1f} ms")
+            rows.append([name, "wrk, 1 connection, 5 s", round(rps * 5), "", round(med, 1), round(p99, 1)])
+        calls = table("One CDS Hooks call: the whole chart as prefetch beside the filtered prefetch",
+                      ["prefetch", "client", "calls", "size", "median ms", "p99 ms"], rows)
+        share = table("In-process share of the whole-chart call (medians of 50)", ["step", "median ms"], [
+            ["JSON parse", round(statistics.median(parse), 2)], ["mapping", round(statistics.median(mapping), 2)],
+            ["freeing the parsed chart", round(statistics.median(free), 2)]])
+        write_result("cds", "CDS Hooks on whole patient charts",
+                     f"pverisk/bench_cds.py: a real `bentoml serve` on loopback, {os.cpu_count()} cores, model "
+                     f"{model.tag} (small simulated model). The Python client's own overhead is included in the httpx "
+                     "rows; wrk rows (when wrk is installed) leave it out. Goal: whole chart under 20 ms median.",
+                     [calls, share])
     finally:
         server.terminate()
         server.wait(15)

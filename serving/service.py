@@ -35,7 +35,8 @@ from feature_store.units import warm as warm_units  # noqa: E402
 from serving.cds import make_app  # noqa: E402
 from serving.fhir_in import predict_bundle  # noqa: E402
 from serving.fhir_out import risk_assessment  # noqa: E402
-from serving.import_model import HOW_TO, ModelNotFound, newest_champion_tag  # noqa: E402
+from serving.import_model import newest_champion_tag  # noqa: E402
+from serving.model_check import check_stored_model  # noqa: E402
 from serving.predict import CoarseConflict, MissingRequired, ModelIdentity, RiskModel, served_inputs  # noqa: E402
 from feature_store.scores import SCORE_NOTES  # noqa: E402
 from serving.cds import discovery  # noqa: E402
@@ -52,10 +53,7 @@ def _model_tag() -> str:
     """Resolve the pinned tag (or the newest imported champion) in the local store only:
     BentoML would otherwise try a remote model registry, and we are offline by rule."""
     tag = ServingSettings().model_tag or newest_champion_tag()
-    try:
-        bentoml.models.get(tag)
-    except bentoml.exceptions.NotFound:
-        raise ModelNotFound(f"model {tag!r} is not in the BentoML store. {HOW_TO}") from None
+    check_stored_model(tag)  # absent or damaged: refuse to start, saying which file and what to do
     return tag
 
 

@@ -63,12 +63,20 @@ def stop(proc: subprocess.Popen) -> None:
 @contextmanager
 def mlflow_server(root: Path) -> Iterator[str]:
     """A real `mlflow server` (1 worker, SQLite backend, proxied artifacts) on loopback."""
-    port = free_port()
+    with mlflow_server_process(root) as (url, _):
+        yield url
+
+
+@contextmanager
+def mlflow_server_process(root: Path, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The same, yielding its process too (fault tests kill it); a given port and the same `root`
+    restart a server on the same store."""
+    port = port or free_port()
     cmd = [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "art")]
     # Output to a file, never an unread pipe: once 64 KB of access-log lines fill a pipe, the
     # server blocks on its next log line and every client waits forever.
-    log = open(root / "mlflow-server.log", "w")
+    log = open(root / "mlflow-server.log", "a")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True,
                             env=offline_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
     try:
@@ -77,7 +85,26 @@ def mlflow_server(root: Path) -> Iterator[str]:
         except (RuntimeError, TimeoutError) as exc:
             log.flush()
             raise RuntimeError(f"{exc}\n{(root / 'mlflow-server.log').read_text(errors='replace')[-3000:]}") from None
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         stop(proc)
         log.close()
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a server and every process it started (a crash, not a shutdown): its workers
+    would otherwise go on answering."""
+    import psutil
+
+    try:
+        root = psutil.Process(proc.pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=15)
+    proc.wait(15)

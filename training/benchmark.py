@@ -1,4 +1,5 @@
-"""Quality-bar benchmark (run on demand: `make bench`). Prints numbers; asserts nothing.
+"""Quality-bar benchmark (run on demand: `make bench`). Prints numbers; asserts nothing; writes
+build/bench/training.json.
 
 Trains on a simulated cohort of 2,000 patients and evaluates on a separate 20,000,
 with the default tuning budget, in a throw-away local MLflow store. Simulator
@@ -30,21 +31,39 @@ def main(n_train: int = 2000, n_test: int = 20000) -> None:
     r = run_training(train, settings=TrainSettings(), tracking=tracking, eval_data=test)
     wall = time.perf_counter() - t0
     m, o, b = r.metrics, r.oracle or {}, r.baselines
-    print(f"train {n_train} / test {n_test} simulated patients; {os.cpu_count()} cores")
-    print(f"full pipeline wall time (incl. tuning, {TrainSettings().trials} trials): {wall:.1f} s (goal < 180 s)")
-    print(f"XGBoost AUROC {m['auroc']:.3f} ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}); "
-          f"oracle {o.get('auroc', float('nan')):.3f}; gap {o.get('auroc_gap', float('nan')):+.3f} (goal within 0.03)")
-    print(f"calibration slope {m['calibration_slope']:.3f} (goal 0.85-1.15), intercept "
-          f"{m['calibration_intercept']:+.3f}; Brier {m['brier']:.4f} (oracle {o.get('brier', float('nan')):.4f}); "
-          f"calibration method {r.card['calibration']['method']}")
+    from pverisk.bench_common import table, write_result
+
+    nan = float("nan")
     lr = b["logistic_regression"]
-    print(f"logistic regression AUROC {lr['auroc']:.3f} ({lr['auroc_ci_low']:.3f}-{lr['auroc_ci_high']:.3f}); "
-          f"XGBoost minus LR {lr['model_minus_baseline_auroc']:+.4f} "
-          f"(95% CI {lr['difference_ci_low']:+.4f} to {lr['difference_ci_high']:+.4f})")
-    for s in ("tumour_burden_score", "fong_crs", "game_score", "m_crs"):
-        x = b[s]
-        print(f"{s:<20} AUROC {x['auroc']:.3f} on {x['n']} patients (model on same patients "
-              f"{x['model_auroc_same_patients']:.3f})")
+    quality = table(f"Held-out quality: trained on {n_train:,}, evaluated on {n_test:,} other simulated patients",
+                    ["measure", "value", "goal"], [
+        ["full pipeline wall time (s, incl. tuning, " f"{TrainSettings().trials} trials)", round(wall, 1), "< 180 s"],
+        ["XGBoost AUROC (95% CI)", f"{m['auroc']:.3f} ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f})", ""],
+        ["oracle AUROC (true probabilities)", round(o.get("auroc", nan), 3), ""],
+        ["AUROC gap to the oracle", round(o.get("auroc_gap", nan), 3), "within 0.03"],
+        ["calibration slope", round(m["calibration_slope"], 3), "0.85-1.15"],
+        ["calibration intercept", round(m["calibration_intercept"], 3), ""],
+        ["Brier (oracle)", f"{m['brier']:.4f} ({o.get('brier', nan):.4f})", ""],
+        ["calibration method", r.card["calibration"]["method"], ""],
+        ["logistic regression AUROC (95% CI)",
+         f"{lr['auroc']:.3f} ({lr['auroc_ci_low']:.3f}-{lr['auroc_ci_high']:.3f})", ""],
+        ["XGBoost minus logistic regression AUROC (95% CI)",
+         f"{lr['model_minus_baseline_auroc']:+.4f} ({lr['difference_ci_low']:+.4f} to {lr['difference_ci_high']:+.4f})",
+         ""],
+    ])
+    scores = table("Published clinical scores as rankers, on the patients they can score",
+                   ["score", "patients", "score AUROC", "model AUROC on the same patients"],
+                   [[s, b[s]["n"], _r(b[s].get("auroc")), _r(b[s].get("model_auroc_same_patients"))]
+                    for s in ("tumour_burden_score", "fong_crs", "game_score", "m_crs")])
+    write_result("training", "Training wall time and model quality",
+                 "training/benchmark.py: the full training pipeline (tuning, calibration, evaluation, MLflow "
+                 f"logging, gate) on {os.cpu_count()} cores with the default budget, in a throw-away local MLflow "
+                 "store. Simulated data: the oracle is the simulator's true probability.",
+                 [quality, scores])
+
+
+def _r(v: object) -> object:
+    return round(v, 3) if isinstance(v, float) else v
 
 
 if __name__ == "__main__":

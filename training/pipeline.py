@@ -10,9 +10,10 @@ import logging
 import subprocess
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import matplotlib.pyplot as plt
 import mlflow
@@ -40,6 +41,48 @@ Progress = Callable[[str], None]
 
 class SmallSampleWarning(UserWarning):
     pass
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server stopped answering during a run."""
+
+
+def _server_down(uri: str) -> bool:
+    """A remote tracking server that does not answer its health check (local stores: never)."""
+    if not uri.startswith(("http://", "https://")):
+        return False
+    import httpx
+
+    try:
+        return httpx.get(f"{uri.rstrip('/')}/health", timeout=5).status_code != 200
+    except httpx.HTTPError:
+        return True
+
+
+@contextmanager
+def _tracking_guard(uri: str, stage: list[str], run_id: list[str]) -> Iterator[None]:
+    """Turn a tracking server that stops mid-run into one clear error: where the run was, what was
+    and was not registered, what to do. (Without it the user saw MLflow's error from marking the run
+    failed, which replaced the first one after minutes of retries.)"""
+    try:
+        yield
+    except registry.RegistrationIncomplete as exc:
+        if _server_down(uri):
+            raise TrackingUnavailable(f"the MLflow tracking server at {uri} stopped answering while "
+                                      f"registering (run {run_id[0] if run_id else '?'}): {exc}") from exc
+        raise
+    except Exception as exc:
+        if not _server_down(uri):
+            raise
+        first = exc
+        while first.__context__ is not None and isinstance(first.__context__, Exception):
+            first = first.__context__  # MLflow's failed attempt to mark the run failed hides the cause
+        run = f"run {run_id[0]}" if run_id else "before the run started"
+        raise TrackingUnavailable(
+            f"the MLflow tracking server at {uri} stopped answering during training ({run}, while "
+            f"{stage[-1] if stage else 'connecting'}): nothing was registered and no alias moved; the run may "
+            f"stay marked RUNNING there. Rerun the training once the server answers again. "
+            f"({type(first).__name__}: {str(first)[:300]})") from exc
 
 
 @dataclass
@@ -199,6 +242,26 @@ def run_training(
     train_keys = patient_keys(train_frame)
     eval_keys = patient_keys(eval_frame)
 
+    stage: list[str] = []
+    run_ids: list[str] = []
+    report = progress
+
+    def progress(msg: str) -> None:  # noqa: F811 - the caller's, remembering the stage for errors
+        stage.append(msg)
+        report(msg)
+
+    with _tracking_guard(tracking.tracking_uri, stage, run_ids):
+        return _log_run(cohort, eval_cohort, choice, features, notes, note, columns, epv, design, train_frame,
+                        eval_frame, X_train, y_train, X_eval, y_eval, train_keys, eval_keys, settings, tracking,
+                        progress, t_start, run_ids)
+
+
+def _log_run(cohort: Any, eval_cohort: Any, choice: Any, features: list[str], notes: list[str], note: str | None,
+             columns: list[str], epv: float, design: str, train_frame: pd.DataFrame, eval_frame: pd.DataFrame,
+             X_train: pd.DataFrame, y_train: np.ndarray, X_eval: pd.DataFrame, y_eval: np.ndarray,
+             train_keys: list[str], eval_keys: list[str], settings: TrainSettings, tracking: TrackingSettings,
+             progress: Progress, t_start: float, run_ids: list[str]) -> TrainingResult:
+    """Everything that talks to MLflow: the run, its logs, the gate and the registration."""
     client = configure_tracking(tracking)
     name = tracking.registered_model
     tags = {
@@ -214,6 +277,7 @@ def run_training(
         **({"question_note": note[:5000]} if note else {}),
     }
     with mlflow.start_run(run_name=f"train-{cohort.name}", tags=tags) as run:
+        run_ids.append(run.info.run_id)
         mlflow.log_params({
             "seed": settings.seed, "trials": settings.trials, "time_budget_s": settings.time_budget_s,
             "cv_folds": settings.cv_folds, "evaluation_design": design, "n_features": len(features),
@@ -346,10 +410,12 @@ def run_training(
         )
 
         progress("promotion gate and registration")
-        decision = registry.gate(client, name, metrics, eval_frame, p_eval, eval_keys, set(train_keys), settings)
         version_tags = {**tags, "run_id": run.info.run_id, "auroc": f"{metrics['auroc']:.4f}",
                         "brier": f"{metrics['brier']:.4f}", "calibration": model.calibration["method"]}
-        version = registry.register(client, name, info.model_uri, info.model_id, run.info.run_id, version_tags, markdown, decision)
+        # under the registration lock: two runs finishing together cannot both become champion
+        decision, version = registry.gate_and_register(
+            client, name, metrics, eval_frame, p_eval, eval_keys, set(train_keys), settings, info.model_uri,
+            info.model_id, run.info.run_id, version_tags, markdown)
         mlflow.set_tags({"registered_version": version, "alias": decision.alias})
     seconds = time.perf_counter() - t_start
     return TrainingResult(run.info.run_id, info.model_uri, name, version, decision.alias, decision.reason, features,

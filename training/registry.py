@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import random
+import socket
+import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 import mlflow
 import numpy as np
@@ -24,6 +30,16 @@ CHALLENGER = "challenger"
 # A version that does not clear the absolute bar: registered for the record, never served by default.
 CANDIDATE = "candidate"
 TRAINING_KEYS_ARTIFACT = "gate/training_patients.json"
+# A registered model of this name exists while a run gates and registers (see registration_lock).
+LOCK_SUFFIX = ".registration-lock"
+
+
+class RegistrationBusy(RuntimeError):
+    pass
+
+
+class RegistrationIncomplete(RuntimeError):
+    """Registration failed and could not be undone (the tracking store stopped answering)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,79 @@ def gate(
     return GateDecision(CHAMPION, f"beats champion {facts}", champ.version, old, n)
 
 
+@contextmanager
+def registration_lock(client: MlflowClient, name: str, timeout_s: float = 600.0, stale_s: float = 1800.0
+                      ) -> Iterator[None]:
+    """One run at a time gates and registers versions of `name`, in any store.
+
+    MLflow has no compare-and-set on aliases, but creating a registered model is atomic in every
+    store (a unique name: SQLite/PostgreSQL constraint, the same through `mlflow server`), so a
+    registered model NAME.registration-lock is the lock. Without it two runs finishing together
+    both see no champion (or the same one), both decide champion, and the alias ends on one while
+    the other's recorded decision says champion too. A lock older than `stale_s` (its holder died
+    mid-registration) is broken; waiting longer than `timeout_s` fails saying who holds it."""
+    lock = f"{name}{LOCK_SUFFIX}"
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.create_registered_model(lock, tags={"holder": holder, "since_unix": f"{time.time():.0f}"},
+                                           description="Held while a training run gates and registers a "
+                                                       f"version of {name}; delete it if no run is active.")
+            break
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        try:
+            held = client.get_registered_model(lock)
+        except MlflowException:
+            continue  # released between our attempt and the look
+        since = float(held.tags.get("since_unix") or held.creation_timestamp / 1000)
+        if time.time() - since > stale_s:
+            try:
+                client.delete_registered_model(lock)
+            except MlflowException:
+                pass  # another waiter broke it first
+            continue
+        if time.monotonic() > deadline:
+            raise RegistrationBusy(
+                f"another training run ({held.tags.get('holder', '?')}) has been registering {name} for "
+                f"{time.time() - since:.0f} s; if no training run is active, delete the registered model "
+                f"{lock!r} (MLflow UI, or MlflowClient().delete_registered_model) and rerun")
+        time.sleep(0.1 + random.random() * 0.2)
+    try:
+        yield
+    finally:
+        try:
+            client.delete_registered_model(lock)
+        except MlflowException:  # the store stopped answering: the lock goes stale and is broken later
+            pass
+
+
+def gate_and_register(
+    client: MlflowClient,
+    name: str,
+    new_metrics: dict[str, float],
+    eval_frame: pd.DataFrame,
+    p_eval: np.ndarray,
+    eval_keys: list[str],
+    train_keys: set[str],
+    settings: TrainSettings,
+    model_uri: str,
+    model_id: str | None,
+    run_id: str,
+    tags: dict[str, str],
+    description: str,
+) -> tuple[GateDecision, str]:
+    """The gate and the registration under the registration lock: the champion the gate compares
+    with is still the champion when the alias moves, so two runs finishing together end with
+    exactly one champion and each version's recorded decision true."""
+    with registration_lock(client, name):
+        decision = gate(client, name, new_metrics, eval_frame, p_eval, eval_keys, train_keys, settings)
+        version = register(client, name, model_uri, model_id, run_id, tags, description, decision)
+    return decision, version
+
+
 def register(
     client: MlflowClient,
     name: str,
@@ -166,10 +255,18 @@ def register(
         client.set_model_version_tag(name, version.version, "gate_reason", decision.reason[:5000])
         client.set_registered_model_alias(name, decision.alias, version.version)
         return str(version.version)
-    except BaseException:
-        restore_aliases(client, name, before)
-        if version is not None:
-            client.delete_model_version(name, version.version)
+    except BaseException as exc:
+        try:
+            restore_aliases(client, name, before)
+            if version is not None:
+                client.delete_model_version(name, version.version)
+        except Exception as undo:
+            left = f"version {version.version} of {name} may be left registered" if version is not None else \
+                "no version was created"
+            raise RegistrationIncomplete(
+                f"registration failed ({type(exc).__name__}: {str(exc)[:300]}) and could not be undone "
+                f"({type(undo).__name__}: {str(undo)[:200]}): {left}, and the aliases should be {before}; check "
+                "with `pverisk models` once the tracking store answers") from exc
         raise
 
 
