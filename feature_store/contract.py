@@ -527,10 +527,14 @@ def column_length(frame: Mapping[str, Any]) -> int:
 
 
 def column_values(frame: Mapping[str, Any], name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """A column as an object array and its missing mask."""
+    """A column as an object array (None missing) or, given floats, a float array (NaN missing),
+    and its missing mask."""
     if name not in frame:
         return np.full(n, None, dtype=object), np.ones(n, dtype=bool)
-    values = np.asarray(frame[name], dtype=object).reshape(-1)
+    values = np.asarray(frame[name]).reshape(-1)
+    if values.dtype.kind == "f":  # a float column stays one: NaN is its missing (no object per cell)
+        return values, np.isnan(values)
+    values = values.astype(object)
     missing = missing_mask(values)
     if missing.any():  # pd.NA refuses comparison (`NA == "x"` is NA): missing is None from here on
         values = values.copy()

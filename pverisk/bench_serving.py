@@ -178,7 +178,7 @@ def main(n_single: int = 1000, n_concurrent: int = 2000) -> None:
             o16_med, o16_p99, p16_med, p16_p99 = statistics.median(o16), _p(o16, 99), statistics.median(p16), _p(p16, 99)
 
         cohort = simulate_cohort(10_000, seed=9)
-        records = json.loads(cohort[c.feature_names()].to_json(orient="records"))  # NaN/NA -> null
+        records = json.loads(cohort[c.fine_feature_names()].to_json(orient="records"))  # NaN/NA -> null
         batch = {}
         for n in (1000, 10_000):
             ob = json.dumps({"patients": records[:n]}).encode()
