@@ -18,6 +18,10 @@ from typing import Any, Literal
 for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
     os.environ.setdefault(_var, "true")
 
+from serving.lean_import import xgboost_without_sklearn  # noqa: E402
+
+xgboost_without_sklearn()  # before anything imports xgboost: ~90 MB less in each serving process
+
 import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
