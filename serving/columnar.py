@@ -117,10 +117,17 @@ def read_request(body: bytes, content_type: str | None, query: Mapping[str, str]
         nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
         if nested:
             raise ColumnarError(f"column(s) {', '.join(nested[:10])} are nested; give one value per patient")
-        frame = table.to_pandas()
+        frame = to_frame(table)
     if len(frame) == 0:
         raise ColumnarError("no patients: the columns are empty")
     return Request(frame, output, partial)
+
+
+def to_frame(table: Any) -> pd.DataFrame:
+    """An Arrow table as pandas, booleans with missing values kept typed (not objects per cell)."""
+    import pyarrow as pa
+
+    return table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
 
 
 @dataclass
@@ -192,7 +199,7 @@ def check_frame(frame: pd.DataFrame, risk: RiskModel, accepted: tuple[str, ...],
     return Checked(n, columns, valid, problems, column_problems, unused)
 
 
-def result_columns(scored: Scored, risk: RiskModel, index: np.ndarray) -> dict[str, Any]:
+def result_columns(scored: Scored, risk: RiskModel, index: np.ndarray, arrow: bool = False) -> dict[str, Any]:
     """Scored patients as named columns (numpy arrays or lists): probability and band, and with
     explanations the clinical scores, each feature's contribution (log-odds), the top factors'
     names in order and the missing inputs."""
@@ -212,7 +219,16 @@ def result_columns(scored: Scored, risk: RiskModel, index: np.ndarray) -> dict[s
         out[f"top_factor_{m + 1}"] = np.where(sizes[:, m] != 0, names[order[:, m]], None).tolist()
     for j, name in enumerate(risk.features):
         out[f"contribution__{name}"] = np.round(scored.contributions[:, j], 4)
-    out["missing_inputs"] = [names[row].tolist() for row in scored.missing]
+    rows, cols = np.nonzero(scored.missing)
+    offsets = np.concatenate([[0], np.cumsum(scored.missing.sum(axis=1))]).astype(np.int32)
+    if arrow:  # one list column built from two arrays
+        import pyarrow as pa
+
+        out["missing_inputs"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(names[cols].tolist(),
+                                                                                    type=pa.string()))
+    else:
+        flat = names[cols].tolist()
+        out["missing_inputs"] = [flat[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
     return out
 
 
@@ -233,7 +249,8 @@ def arrow_table(cols: dict[str, Any], risk: RiskModel, extra: Mapping[str, Any] 
     and the data kind (what every prediction response says)."""
     import pyarrow as pa
 
-    table = pa.table({k: (pa.array(v) if not isinstance(v, np.ndarray) else v) for k, v in cols.items()})
+    table = pa.table({k: v if isinstance(v, (np.ndarray, pa.Array, pa.ChunkedArray)) else pa.array(v)
+                      for k, v in cols.items()})
     block = meta(risk)
     metadata = {"pverisk": orjson.dumps({**block, **(extra or {})}), "notice": block["notice"].encode(),
                 "data_kind": block["data_kind"].encode(), "model_version": str(block["model"]["version"]).encode()}
@@ -278,8 +295,8 @@ def answer(body: bytes, content_type: str | None, accept: str | None, query: Map
     if scored is None:  # partial, and no patient valid
         return Answer(200, orjson.dumps({**checked.error_body(), "n_scored": 0, **meta(risk), "columns": {}}), JSON,
                       n_invalid=len(checked.invalid))
-    cols = result_columns(scored, risk, checked.valid)
     form = media_type(accept) if accept and media_type(accept) else media_type(content_type) or JSON
+    cols = result_columns(scored, risk, checked.valid, arrow=form != JSON)
     if form == JSON:
         return Answer(200, json_body(checked, cols, risk), JSON, scored, len(checked.invalid))
     extra = {"n_scored": len(checked.valid), "n_invalid": len(checked.invalid), "unused_inputs": checked.unused,
