@@ -54,9 +54,11 @@ def media_type(header: str | None) -> str | None:
 
 @dataclass
 class Request:
-    frame: pd.DataFrame
+    columns: dict[str, Any]  # name -> list (JSON) or numpy array (Arrow, Parquet), equal lengths
+    n: int
     output: str = "full"
     partial: bool = False
+    types: dict[str, set[type]] = field(default_factory=dict)  # JSON: the Python types in each column
 
 
 def _option(value: Any, name: str, allowed: tuple[Any, ...]) -> Any:
@@ -96,11 +98,11 @@ def read_request(body: bytes, content_type: str | None, query: Mapping[str, str]
         n = next(iter(lengths.values()))
         if n > max_rows:
             raise ColumnarError(f"{n} patients in one call; at most {max_rows} allowed", 413)
-        nested = [name for name, v in columns.items() if set(map(type, v)) - SCALARS]
+        types = {name: set(map(type, v)) for name, v in columns.items()}
+        nested = [name for name, t in types.items() if t - SCALARS]
         if nested:
             raise ColumnarError(f"column(s) {', '.join(map(str, nested[:10]))} hold objects or arrays; "
                                 "give one number, text, true/false or null per patient")
-        frame = pd.DataFrame(columns)
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -117,17 +119,86 @@ def read_request(body: bytes, content_type: str | None, query: Mapping[str, str]
         nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
         if nested:
             raise ColumnarError(f"column(s) {', '.join(nested[:10])} are nested; give one value per patient")
-        frame = to_frame(table)
-    if len(frame) == 0:
+        columns, n, types = table_columns(table), table.num_rows, {}
+    if n == 0:
         raise ColumnarError("no patients: the columns are empty")
-    return Request(frame, output, partial)
+    return Request(columns, n, output, partial, types)
 
 
-def to_frame(table: Any) -> pd.DataFrame:
-    """An Arrow table as pandas, booleans with missing values kept typed (not objects per cell)."""
+def table_columns(table: Any) -> dict[str, np.ndarray]:
+    """An Arrow table as numpy columns: numbers as float64 (NaN missing), others as objects
+    (None missing)."""
     import pyarrow as pa
 
-    return table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+    out: dict[str, np.ndarray] = {}
+    for name, col in zip(table.column_names, table.columns):
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
+            out[str(name)] = col.to_numpy().astype("float64")
+        elif pa.types.is_dictionary(col.type):
+            out[str(name)] = np.asarray(col.cast(col.type.value_type).to_pylist(), dtype=object)
+        else:
+            out[str(name)] = np.asarray(col.to_pylist(), dtype=object)
+    return out
+
+
+def _types(values: Any) -> set[type]:
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return {float} if values.dtype.kind in "fiu" else {bool} if values.dtype.kind == "b" else {object}
+    return set(map(type, values))
+
+
+def _fast(f: c.Feature, values: Any, types: set[type], required: bool) -> np.ndarray | None:
+    """A column that is plainly valid (right types, in range, known codes, nothing required
+    missing) as the validator would clean it; None for anything else, which `validate_frame`
+    then checks and words. So the fast path never decides what is valid: it only skips the
+    general path for columns with nothing to report."""
+    none = type(None)
+    if f.kind in (c.Kind.NUMBER, c.Kind.INTEGER):
+        if not types <= {int, float, none}:
+            return None
+        arr = np.asarray(values, dtype="float64")  # None -> NaN
+        known = arr[~np.isnan(arr)]
+        if (required and len(known) < len(arr)) or (known < f.minimum).any() or (known > f.maximum).any():
+            return None
+        if f.kind is c.Kind.INTEGER and (np.floor(known) != known).any():
+            return None
+        return arr
+    arr = np.asarray(values, dtype=object)
+    if f.kind is c.Kind.BOOLEAN:
+        ok = types <= {bool, none}
+    else:
+        ok = types <= {str, none} and set(arr.tolist()) - {None} <= set(f.categories)
+    if not ok or (required and none in types):
+        return None
+    return arr
+
+
+def validate_columns(columns: Mapping[str, Any], n: int, accepted: tuple[str, ...], required: list[str],
+                     types: Mapping[str, set[type]] | None = None) -> tuple[dict[str, np.ndarray], list[Any]]:
+    """Contract validation of columns: the columns with something to report (and every unusual
+    one) go through `validate_frame`, the same validator as the record batch and the import, so
+    the problems and their words are its own; plainly valid columns skip pandas."""
+    clean: dict[str, np.ndarray] = {}
+    slow: list[str] = []
+    for name in accepted:
+        if name not in columns:
+            continue
+        arr = _fast(c.BY_NAME[name], columns[name], (types or {}).get(name) or _types(columns[name]),
+                    name in required)
+        if arr is None:
+            slow.append(name)
+        else:
+            clean[name] = arr
+    absent = [r for r in required if r not in columns]
+    if not slow and not absent:
+        return clean, []
+    frame = pd.DataFrame({name: columns[name] for name in slow}, index=pd.RangeIndex(n))
+    cleaned, found = validate_frame(frame, names=slow, required=[r for r in required if r in slow or r in absent],
+                                    row_numbers=np.arange(n))
+    for name in slow:
+        col = cleaned[name]
+        clean[name] = col.to_numpy() if col.dtype == "float64" else col.to_numpy(dtype=object, na_value=None)
+    return clean, found
 
 
 @dataclass
@@ -158,30 +229,24 @@ class Checked:
         return body
 
 
-def check_frame(frame: pd.DataFrame, risk: RiskModel, accepted: tuple[str, ...], used: tuple[str, ...]) -> Checked:
+def check_frame(columns: Mapping[str, Any], n: int, risk: RiskModel, accepted: tuple[str, ...],
+                used: tuple[str, ...], types: Mapping[str, set[type]] | None = None) -> Checked:
     """Validate a batch table against the contract, as the record batch does (same rules and
     messages, from `validate_frame`), then the model's own requirements and coarse-input
     conflicts."""
-    n = len(frame)
     allowed = set(accepted)
     problems: dict[int, list[dict[str, str]]] = {}
-    for col in frame.columns:
+    for col in columns:
         if col not in allowed:
-            for i in np.flatnonzero(frame[col].notna().to_numpy()):
+            for i in np.flatnonzero(~pd.isna(np.asarray(columns[col], dtype=object))):
                 problems.setdefault(int(i), []).append({"field": str(col), "problem": "unknown field"})
-    cleaned, found = validate_frame(frame[[col for col in frame.columns if col in allowed]], names=list(accepted),
-                                    required=[f for f in risk.required if not c.BY_NAME[f].coarse],
-                                    row_numbers=np.arange(n))
+    cleaned, found = validate_columns(columns, n, accepted, [f for f in risk.required if not c.BY_NAME[f].coarse],
+                                      types)
     column_problems = [{"field": p.column, "problem": p.rule} for p in found if p.row is None]
     for p in found:
         if p.row is not None:
             problems.setdefault(p.row, []).append({"field": p.column, "problem": p.rule})
-    given: dict[str, np.ndarray] = {}
-    for f in used:
-        if f in cleaned:
-            col = cleaned[f]
-            # numbers stay float arrays (NaN missing); others become objects with None missing
-            given[f] = col.to_numpy() if col.dtype == "float64" else col.to_numpy(dtype=object, na_value=None)
+    given = {f: cleaned[f] for f in used if f in cleaned}
     absent = risk.missing_required(given)
     derived, conflicts = risk.derive(given)
     for (name, rows), problem in [*zip(absent.items(), MissingRequired(absent).problems()),
@@ -192,11 +257,16 @@ def check_frame(frame: pd.DataFrame, risk: RiskModel, accepted: tuple[str, ...],
     if column_problems:
         valid = valid[:0]
     keep = None if len(valid) == n else valid
-    columns = {f: (np.asarray(derived[f]) if keep is None else np.asarray(derived[f])[keep])
-               for f in risk.features if f in derived}
-    unused = sorted(str(col) for col in frame.columns if col in allowed and col not in used
-                    and frame[col].notna().any())
-    return Checked(n, columns, valid, problems, column_problems, unused)
+    columns_out = {f: (np.asarray(derived[f]) if keep is None else np.asarray(derived[f])[keep])
+                   for f in risk.features if f in derived}
+    unused = sorted(str(col) for col in cleaned if col not in used and _any_given(cleaned[col]))
+    return Checked(n, columns_out, valid, problems, column_problems, unused)
+
+
+def _any_given(values: np.ndarray) -> bool:
+    if values.dtype.kind == "f":
+        return bool((~np.isnan(values)).any())
+    return any(v is not None for v in values.tolist())
 
 
 def result_columns(scored: Scored, risk: RiskModel, index: np.ndarray, arrow: bool = False) -> dict[str, Any]:
@@ -287,7 +357,7 @@ def answer(body: bytes, content_type: str | None, accept: str | None, query: Map
         req = read_request(body, content_type, query, max_rows)
     except ColumnarError as exc:
         return Answer(exc.status, orjson.dumps({"error": str(exc)}), JSON)
-    checked = check_frame(req.frame, risk, accepted, used)
+    checked = check_frame(req.columns, req.n, risk, accepted, used, req.types)
     if checked.invalid and not req.partial:
         return Answer(400, orjson.dumps(checked.error_body()), JSON, n_invalid=len(checked.invalid))
     scored = risk.score_arrays(checked.columns, len(checked.valid), explain=req.output == "full") \

@@ -66,18 +66,20 @@ def score_file(data: Path, out: Path, model_tag: str | None = None, explain: boo
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from serving.columnar import arrow_table, check_frame, result_columns, to_frame
+    from serving.columnar import arrow_table, check_frame, result_columns, table_columns
 
     t_start = time.perf_counter()
-    risk = load_risk_model(model_tag)
-    frame = to_frame(pq.read_table(data))
-    t0 = time.perf_counter()
     accepted = tuple(c.feature_names())
+    risk = load_risk_model(model_tag)
+    table_in = pq.read_table(data)
+    columns = table_columns(table_in.select([n for n in table_in.column_names if n in accepted]))
+    n_rows = table_in.num_rows
+    t0 = time.perf_counter()
     used = tuple(c.input_names(risk.features))
-    ignored = [col for col in frame.columns if col not in accepted]
-    ids = frame[c.PATIENT_ID].to_numpy() if c.PATIENT_ID in frame else None
-    checked = check_frame(frame[[col for col in frame.columns if col in accepted]], risk, accepted, used)
-    result = ScoreResult(len(frame), 0, checked.problems, checked.column_problems,
+    ignored = [col for col in table_in.column_names if col not in accepted]
+    ids = table_in.column(c.PATIENT_ID) if c.PATIENT_ID in table_in.column_names else None
+    checked = check_frame(columns, n_rows, risk, accepted, used)
+    result = ScoreResult(n_rows, 0, checked.problems, checked.column_problems,
                          [col for col in ignored if col not in KNOWN_OTHER], checked.unused,
                          model=risk.identity.as_dict())
     if checked.invalid and not partial:
@@ -108,9 +110,9 @@ def score_file(data: Path, out: Path, model_tag: str | None = None, explain: boo
     order = np.argsort(table.column("row").to_numpy())
     table = table.take(pa.array(order))
     if ids is not None:
-        table = table.add_column(0, c.PATIENT_ID, pa.array(ids[table.column("row").to_numpy()]))
+        table = table.add_column(0, c.PATIENT_ID, ids.take(table.column("row")))
     table = arrow_table({name: table.column(name) for name in table.column_names}, risk, {
-        "source": Path(data).name, "rows_in": len(frame), "n_scored": len(valid), "n_invalid": len(checked.invalid),
+        "source": Path(data).name, "rows_in": n_rows, "n_scored": len(valid), "n_invalid": len(checked.invalid),
         "explanations": explain})
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
