@@ -317,14 +317,20 @@ def json_body(checked: Checked, cols: dict[str, Any], risk: RiskModel) -> bytes:
 def arrow_table(cols: dict[str, Any], risk: RiskModel, extra: Mapping[str, Any] | None = None) -> Any:
     """The result columns as an Arrow table whose schema metadata carries the notice, the model
     and the data kind (what every prediction response says)."""
-    import pyarrow as pa
 
-    table = pa.table({k: v if isinstance(v, (np.ndarray, pa.Array, pa.ChunkedArray)) else pa.array(v)
-                      for k, v in cols.items()})
+    table = arrow_columns(cols)
     block = meta(risk)
     metadata = {"pverisk": orjson.dumps({**block, **(extra or {})}), "notice": block["notice"].encode(),
                 "data_kind": block["data_kind"].encode(), "model_version": str(block["model"]["version"]).encode()}
     return table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+
+
+def arrow_columns(cols: Mapping[str, Any]) -> Any:
+    """Result columns as an Arrow table; NaN (a score that cannot be computed) becomes null."""
+    import pyarrow as pa
+
+    return pa.table({k: v if isinstance(v, (pa.Array, pa.ChunkedArray)) else pa.array(v, from_pandas=True)
+                     for k, v in cols.items()})
 
 
 def table_bytes(table: Any, form: str) -> bytes:

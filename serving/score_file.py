@@ -66,7 +66,7 @@ def score_file(data: Path, out: Path, model_tag: str | None = None, explain: boo
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from serving.columnar import arrow_table, check_frame, result_columns, table_columns
+    from serving.columnar import arrow_columns, arrow_table, check_frame, result_columns, table_columns
 
     t_start = time.perf_counter()
     accepted = tuple(c.feature_names())
@@ -93,7 +93,7 @@ def score_file(data: Path, out: Path, model_tag: str | None = None, explain: boo
         stop = min(start + chunk_rows, len(valid))
         cols = {k: v[start:stop] for k, v in checked.columns.items()}
         scored = risk.score_arrays(cols, stop - start, explain=explain)
-        parts.append(pa.table(result_columns(scored, risk, valid[start:stop], arrow=True)))
+        parts.append(arrow_columns(result_columns(scored, risk, valid[start:stop], arrow=True)))
         if progress:
             progress(stop, len(valid))
     table = pa.concat_tables(parts) if parts else None
