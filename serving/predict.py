@@ -184,11 +184,21 @@ class RiskModel:
         a batch response states it once. `explain=False`: probability and band only.
         Coarse inputs must already be derived (`derive`)."""
         scored = self.score_arrays(columns, n, X, explain)
+        # Thousands of small lists and dicts trigger full garbage collections that cost more than
+        # the model; none of them is cyclic, so collection waits until they are built.
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            return self._records(scored, columns, n, with_meta)
+        finally:
+            if gc_was_on:
+                gc.enable()
+
+    def _records(self, scored: "Scored", columns: Mapping[str, Any], n: int, with_meta: bool) -> list[dict[str, Any]]:
         probs = np.round(scored.probability, 4).tolist()
         bands = scored.band.tolist()
-        if not explain:
+        if scored.contributions is None or scored.missing is None or scored.scores is None:
             return [{"probability": p, "risk_band": b} for p, b in zip(probs, bands)]
-        assert scored.contributions is not None and scored.missing is not None and scored.scores is not None
         k = min(self.settings.top_factors, len(self.features))
         # Everything per patient is computed column-wise; the loop below only assembles dicts.
         order = np.argsort(-np.abs(scored.contributions), axis=1, kind="stable")[:, :k]
@@ -201,17 +211,9 @@ class RiskModel:
                                                       np.cumsum(scored.missing.sum(axis=1))[:-1])]
         score_lists = {key: np.where(np.isnan(arr), None, np.round(arr, 3)).tolist()
                        for key, arr in scored.scores.items()}
-        names = self.features
         out: list[dict[str, Any]] = []
-        # Thousands of small dicts trigger full garbage collections that cost more than the
-        # model; none of them is cyclic, so collection waits until they are built.
-        gc_was_on = gc.isenabled()
-        gc.disable()
-        try:
-            self._assemble(out, n, probs, bands, order_l, sizes, values, score_lists, missing_lists, names, with_meta)
-        finally:
-            if gc_was_on:
-                gc.enable()
+        self._assemble(out, n, probs, bands, order_l, sizes, values, score_lists, missing_lists, self.features,
+                       with_meta)
         return out
 
     def factor_values(self, columns: Mapping[str, Any], order: np.ndarray) -> np.ndarray:
