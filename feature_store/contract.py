@@ -466,14 +466,14 @@ def derive_coarse(frame: Mapping[str, Any], names: list[str] | tuple[str, ...]) 
             continue
         derived = f.derivation.compute(frame, n)
         given, missing = column_values(frame, name, n)
-        have = ~missing & np.array([v is not None for v in derived], dtype=bool)
+        known = np.not_equal(derived, None).astype(bool)  # elementwise on objects: derivable rows
+        have = ~missing & known
         if have.any():
             bad = [i for i in np.flatnonzero(have) if _plain_value(given[i]) != derived[i]]
             if bad:
                 conflicts[name] = bad
         # the fine value wins where there is one: a flag is its summary, never the other way round
-        known = np.array([v is not None for v in derived], dtype=bool)
-        out[name] = np.where(known, derived, np.where(missing, None, given))
+        out[name] = derived if missing.all() else np.where(known, derived, np.where(missing, None, given))
     return out, conflicts
 
 
@@ -581,10 +581,14 @@ def column_length(frame: Mapping[str, Any]) -> int:
 
 
 def column_values(frame: Mapping[str, Any], name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """A column as an object array and its missing mask."""
+    """A column as an object array (None missing) or, given floats, a float array (NaN missing),
+    and its missing mask."""
     if name not in frame:
         return np.full(n, None, dtype=object), np.ones(n, dtype=bool)
-    values = np.asarray(frame[name], dtype=object).reshape(-1)
+    values = np.asarray(frame[name]).reshape(-1)
+    if values.dtype.kind == "f":  # a float column stays one: NaN is its missing (no object per cell)
+        return values, np.isnan(values)
+    values = values.astype(object)
     missing = missing_mask(values)
     if missing.any():  # pd.NA refuses comparison (`NA == "x"` is NA): missing is None from here on
         values = values.copy()
@@ -623,6 +627,17 @@ def encode_array(frame: Mapping[str, Any], names: list[str] | None = None) -> np
         values, missing = column_values(frame, f.name, n)
         if f.kind in (Kind.NUMBER, Kind.INTEGER, Kind.BOOLEAN):
             out[~missing, cols[0]] = values[~missing].astype("float64")
+        elif n > 32:  # category codes from a hash table, not a comparison per value and level
+            level = pd.Categorical(values, categories=f.categories).codes.astype("int64")  # -1: absent/other
+            if f.ordered:
+                rank = np.array([codes.get(cat, np.nan) for cat in f.categories] + [np.nan])
+                out[:, cols[0]] = rank[level]  # -1 indexes the trailing NaN
+            else:
+                unknown = missing | np.isin(level, [f.categories.index(u) for u in f.unknown_categories])
+                for j, col in zip(cols, f.model_columns()):
+                    ind = (level == f.categories.index(col.split("__", 1)[1])).astype("float64")
+                    ind[unknown] = np.nan
+                    out[:, j] = ind
         elif f.ordered:
             out[:, cols[0]] = [np.nan if m else codes.get(v, np.nan) for v, m in zip(values, missing)]
         else:

@@ -69,6 +69,8 @@ def parse_boolean(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Text/number/bool -> nullable boolean; second value marks unparseable entries."""
     if series.dtype == bool:  # already booleans (JSON true/false): nothing to parse
         return series.astype("boolean"), np.zeros(len(series), dtype=bool)
+    if isinstance(series.dtype, pd.BooleanDtype):  # typed with missing values (Arrow, Parquet)
+        return series, np.zeros(len(series), dtype=bool)
     missing = _is_missing(series)
     if series.dtype == object and all(isinstance(v, bool) for v in series.to_numpy()[~missing]):
         out = series.astype("object").where(~missing, None).astype("boolean")

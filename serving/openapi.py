@@ -32,6 +32,7 @@ TAGS = [
 ROUTES: dict[str, tuple[str, str]] = {
     "/v1/predict": ("Prediction", "Risk for one patient"),
     "/v1/predict/batch": ("Prediction", "Risks for up to PVERISK_SERVE_MAX_BATCH patients"),
+    "/v1/predict/columns": ("Prediction", "Risks for a table of patients: JSON columns, Arrow or Parquet"),
     "/v1/predict/fhir": ("EHR integration", "Risk from one patient's FHIR R4 Bundle, as a RiskAssessment"),
     "/cds-services/": ("EHR integration", "CDS Hooks discovery"),
     "/cds-services/pve-progression-risk": ("EHR integration", "CDS Hooks patient-view: a risk card"),

@@ -18,6 +18,7 @@ from feature_store import contract as c
 from feature_store.calibration import apply_calibration
 from feature_store.scores import game_group, score_arrays
 from feature_store.study import predicted_outcome
+from serving.explain import PathExplainer
 from serving.settings import ServingSettings
 
 SIMULATED_NOTICE = (
@@ -89,6 +90,17 @@ def served_inputs(path: Path) -> ServedInputs:
 
 
 @dataclass
+class Scored:
+    """n patients' results as arrays (the record, column and Arrow forms are views of these)."""
+
+    probability: np.ndarray  # calibrated, float64
+    band: np.ndarray  # "low" / "intermediate" / "high"
+    contributions: np.ndarray | None = None  # n x features, log-odds (SHAP folded onto features)
+    scores: dict[str, np.ndarray] | None = None  # clinical scores, NaN where not computable
+    missing: np.ndarray | None = None  # n x features, True where the input was missing
+
+
+@dataclass
 class RiskModel:
     booster: xgb.Booster
     metadata: dict[str, Any]
@@ -115,6 +127,10 @@ class RiskModel:
         self._coarse = [f for f in self.features if c.BY_NAME[f].coarse]
         self._required_coarse = [f for f in self.required if c.BY_NAME[f].coarse]
         self._used = set(c.input_names(self.features))
+        # One thread per call: on a busy 2-core machine OpenMP's wake-ups of a second thread cost
+        # 10-40 ms per call, far more than these predictions (see pverisk/bench_serving.py).
+        self.booster.set_param({"nthread": 1})
+        self.explainer = PathExplainer(self.booster)
 
     @classmethod
     def from_mlflow_dir(cls, path: Path, identity: ModelIdentity, settings: ServingSettings | None = None
@@ -141,58 +157,88 @@ class RiskModel:
         """Contract features given in a request that this model does not use."""
         return [k for k, v in record.items() if v is not None and k not in self._used]
 
-    def score_columns(self, columns: Mapping[str, Any], n: int, X: np.ndarray | None = None,
-                      with_meta: bool = True) -> list[dict[str, Any]]:
-        """Responses for n patients given as a dict of columns (X: their model matrix, if known).
-        `with_meta=False` leaves out what is the same for every patient (model, notice, bands):
-        a batch response states it once. Coarse inputs must already be derived (`derive`)."""
+    def score_arrays(self, columns: Mapping[str, Any], n: int, X: np.ndarray | None = None,
+                     explain: bool = True) -> "Scored":
+        """n patients given as a dict of columns (X: their model matrix, if known), scored into
+        arrays: what every response form (records, columns, Arrow) and monitoring are built from.
+        `explain=False` computes probabilities and bands only (no explanations, scores or missing
+        inputs). Coarse inputs must already be derived (`derive`)."""
         X = c.encode_array(columns, self.features) if X is None else X
-        # One XGBoost call: SHAP contributions (pred_contribs) sum to the margin, so the raw
-        # probability comes from the same call as the explanation.
-        dm = xgb.DMatrix(X, missing=np.nan)
-        contribs_all = self.booster.predict(dm, pred_contribs=True, validate_features=False)
-        raw = 1.0 / (1.0 + np.exp(-contribs_all.sum(axis=1)))
+        # The probability comes from the margin in both modes, so a lean answer equals a full one.
+        margin = self.booster.inplace_predict(X, predict_type="margin", missing=np.nan, validate_features=False)
+        raw = 1.0 / (1.0 + np.exp(-np.asarray(margin, dtype="float64")))
         p = apply_calibration(raw, self.metadata.get("calibration"))
-        contribs = contribs_all[:, :-1] @ self._fold
-        scores = score_arrays(columns)
-        k = min(self.settings.top_factors, len(self.features))
-        # Everything per patient is computed column-wise; the loop below only assembles dicts.
-        order = np.argsort(-np.abs(contribs), axis=1, kind="stable")[:, :k]
-        sizes = np.round(np.take_along_axis(contribs, order, axis=1), 4).tolist()
-        order_l = order.tolist()
+        band = np.where(p < self.settings.band_low_below, "low",
+                        np.where(p >= self.settings.band_high_from, "high", "intermediate"))
+        if not explain:
+            return Scored(p, band)
+        contribs = self.explainer.contributions(X).astype("float64") @ self._fold
         # a feature is missing when all its model columns are NaN ("unknown" encodes as NaN)
         missing = (np.isnan(X).astype(float) @ self._fold) == self._fold.sum(axis=0)
-        values = {f: np.asarray(columns[f], dtype=object).tolist() if f in columns else [None] * n
-                  for f in self.features}
-        rows, cols = np.nonzero(missing)
-        names_arr = np.array(self.features, dtype=object)
-        missing_lists = [x.tolist() for x in np.split(names_arr[cols], np.cumsum(missing.sum(axis=1))[:-1])]
-        probs = np.round(p, 4).tolist()
-        score_lists = {key: np.where(np.isnan(arr), None, np.round(arr, 3)).tolist() for key, arr in scores.items()}
-        bands = np.where(p < self.settings.band_low_below, "low",
-                         np.where(p >= self.settings.band_high_from, "high", "intermediate")).tolist()
-        names = self.features
-        out = []
-        # Thousands of small dicts trigger full garbage collections that cost more than the
-        # model; none of them is cyclic, so collection waits until they are built.
+        return Scored(p, band, contribs, score_arrays(columns), missing)
+
+    def score_columns(self, columns: Mapping[str, Any], n: int, X: np.ndarray | None = None,
+                      with_meta: bool = True, explain: bool = True) -> list[dict[str, Any]]:
+        """Responses for n patients given as a dict of columns (X: their model matrix, if known).
+        `with_meta=False` leaves out what is the same for every patient (model, notice, bands):
+        a batch response states it once. `explain=False`: probability and band only.
+        Coarse inputs must already be derived (`derive`)."""
+        scored = self.score_arrays(columns, n, X, explain)
+        # Thousands of small lists and dicts trigger full garbage collections that cost more than
+        # the model; none of them is cyclic, so collection waits until they are built.
         gc_was_on = gc.isenabled()
         gc.disable()
         try:
-            self._assemble(out, n, probs, bands, order_l, sizes, values, score_lists, missing_lists, names, with_meta)
+            return self._records(scored, columns, n, with_meta)
         finally:
             if gc_was_on:
                 gc.enable()
+
+    def _records(self, scored: "Scored", columns: Mapping[str, Any], n: int, with_meta: bool) -> list[dict[str, Any]]:
+        probs = np.round(scored.probability, 4).tolist()
+        bands = scored.band.tolist()
+        if scored.contributions is None or scored.missing is None or scored.scores is None:
+            return [{"probability": p, "risk_band": b} for p, b in zip(probs, bands)]
+        k = min(self.settings.top_factors, len(self.features))
+        # Everything per patient is computed column-wise; the loop below only assembles dicts.
+        order = np.argsort(-np.abs(scored.contributions), axis=1, kind="stable")[:, :k]
+        sizes = np.round(np.take_along_axis(scored.contributions, order, axis=1), 4).tolist()
+        values = self.factor_values(columns, order).tolist()
+        order_l = order.tolist()
+        rows, cols = np.nonzero(scored.missing)
+        names_arr = np.array(self.features, dtype=object)
+        missing_lists = [x.tolist() for x in np.split(names_arr[cols],
+                                                      np.cumsum(scored.missing.sum(axis=1))[:-1])]
+        score_lists = {key: np.where(np.isnan(arr), None, np.round(arr, 3)).tolist()
+                       for key, arr in scored.scores.items()}
+        out: list[dict[str, Any]] = []
+        self._assemble(out, n, probs, bands, order_l, sizes, values, score_lists, missing_lists, self.features,
+                       with_meta)
+        return out
+
+    def factor_values(self, columns: Mapping[str, Any], order: np.ndarray) -> np.ndarray:
+        """The value of each top factor (n x k objects, None where missing): one pass per feature,
+        not per patient."""
+        out = np.full(order.shape, None, dtype=object)
+        for j, name in enumerate(self.features):
+            hit = order == j
+            if name not in columns or not hit.any():
+                continue
+            rows = np.nonzero(hit)[0]
+            values, missing = c.column_values(columns, name, len(order))  # object array, None missing
+            out[hit] = [_plain(v) for v in values[rows]]
         return out
 
     def _assemble(self, out: list[dict[str, Any]], n: int, probs: list[float], bands: list[str],
                   order_l: list[list[int]],
-                  sizes: list[list[float]], values: dict[str, list[Any]], score_lists: dict[str, list[Any]],
+                  sizes: list[list[float]], values: list[list[Any]], score_lists: dict[str, list[Any]],
                   missing_lists: list[list[str]], names: list[str], with_meta: bool) -> None:
         for i in range(n):
             prob = probs[i]
-            factors = [{"feature": names[j], "value": _plain(values[names[j]][i]), "contribution_log_odds": size,
+            vals = values[i]
+            factors = [{"feature": names[j], "value": vals[m], "contribution_log_odds": size,
                         "direction": "raises risk" if size > 0 else "lowers risk"}
-                       for j, size in zip(order_l[i], sizes[i]) if size != 0.0]
+                       for m, (j, size) in enumerate(zip(order_l[i], sizes[i])) if size != 0.0]
             s = {key: lst[i] for key, lst in score_lists.items()}
             s["game_group"] = game_group(s["game_score"]) if s["game_score"] is not None else None
             row: dict[str, Any] = {

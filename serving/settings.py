@@ -20,6 +20,9 @@ class ServingSettings(BaseSettings):
     top_factors: int = Field(5, ge=1, le=30)
     max_batch: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
+    # POST /v1/predict/columns (JSON columns, Arrow, Parquet): large batches are what it is for.
+    max_columnar_rows: int = Field(100_000, ge=1)
+    max_columnar_body_bytes: int = Field(64_000_000, ge=1024)
     # FHIR Bundles and CDS Hooks prefetch carry whole patient charts (0.3-5 MB from EHR exports).
     max_fhir_body_bytes: int = Field(20_000_000, ge=1024)
     # Off by default locally; set PVERISK_SERVE_API_KEY to require it (X-API-Key or Bearer).

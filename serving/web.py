@@ -232,6 +232,9 @@ def limit_for(path: str, settings: ServingSettings) -> tuple[int, str]:
     if path.startswith("/v1/predict/fhir"):
         return settings.max_fhir_body_bytes, ("send one patient's Bundle; keep its Patient, Conditions and the "
                                               "Observations coded as in GET /cds-services, not the whole chart")
+    if path.startswith("/v1/predict/columns"):
+        return settings.max_columnar_body_bytes, (f"send at most {settings.max_columnar_rows} patients per call, "
+                                                  "as Arrow or Parquet (smaller than JSON)")
     if path.startswith("/v1/predict/batch"):
         return settings.max_body_bytes, f"send at most {settings.max_batch} patients per batch call"
     return settings.max_body_bytes, "send one patient's fields (see /docs)"

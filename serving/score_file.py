@@ -1,0 +1,123 @@
+"""Offline scoring of a cohort file (`pverisk score`): the service's own validation and scoring
+(serving/columnar.py over RiskModel), on a Parquet file, into a Parquet file."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from feature_store import contract as c
+from serving.settings import ServingSettings
+
+# Cohort columns that are not inputs and are not reported as unknown (dates, outcome, oracle,
+# post-PVE features ...).
+KNOWN_OTHER = {c.PATIENT_ID, *c.NON_FEATURE_COLUMNS, *c.feature_names(None)}
+
+
+@dataclass
+class ScoreResult:
+    rows_in: int
+    scored: int
+    invalid: dict[int, list[dict[str, str]]] = field(default_factory=dict)  # 0-based row -> problems
+    column_problems: list[dict[str, str]] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    unused_inputs: list[str] = field(default_factory=list)
+    written: Path | None = None
+    seconds: float = 0.0  # validating, scoring and writing
+    total_seconds: float = 0.0  # with loading the model and reading the file
+    model: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.scored / self.seconds if self.seconds else 0.0
+
+
+def load_risk_model(model_tag: str | None = None, settings: ServingSettings | None = None) -> Any:
+    """The RiskModel of a BentoML store model (default: as the service picks it)."""
+    import bentoml
+
+    from serving.import_model import ModelNotFound, newest_champion_tag
+    from serving.predict import ModelIdentity, RiskModel
+
+    settings = settings or ServingSettings()
+    tag = model_tag or settings.model_tag or newest_champion_tag()
+    try:
+        stored = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        raise ModelNotFound(f"model {tag!r} is not in the BentoML store (pverisk import-model)") from None
+    labels = stored.info.labels
+    identity = ModelIdentity(
+        name=labels.get("registered_model", "pve-progression-risk"), version=labels.get("version", "?"),
+        alias=labels.get("alias", "?"), data_kind=labels.get("data_kind", "unknown"), bento_tag=str(stored.tag),
+        run_id=labels.get("run_id", ""),
+        feature_contract_version=labels.get("feature_contract_version", c.CONTRACT_VERSION))
+    return RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), identity, settings)
+
+
+def score_file(data: Path, out: Path, model_tag: str | None = None, explain: bool = True, partial: bool = False,
+               chunk_rows: int = 20_000, progress: Callable[[int, int], None] | None = None) -> ScoreResult:
+    """Validate every row of `data` and score it. Any invalid row: nothing written unless `partial`
+    (then invalid rows are written with their problems and no probability). `progress(done, total)`
+    is called after each chunk."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from serving.columnar import arrow_columns, arrow_table, check_frame, result_columns, table_columns
+
+    t_start = time.perf_counter()
+    accepted = tuple(c.feature_names())
+    risk = load_risk_model(model_tag)
+    table_in = pq.read_table(data)
+    columns = table_columns(table_in.select([n for n in table_in.column_names if n in accepted]))
+    n_rows = table_in.num_rows
+    t0 = time.perf_counter()
+    used = tuple(c.input_names(risk.features))
+    ignored = [col for col in table_in.column_names if col not in accepted]
+    ids = table_in.column(c.PATIENT_ID) if c.PATIENT_ID in table_in.column_names else None
+    checked = check_frame(columns, n_rows, risk, accepted, used)
+    result = ScoreResult(n_rows, 0, checked.problems, checked.column_problems,
+                         [col for col in ignored if col not in KNOWN_OTHER], checked.unused,
+                         model=risk.identity.as_dict())
+    if checked.invalid and not partial:
+        result.seconds, result.total_seconds = time.perf_counter() - t0, time.perf_counter() - t_start
+        return result
+    valid = checked.valid
+    parts = []
+    if progress:
+        progress(0, len(valid))
+    for start in range(0, len(valid), chunk_rows):
+        stop = min(start + chunk_rows, len(valid))
+        cols = {k: v[start:stop] for k, v in checked.columns.items()}
+        scored = risk.score_arrays(cols, stop - start, explain=explain)
+        parts.append(arrow_columns(result_columns(scored, risk, valid[start:stop], arrow=True)))
+        if progress:
+            progress(stop, len(valid))
+    table = pa.concat_tables(parts) if parts else None
+    if table is not None:
+        table = table.rename_columns(["row" if n == "index" else n for n in table.column_names])
+    if partial and checked.invalid:
+        bad = np.array(checked.invalid, dtype=np.int64)
+        problems = ["; ".join(f"{p['field']}: {p['problem']}" for p in [*checked.problems.get(int(i), []),
+                                                                          *checked.column_problems])
+                    for i in bad]
+        invalid_table = pa.table({"row": bad, "errors": problems})
+        table = invalid_table if table is None else pa.concat_tables([table, invalid_table], promote_options="default")
+    assert table is not None
+    order = np.argsort(table.column("row").to_numpy())
+    table = table.take(pa.array(order))
+    if ids is not None:
+        table = table.add_column(0, c.PATIENT_ID, ids.take(table.column("row")))
+    table = arrow_table({name: table.column(name) for name in table.column_names}, risk, {
+        "source": Path(data).name, "rows_in": n_rows, "n_scored": len(valid), "n_invalid": len(checked.invalid),
+        "explanations": explain})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out)
+    result.scored = len(valid)
+    result.written = out
+    result.seconds, result.total_seconds = time.perf_counter() - t0, time.perf_counter() - t_start
+    return result
+
