@@ -25,6 +25,7 @@ EDGE_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 # reference deciles rounded onto that grid, so the coarse bins are unions of fine ones.
 SCORE_FINE_BINS = 100
 MISSING = "missing"
+SCORE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 # Additive smoothing of bin shares in PSI: an empty bin on one side would make it infinite.
 PSI_ALPHA = 0.5
 
@@ -227,3 +228,30 @@ def drift_flags(drift: Mapping[str, Mapping[str, float]], t: DriftThresholds) ->
         moved = d["psi"] > t.psi or abs(d["missing_share"] - d["reference_missing_share"]) > t.missing_share_change
         out[name] = int(bool(enough and moved))
     return out
+
+
+def compare(profile: Mapping[str, Any], window: np.ndarray, fine_scores: np.ndarray,
+            thresholds: DriftThresholds) -> dict[str, Any]:
+    """A window's counts (Binner layout) and fine score counts against the profile: per feature the
+    bins, both counts, PSI, missing shares and drift flag; the score's PSI, quantiles and bins.
+    What the service exports and the drift report renders."""
+    binner = Binner(profile)
+    drift = binner.drift(np.asarray(window, dtype=float))
+    flags = drift_flags(drift, thresholds)
+    reference = binner.reference_counts()
+    features = {}
+    for name, d in drift.items():
+        sl = binner.slice(name)
+        features[name] = {**d, "drift": flags[name], "bins": binner.labels(name),
+                          "window_counts": np.asarray(window, dtype=float)[sl].tolist(),
+                          "reference_counts": reference[sl].tolist()}
+    ref_fine = profile.get("score", {}).get("fine_counts")
+    score_psi = (psi(binner.coarse_scores(ref_fine), binner.coarse_scores(fine_scores))
+                 if ref_fine is not None else None)
+    qs = SCORE_QUANTILES
+    return {"features": features, "score_psi": score_psi,
+            "score_quantiles": {f"{q:g}": v for q, v in zip(qs, quantiles(fine_scores, qs))},
+            "score_fine_counts": np.asarray(fine_scores, dtype=float).tolist(), "reference_score_fine_counts": ref_fine,
+            "thresholds": {"psi": thresholds.psi, "missing_share_change": thresholds.missing_share_change,
+                           "min_patients": thresholds.min_patients},
+            "reference": {"n": profile.get("n"), **profile.get("source", {})}}

@@ -37,7 +37,7 @@ from serving.outcomes import OutcomeStore, performance
 logger = logging.getLogger("pverisk.monitor")
 
 BANDS = ("low", "intermediate", "high")
-QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+QUANTILES = pr.SCORE_QUANTILES
 
 
 def _default_store() -> Path:
@@ -442,33 +442,17 @@ class Monitor:
     def summary(self, total: np.ndarray | None = None) -> dict[str, Any]:
         """The window against the reference: what /metrics shows and the drift report renders."""
         total = self._global(self.window_totals()) if total is None else total
-        features: dict[str, Any] = {}
-        score_psi = None
         fine = total[self._n_bins:self._n_bins + pr.SCORE_FINE_BINS]
         if self.binner is not None:
-            drift = self.binner.drift(total[:self._n_bins])
-            flags = pr.drift_flags(drift, self.thresholds)
-            for name, d in drift.items():
-                sl = self.binner.slice(name)
-                features[name] = {**d, "drift": flags[name], "bins": self.binner.labels(name),
-                                  "window_counts": total[sl].tolist(),
-                                  "reference_counts": self.binner.reference_counts()[sl].tolist()}
-            ref_fine = self.profile.get("score", {}).get("fine_counts")
-            if ref_fine is not None:
-                score_psi = pr.psi(self.binner.coarse_scores(ref_fine), self.binner.coarse_scores(fine))
-        qs = pr.quantiles(fine, QUANTILES)
-        return {
-            "model": self.labels, "patients": float(total[-1]),
-            "window_seconds": self.settings.window_seconds,
-            "thresholds": {"psi": self.thresholds.psi, "missing_share_change": self.thresholds.missing_share_change,
-                           "min_patients": self.thresholds.min_patients},
-            "features": features, "score_psi": score_psi,
-            "score_quantiles": {f"{q:g}": v for q, v in zip(QUANTILES, qs)},
-            "score_fine_counts": fine.tolist(),
-            "reference_score_fine_counts": (self.profile or {}).get("score", {}).get("fine_counts"),
-            "risk_bands": dict(zip(BANDS, total[self._n_bins + pr.SCORE_FINE_BINS:-1].tolist())),
-            "reference_available": self.binner is not None,
-        }
+            out = pr.compare(self.profile, total[:self._n_bins], fine, self.thresholds)
+        else:
+            qs = pr.quantiles(fine, QUANTILES)
+            out = {"features": {}, "score_psi": None, "score_fine_counts": fine.tolist(),
+                   "score_quantiles": {f"{q:g}": v for q, v in zip(QUANTILES, qs)}}
+        return {"model": {**self.labels, "alias": self.risk.identity.alias, "data_kind": self.risk.identity.data_kind},
+                "patients": float(total[-1]), "window_seconds": self.settings.window_seconds,
+                "risk_bands": dict(zip(BANDS, total[self._n_bins + pr.SCORE_FINE_BINS:-1].tolist())),
+                "reference_available": self.binner is not None, **out}
 
     # ---- outcomes -----------------------------------------------------------------------
     def record_outcomes(self, outcomes: list[tuple[str, bool]]) -> dict[str, Any]:
