@@ -123,10 +123,18 @@ SHADOW = bentoml.metrics.Counter(
 SHADOW_FAILED = bentoml.metrics.Counter(
     name="pverisk_shadow_failed_total", documentation="Patients the challenger could not score (its own "
     "required inputs absent)", labelnames=[*MODEL, "challenger_version"])
+# Absolute differences: a histogram's _sum must only grow (Prometheus reads a fall as a counter reset);
+# the signed mean difference is a window gauge below.
 SHADOW_DIFF = bentoml.metrics.Histogram(
-    name="pverisk_shadow_score_difference", documentation="Challenger minus champion risk, per patient",
-    labelnames=[*MODEL, "challenger_version"],
-    buckets=(-0.2, -0.1, -0.05, -0.02, -0.01, 0.0, 0.01, 0.02, 0.05, 0.1, 0.2, float("inf")))
+    name="pverisk_shadow_abs_score_difference", documentation="|challenger - champion| risk, per patient",
+    labelnames=[*MODEL, "challenger_version"], buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, float("inf")))
+WINDOW_SHADOW = bentoml.metrics.Gauge(
+    name="pverisk_window_shadow_patients", documentation="Patients scored by the shadow challenger in the "
+    "rolling window", labelnames=MODEL, multiprocess_mode="livesum")
+WINDOW_SHADOW_DIFF = bentoml.metrics.Gauge(
+    name="pverisk_window_shadow_score_difference_sum", documentation="Sum of challenger minus champion risk in "
+    "the rolling window (divide by pverisk_window_shadow_patients for the mean)", labelnames=MODEL,
+    multiprocess_mode="livesum")
 DROPPED = bentoml.metrics.Counter(
     name="pverisk_monitor_dropped_total", documentation="Patients not monitored because the monitor fell "
     "behind (the answers were served)", labelnames=MODEL)
@@ -227,17 +235,19 @@ class Monitor:
         self.thresholds = pr.DriftThresholds(self.settings.psi_threshold, self.settings.missing_share_threshold,
                                              self.settings.drift_min_patients)
         size = self.binner.total if self.binner else 0
-        # layout of one window row: feature bins | 100 score bins | 3 bands | patients
+        # layout of one window row: feature bins | 100 score bins | 3 bands | patients | shadow patients |
+        # shadow score difference sum
         self._n_bins = size
-        self.window = Window(size + pr.SCORE_FINE_BINS + len(BANDS) + 1, self.settings.window_seconds,
-                             self.settings.window_slots)
+        self._scores = slice(size, size + pr.SCORE_FINE_BINS)
+        self._band = slice(self._scores.stop, self._scores.stop + len(BANDS))
+        self._patients, self._shadow_n, self._shadow_sum = self._band.stop, self._band.stop + 1, self._band.stop + 2
+        self.window = Window(self._band.stop + 3, self.settings.window_seconds, self.settings.window_slots)
         self.store = OutcomeStore(self.settings.store) if self.settings.enabled else None
         if self.store is not None:
             self.store.forget_before(self.settings.store_retention_days * 86_400)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending = 0
         self._lock = threading.Lock()
-        self._dirty = True
         self._last_publish = 0.0
         self._thread: threading.Thread | None = None
         low, high = risk.settings.band_low_below, risk.settings.band_high_from
@@ -325,23 +335,25 @@ class Monitor:
         if self.binner is not None:
             derived, _ = self.risk.derive(columns)
             row[:self._n_bins] = self.binner.counts(c.encode_array(derived, self.risk.features))
-        row[self._n_bins:self._n_bins + pr.SCORE_FINE_BINS] = pr.score_counts(probs)
+        row[self._scores] = pr.score_counts(probs)
         bands = bands_of(probs, *self._bands)
-        row[self._n_bins + pr.SCORE_FINE_BINS:-1] = np.bincount(bands, minlength=len(BANDS))
-        row[-1] = n
-        with self._lock:
-            self.window.add(row, time.time())
-            self._dirty = True
+        row[self._band] = np.bincount(bands, minlength=len(BANDS))
+        row[self._patients] = n
         ident = self.risk.identity
         rows = [(pid, ident.name, ident.version, ident.alias, float(t), float(p))
                 for pid, t, p in zip(ids, at, probs)]
         if self.challenger is not None:
-            rows += self._shadow(columns, probs, bands, ids, at)
+            shadow_rows, row[self._shadow_n], row[self._shadow_sum] = self._shadow(columns, probs, bands, ids, at)
+            rows += shadow_rows
+        with self._lock:
+            self.window.add(row, time.time())
         if self.store is not None:
             self.store.add_predictions(rows)
 
     def _shadow(self, columns: Mapping[str, Any], champion: np.ndarray, bands: np.ndarray, ids: list[str],
-                at: np.ndarray) -> list[tuple[str, str, str, str, float, float]]:
+                at: np.ndarray) -> tuple[list[tuple[str, str, str, str, float, float]], int, float]:
+        """The challenger's risks for the same patients: band changes and differences, and its rows for
+        the outcome link (same prediction ids)."""
         ch = self.challenger
         labels = {**self.labels, "challenger_version": ch.identity.version}
         n = len(champion)
@@ -354,7 +366,7 @@ class Monitor:
         if not ok.all():
             SHADOW_FAILED.labels(**labels).inc(int((~ok).sum()))
         if not ok.any():
-            return []
+            return [], 0, 0.0
         idx = np.flatnonzero(ok)
         X = c.encode_array({k: np.asarray(v, dtype=object)[idx] for k, v in derived.items()}, ch.features)
         p = probabilities(ch, X)
@@ -363,11 +375,13 @@ class Monitor:
                         ("down", int((change < 0).sum()))):
             if k:
                 SHADOW.labels(**labels, band_change=name).inc(k)
+        diff = p - champion[idx]
         hist = SHADOW_DIFF.labels(**labels)
-        for d in (p - champion[idx]).tolist():
+        for d in np.abs(diff).tolist():
             hist.observe(d)
         ci = ch.identity
-        return [(ids[i], ci.name, ci.version, ci.alias, float(at[i]), float(q)) for i, q in zip(idx, p)]
+        return ([(ids[i], ci.name, ci.version, ci.alias, float(at[i]), float(q)) for i, q in zip(idx, p)],
+                len(idx), float(diff.sum()))
 
     def _global(self, local: np.ndarray) -> np.ndarray:
         """The window summed over the live workers (their published gauges); this worker's own
@@ -400,10 +414,12 @@ class Monitor:
                     for k, label in enumerate(self.binner.labels(name)):
                         idx[("pverisk_window_feature_bin_patients", name, label)] = self.binner.offsets[name] + k
             for k in range(pr.SCORE_FINE_BINS):
-                idx[("pverisk_window_score_bin_patients", "", _score_label(k))] = self._n_bins + k
+                idx[("pverisk_window_score_bin_patients", "", _score_label(k))] = self._scores.start + k
             for k, band in enumerate(BANDS):
-                idx[("pverisk_window_risk_band_patients", "", band)] = self._n_bins + pr.SCORE_FINE_BINS + k
-            idx[("pverisk_window_patients", "", "")] = self._n_bins + pr.SCORE_FINE_BINS + len(BANDS)
+                idx[("pverisk_window_risk_band_patients", "", band)] = self._band.start + k
+            idx[("pverisk_window_patients", "", "")] = self._patients
+            idx[("pverisk_window_shadow_patients", "", "")] = self._shadow_n
+            idx[("pverisk_window_shadow_score_difference_sum", "", "")] = self._shadow_sum
             self._index_cache = idx
         return self._index_cache
 
@@ -420,12 +436,14 @@ class Monitor:
                 sl = self.binner.slice(name)
                 for label, v in zip(self.binner.labels(name), local[sl]):
                     WINDOW_BIN.labels(**lab, feature=name, bin=label).set(v)
-        scores = local[self._n_bins:self._n_bins + pr.SCORE_FINE_BINS]
-        for k, v in enumerate(scores):
+        for k, v in enumerate(local[self._scores]):
             WINDOW_SCORE.labels(**lab, bin=_score_label(k)).set(v)
-        for band, v in zip(BANDS, local[self._n_bins + pr.SCORE_FINE_BINS:-1]):
+        for band, v in zip(BANDS, local[self._band]):
             WINDOW_BAND.labels(**lab, risk_band=band).set(v)
-        WINDOW_PATIENTS.labels(**lab).set(local[-1])
+        WINDOW_PATIENTS.labels(**lab).set(local[self._patients])
+        if self.challenger is not None:
+            WINDOW_SHADOW.labels(**lab).set(local[self._shadow_n])
+            WINDOW_SHADOW_DIFF.labels(**lab).set(local[self._shadow_sum])
         self._last_publish = now
         total = self._global(local)
         summary = self.summary(total)
@@ -442,7 +460,7 @@ class Monitor:
     def summary(self, total: np.ndarray | None = None) -> dict[str, Any]:
         """The window against the reference: what /metrics shows and the drift report renders."""
         total = self._global(self.window_totals()) if total is None else total
-        fine = total[self._n_bins:self._n_bins + pr.SCORE_FINE_BINS]
+        fine = total[self._scores]
         if self.binner is not None:
             out = pr.compare(self.profile, total[:self._n_bins], fine, self.thresholds)
         else:
@@ -450,8 +468,10 @@ class Monitor:
             out = {"features": {}, "score_psi": None, "score_fine_counts": fine.tolist(),
                    "score_quantiles": {f"{q:g}": v for q, v in zip(QUANTILES, qs)}}
         return {"model": {**self.labels, "alias": self.risk.identity.alias, "data_kind": self.risk.identity.data_kind},
-                "patients": float(total[-1]), "window_seconds": self.settings.window_seconds,
-                "risk_bands": dict(zip(BANDS, total[self._n_bins + pr.SCORE_FINE_BINS:-1].tolist())),
+                "patients": float(total[self._patients]), "window_seconds": self.settings.window_seconds,
+                "risk_bands": dict(zip(BANDS, total[self._band].tolist())),
+                "shadow": {"patients": float(total[self._shadow_n]), "mean_score_difference": (
+                    float(total[self._shadow_sum] / total[self._shadow_n]) if total[self._shadow_n] else None)},
                 "reference_available": self.binner is not None, **out}
 
     # ---- outcomes -----------------------------------------------------------------------

@@ -90,7 +90,7 @@ def challenger(trained, imported):
     _, tracking = trained
     data = Path(tracking.artifact_root).parent / "challenger-cohort.parquet"
     simulate_cohort(800, seed=12).to_parquet(data, index=False)
-    second = run_training(data, settings=fast_settings(seed=3), tracking=tracking)
+    second = run_training(data, settings=fast_settings(seed=3, trials=1, n_bootstrap=20), tracking=tracking)
     client = MlflowClient(tracking.tracking_uri)
     promote(client, tracking.registered_model, result.version, "champion", "tests: champion stays", "tests")
     promote(client, tracking.registered_model, second.version, "challenger", "tests: shadow", "tests")
@@ -149,15 +149,6 @@ def test_shifted_population_is_flagged(imported, tmp_path):
         assert metric(ms, "pverisk_feature_drift", feature="age_years") == [1.0]
         assert metric(ms, "pverisk_feature_drift", feature="n_liver_metastases") == [1.0]
         assert metric(ms, "pverisk_feature_drift", feature="sex") == [0.0]
-
-
-def test_drift_is_not_flagged_below_the_minimum_window(imported, tmp_path):
-    model, _ = imported
-    with bento_server(tmp_path, str(model.tag), PVERISK_MONITOR_DRIFT_MIN_PATIENTS="500", **FAST) as s:
-        batch(s.url, patients(shifted(200, seed=78)))
-        summary = monitoring(s.url)
-        assert summary["features"]["age_years"]["psi"] > summary["thresholds"]["psi"]
-        assert not any(d["drift"] for d in summary["features"].values())
 
 
 def test_shadow_mode_leaves_the_champions_answers_unchanged(server, shadowed, challenger):
