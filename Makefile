@@ -33,6 +33,7 @@ bench: install-dev
 	$(RUN) python -m training.benchmark
 	$(RUN) python -m pverisk.bench_serving
 	$(RUN) python -m pverisk.bench_cds
+	$(RUN) python -m pverisk.bench_monitoring
 
 clean-stores:
 	rm -rf mlflow/mlflow.db mlflow/artifacts data bentoml_home
