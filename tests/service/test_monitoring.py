@@ -202,6 +202,10 @@ def test_outcomes_move_the_live_auroc_as_expected(shadowed, imported):
     assert flipped["performance"][result.version]["auroc"] == pytest.approx(1 - expected, abs=1e-9)
     ms = metrics(shadowed.url)
     assert metric(ms, "pverisk_live_performance", metric="auroc", alias="champion") == [pytest.approx(1 - expected)]
+    # corrected back: the same figure as at first
+    again = httpx.post(f"{shadowed.url}/v1/outcomes", timeout=60, json={"outcomes": [
+        {"prediction_id": i, "outcome": bool(o)} for i, o in zip(ids, y)]}).json()
+    assert again["performance"][result.version]["auroc"] == pytest.approx(expected, abs=1e-9)
 
 
 def test_outcomes_refuse_bad_bodies_naming_the_field(shadowed):
