@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
@@ -84,6 +85,47 @@ def _p(times: list[float], q: float) -> float:
     return float(np.percentile(times, q))
 
 
+def _in_process(champion: str, challenger: str) -> list[list[object]]:
+    """CPU time of the monitoring work itself, in this process (thread CPU time: little affected by
+    other load on the machine): the request path's enqueue, and the background work per patient."""
+    import bentoml
+
+    from feature_store import contract as c
+    from feature_store.simulate import simulate_cohort
+    from serving.monitor import Monitor, MonitorSettings, _Job, new_prediction_id
+    from serving.predict import ModelIdentity, RiskModel
+
+    def load(tag: str) -> RiskModel:
+        stored = bentoml.models.get(tag)
+        lab = stored.info.labels
+        return RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), ModelIdentity(
+            lab["registered_model"], lab["version"], lab["alias"], lab["data_kind"], str(stored.tag)))
+
+    champ, chall = load(champion), load(challenger)
+    cohort = simulate_cohort(1000, seed=5)
+    records = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items() if not c.is_missing(v)}
+               for r in cohort[c.fine_feature_names()].to_dict("records")]
+    columns = {k: cohort[k].to_numpy(dtype=object) for k in c.fine_feature_names()}
+    rows: list[list[object]] = []
+
+    def cpu_us(fn, n: int) -> float:
+        t0 = time.thread_time()
+        fn()
+        return (time.thread_time() - t0) / n * 1e6
+
+    for label, shadow in (("drift windows + outcome link", None), ("... and shadow challenger", chall)):
+        settings = MonitorSettings(store=ROOT / f"inproc-{shadow is not None}.db")
+        m = Monitor(champ, settings, shadow)  # not started: the work is timed here, not on its thread
+        single = [_Job({k: [v] for k, v in r.items()}, 1, [0.25], [new_prediction_id()], time.time())
+                  for r in records]
+        enqueue = cpu_us(lambda: [m.observe(j.columns, 1, j.probs, j.ids) for j in single], len(single))
+        one_by_one = cpu_us(lambda: [m._process([j]) for j in single[:300]], 300)
+        batched = cpu_us(lambda: m._process([_Job(columns, 1000, np.full(1000, 0.25),
+                                                   [new_prediction_id() for _ in range(1000)], time.time())]), 1000)
+        rows.append([label, round(enqueue, 1), round(one_by_one, 1), round(batched, 1)])
+    return rows
+
+
 def main() -> None:
     from rich.console import Console
     from rich.table import Table
@@ -94,6 +136,17 @@ def main() -> None:
     console = Console()
     console.print(f"training two small models (work dir {ROOT}) ...")
     champion, challenger = _models()
+    cpu_rows = _in_process(champion, challenger)
+    cpu_columns = ["monitoring", "request path: enqueue, us/request", "background, one patient at a time: us/patient",
+                   "background, batch of 1,000: us/patient"]
+    cpu_table = Table(title="CPU time of the monitoring work itself (in process, thread CPU time)")
+    for col in cpu_columns:
+        cpu_table.add_column(col)
+    for r in cpu_rows:
+        cpu_table.add_row(*map(str, r))
+    console.print(cpu_table)
+    if "--in-process-only" in sys.argv:
+        return
     procs = {}
     urls = {}
     try:
@@ -165,6 +218,8 @@ def main() -> None:
                         f"concurrent (16) single-patient requests and {BATCHES} batches of 100 per server."),
         "tables": [{"caption": "Latency (ms) and throughput, side by side in one run", "columns": columns,
                     "rows": rows_out},
+                   {"caption": "CPU time of the monitoring work itself (in process, thread CPU time)",
+                    "columns": cpu_columns, "rows": cpu_rows},
                    {"caption": "Did the monitor keep up?", "columns": ["what", "patients"], "rows": kept}],
         "notes": ["Python client (httpx); medians and p99 over all rounds.",
                   "Monitoring work (binning, shadow scoring, SQLite link) runs on a background thread per worker; "

@@ -136,16 +136,33 @@ def test_fresh_sample_from_the_training_distribution_is_not_flagged(shadowed):
     assert len(flags) == len(summary["features"]) and set(flags) == {0.0}
 
 
-def test_shifted_population_is_flagged(imported, tmp_path):
+def test_shifted_population_is_flagged_across_two_workers(imported, tmp_path):
+    """Two worker processes, each with its own window: PSI and flags come from their summed counts."""
+    import asyncio
+
     model, result = imported
-    with bento_server(tmp_path, str(model.tag), **FAST) as s:
-        batch(s.url, patients(shifted(400, seed=77)))
-        summary = monitoring(s.url)
+    rows = patients(shifted(400, seed=77))
+
+    async def send(url: str) -> None:  # concurrent batches, so that both workers take some
+        async with httpx.AsyncClient(timeout=120) as client:
+            answers = await asyncio.gather(*(client.post(f"{url}/v1/predict/batch", json={"patients": rows[i:i + 25]})
+                                             for i in range(0, len(rows), 25)))
+        assert all(a.status_code == 200 for a in answers)
+
+    with bento_server(tmp_path, str(model.tag), BENTOML_CONFIG_OPTIONS="services.pve_progression_risk.workers=2",
+                      **FAST) as s:
+        asyncio.run(send(s.url))
+        served = set(re.findall(r"pve_progression_risk:(\d+)\].*path=/v1/predict/batch", s.flushed_log()))
+        assert served == {"1", "2"}, served
+        for _ in range(4):  # whichever worker answers, it reports the whole window
+            summary = monitoring(s.url)
+            assert summary["patients"] == 400
         drifted = {n: round(d["psi"], 3) for n, d in summary["features"].items() if d["drift"]}
         print("shifted population: drifted inputs (PSI)", drifted, "score PSI", summary["score_psi"])
         assert {"age_years", "n_liver_metastases"} <= set(drifted)
         assert all(v > summary["thresholds"]["psi"] for v in drifted.values())
         ms = metrics(s.url)
+        assert metric(ms, "pverisk_window_patients") == [400.0]  # livesum over the two workers
         assert metric(ms, "pverisk_feature_drift", feature="age_years") == [1.0]
         assert metric(ms, "pverisk_feature_drift", feature="n_liver_metastases") == [1.0]
         assert metric(ms, "pverisk_feature_drift", feature="sex") == [0.0]
