@@ -37,6 +37,7 @@ bench: install-dev
 	$(RUN) python -m pverisk.bench_cds
 	$(RUN) python -m pverisk.bench_feast
 	$(RUN) python -m pverisk.bench_load --soak-minutes 10
+	$(RUN) python -m pverisk.bench_monitoring
 	$(RUN) python -m pverisk.bench_report
 
 clean-stores:

@@ -25,7 +25,8 @@ TAGS = [
     {"name": "EHR integration", "description": "CDS Hooks 2.0 (`patient-view`) and FHIR R4 Bundle in, "
                                                "RiskAssessment out."},
     {"name": "Model", "description": "The served model: card, metrics, features, short-lived calculator prefill."},
-    {"name": "Operations", "description": "Liveness, readiness and Prometheus metrics."},
+    {"name": "Operations", "description": "Liveness, readiness, Prometheus metrics, the drift window and "
+                                          "outcome feedback."},
 ]
 
 # path -> (tag, summary); a route missing here fails the docs test, so none is left in "default"
@@ -39,6 +40,8 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/cds-services/pve-progression-risk/feedback": ("EHR integration", "CDS Hooks card feedback"),
     "/v1/model": ("Model", "Model card, metrics and inputs of the served model"),
     "/v1/prefill": ("Model", "Inputs behind a calculator link from a CDS card (expires)"),
+    "/v1/outcomes": ("Operations", "Observed outcomes by prediction id: live AUROC, calibration and Brier follow"),
+    "/v1/monitoring": ("Operations", "Rolling window vs the training reference: drift per input (aggregates only)"),
     "/healthz": ("Operations", "Health (alias of /livez)"),
     "/livez": ("Operations", "Liveness: the process is up"),
     "/readyz": ("Operations", "Readiness: 200 once the model is loaded"),

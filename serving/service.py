@@ -43,8 +43,9 @@ from serving import columnar  # noqa: E402
 from serving.columnar import openapi_operation as columnar_openapi  # noqa: E402
 from serving.fhir_in import predict_bundle  # noqa: E402
 from serving.fhir_out import risk_assessment  # noqa: E402
-from serving.import_model import newest_champion_tag  # noqa: E402
 from serving.model_check import check_stored_model  # noqa: E402
+from serving.import_model import newest_champion_tag  # noqa: E402
+from serving import monitor as mon  # noqa: E402
 from serving.predict import CoarseConflict, MissingRequired, ModelIdentity, RiskModel, served_inputs  # noqa: E402
 from feature_store.scores import SCORE_NOTES  # noqa: E402
 from serving.cds import discovery  # noqa: E402
@@ -164,6 +165,29 @@ def get_model() -> Any:
     return svc.model_info()
 
 
+@meta_app.get("/monitoring")
+def get_monitoring() -> Any:
+    """The rolling window against the training reference, as aggregates: per input its bins, counts,
+    PSI, missing shares and drift flag; score quantiles and bins; risk bands (serving/monitor.py)."""
+    svc = bentoml.get_current_service()
+    if svc.monitor is None:
+        return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
+    svc.monitor.flush()
+    return mon.finite(svc.monitor.summary())
+
+
+class Outcome(BaseModel):
+    prediction_id: str = Field(..., min_length=1, max_length=80, pattern=r"^[A-Za-z0-9-]+$",
+                               description="The prediction_id of a /v1/predict, batch or FHIR answer")
+    outcome: bool = Field(..., description="Progression observed (true) or not (false)")
+
+
+class OutcomesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"outcomes": [
+        {"prediction_id": "3f1c0b6d2a8e4f7fb1d9c0a2e5f6a7b8", "outcome": False}]}})
+    outcomes: list[Outcome] = Field(..., min_length=1, max_length=10_000)
+
+
 class PrefillRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {"token": "tq3V9sPpJ0r3n1bRk2oQxY7cL4aHf8dE"}})
     token: str = Field(..., max_length=64, description="The token from a CDS card's calculator link (#prefill=...)")
@@ -218,6 +242,7 @@ class PVERisk:
         self.risk: RiskModel | None = None
         self.loaded_at: str | None = None
         self._error: BaseException | None = None
+        self.monitor: mon.Monitor | None = None  # set before ready (serving/monitor.py)
         # Load in the background: /livez answers at once, /readyz only once the model is in.
         threading.Thread(target=self._load, name="load-model", daemon=True).start()
 
@@ -240,6 +265,7 @@ class PVERisk:
             hold = self.settings.test_hold_loading_file
             while hold is not None and hold.exists():  # test-only hold, see ServingSettings
                 time.sleep(0.05)
+            self.monitor = self._start_monitor(risk)
             self.risk = risk
             self.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         except BaseException as exc:  # surfaced by /livez and every endpoint
@@ -256,6 +282,25 @@ class PVERisk:
         if self.risk is None:
             raise ServiceUnavailable("model is loading; retry when /readyz answers 200")
         return self.risk
+
+    def _start_monitor(self, risk: RiskModel) -> "mon.Monitor":
+        """Drift windows, the shadow challenger (if on and imported) and the outcome link."""
+        settings = mon.MonitorSettings()
+        challenger = None
+        tag = mon.find_challenger(settings) if settings.shadow and settings.enabled else None
+        if settings.shadow and settings.enabled and tag is None:
+            logger.warning("shadow mode is on but no challenger is imported (pverisk import-model --alias challenger)")
+        if tag is not None and tag != str(self.bento_model.tag):
+            stored = bentoml.models.get(tag)
+            labels = stored.info.labels
+            challenger = RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), ModelIdentity(
+                name=labels.get("registered_model", "pve-progression-risk"), version=labels.get("version", "?"),
+                alias=labels.get("alias", "?"), data_kind=labels.get("data_kind", "unknown"),
+                bento_tag=str(stored.tag), run_id=labels.get("run_id", "")), self.settings)
+        if not risk.metadata.get("reference_profile"):
+            logger.warning("the served model carries no reference profile (trained before monitoring): "
+                           "no drift metrics")
+        return mon.Monitor(risk, settings, challenger).start()
 
     def record_feedback(self, outcome: str, reason: str | None) -> None:
         FEEDBACK.labels(outcome, reason or "none").inc()
@@ -279,8 +324,10 @@ class PVERisk:
             ctx.response.status_code = 400
             return JSONResponse({"error": "contradictory inputs", "detail": [  # type: ignore[return-value]
                 {"field": name, "problem": p} for name, p in zip(exc.conflicts, exc.problems())]}, status_code=400)
+        out["prediction_id"] = pid = mon.new_prediction_id()
         if ctx.request.query_params.get("format") == "fhir":
             out["fhir_risk_assessment"] = risk_assessment(out)
+        self.monitor.observe({k: [v] for k, v in patient.items()}, 1, [out["probability"]], [pid])  # type: ignore[union-attr]
         PREDICTIONS.labels(risk.identity.name, risk.identity.version, "predict", out["risk_band"]).inc()
         # Serialised once here; the return annotation documents the shape in the OpenAPI spec.
         return Response(orjson.dumps(out), media_type="application/json")  # type: ignore[return-value]
@@ -344,8 +391,10 @@ class PVERisk:
         scored = risk.score_columns(columns, len(valid), with_meta=False,
                                     explain=output == "full") if len(valid) else []
         results: list[dict[str, Any]] = [{}] * len(frame)
-        for i, r in zip(valid, scored):
-            results[int(i)] = {"index": int(i), **r}
+        ids = mon.batch_prediction_ids(len(valid))
+        for i, r, pid in zip(valid, scored, ids):
+            results[int(i)] = {"index": int(i), "prediction_id": pid, **r}
+        self.monitor.observe(given, len(valid), [r["probability"] for r in scored], ids, rows=valid)  # type: ignore[union-attr]
         for i in invalid:
             results[i] = {"index": i, "errors": problems[i]}
         for band in ("low", "intermediate", "high"):
@@ -366,10 +415,24 @@ class PVERisk:
         risk = self._model()
         status, body = predict_bundle(bundle, risk, self.settings, ctx.request.query_params.get("decision_date"))
         if status == 200:
+            body["prediction_id"] = pid = mon.new_prediction_id()
+            self.monitor.observe({k: [v] for k, v in body["inputs"].items()}, 1, [body["probability"]], [pid])  # type: ignore[union-attr]
             PREDICTIONS.labels(risk.identity.name, risk.identity.version, "fhir", body["risk_band"]).inc()
         ctx.response.status_code = status  # with a Context parameter BentoML takes the status from it
         return Response(orjson.dumps(body), status_code=status,  # type: ignore[return-value]
                         media_type="application/json")
+
+    @bentoml.api(route="/v1/outcomes", input_spec=OutcomesRequest)
+    def outcomes(self, outcomes: list[Outcome]) -> dict[str, Any]:
+        """Observed outcomes by prediction id (no patient identifier): live AUROC, calibration-in-the-large
+        and Brier over the most recent PVERISK_MONITOR_PERFORMANCE_WINDOW labelled predictions follow."""
+        self._model()
+        try:
+            return self.monitor.record_outcomes(  # type: ignore[union-attr]
+                [(o.prediction_id, o.outcome) if isinstance(o, Outcome) else (o["prediction_id"], o["outcome"])
+                 for o in outcomes])
+        except RuntimeError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)  # type: ignore[return-value]
 
     def model_info(self) -> dict[str, Any]:
         risk = self._model()
@@ -416,4 +479,6 @@ PVERisk.add_asgi_middleware(GuardMiddleware, present_openapi=present_openapi)
 # feature store, then validated and scored as an explicit request (serving/online.py; Feast loads lazily).
 PVERisk.add_asgi_middleware(PatientLookupMiddleware, model=_IDENTITY["name"], version=_IDENTITY["version"],
                             features=SERVED.features)
+PVERisk.add_asgi_middleware(mon.RejectionMiddleware, labels={"model_name": _IDENTITY["name"],
+                                                               "model_version": _IDENTITY["version"]})
 quiet_client_error_logs()

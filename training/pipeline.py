@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from feature_store import contract as c
+from feature_store.profile import build_profile
 from feature_store.settings import project_root
 from feature_store.scores import compute_scores
 from training import evaluate as ev
@@ -391,11 +392,17 @@ def _log_run(cohort: Any, eval_cohort: Any, choice: Any, features: list[str], no
         mlflow.log_dict(c.contract_summary(), "feature_contract.json")
 
         progress("logging the model")
+        # The reference the service compares live inputs and scores with: bins of the whole cohort's
+        # inputs, and the held-out (or cross-validated) risks; counts only, no patient's values.
+        reference = build_profile(c.encode_array(cohort.frame, features), features, p_eval, source={
+            "dataset_name": cohort.name, "data_kind": cohort.kind, "inputs": f"whole cohort ({cohort.n} patients)",
+            "scores": f"evaluation predictions ({design})"})
+        mlflow.log_dict(reference, "monitoring/reference_profile.json")
         example = c.encode(pd.DataFrame([c.example_record(features)]), features)
         metadata = {
             "calibration": model.calibration, "features": features, "columns": columns,
             "required": choice.required, "study_design": cohort.design.stated() if cohort.design else None,
-            "question_note": note,
+            "question_note": note, "reference_profile": reference,
             "feature_contract_version": c.CONTRACT_VERSION, "data_kind": cohort.kind,
             "dataset_name": cohort.name, "registered_model": name, "research_notice": RESEARCH_NOTICE,
             "metrics": {**{k: metrics[k] for k in ("auroc", "auroc_ci_low", "auroc_ci_high", "brier",

@@ -307,7 +307,9 @@ def describe(client: MlflowClient, name: str) -> list[dict[str, Any]]:
     for mv in client.search_model_versions(f"name='{name}'"):
         rows.append({"version": str(mv.version), "aliases": by_version.get(str(mv.version), []),
                      "data_kind": mv.tags.get("data_kind"), "auroc": mv.tags.get("auroc"),
-                     "gate_reason": mv.tags.get("gate_reason"), "run_id": mv.run_id})
+                     "gate_reason": mv.tags.get("gate_reason"), "run_id": mv.run_id,
+                     "gate_decision": mv.tags.get("gate_decision"), "brier": mv.tags.get("brier"),
+                     "calibration": mv.tags.get("calibration")})
     return sorted(rows, key=lambda r: int(r["version"]))
 
 

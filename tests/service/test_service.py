@@ -139,7 +139,7 @@ def test_openapi_documents_every_endpoint_with_a_working_example(server):
     spec = r.json()
     ours = [p for p in spec["paths"] if p.startswith("/v1/")]
     assert set(ours) == {"/v1/predict", "/v1/predict/batch", "/v1/predict/columns", "/v1/predict/fhir", "/v1/model",
-                         "/v1/prefill"}
+                         "/v1/prefill", "/v1/outcomes", "/v1/monitoring"}
     assert httpx.get(f"{server.url}/v1/model").status_code == 200  # GET, documented, no body
     for path in ("/v1/predict", "/v1/predict/batch", "/v1/predict/fhir"):
         schema = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]

@@ -1,0 +1,101 @@
+"""The prediction-outcome link: prediction id -> model version and risk, and later the observed
+outcome. SQLite (one file, shared by the service's workers); no patient identifier, no input
+value: a random prediction id, a time, the model that answered and the risk it gave."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    prediction_id TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    predicted_at REAL NOT NULL,
+    probability REAL NOT NULL,
+    outcome INTEGER,
+    outcome_at REAL,
+    PRIMARY KEY (prediction_id, model_version)
+);
+CREATE INDEX IF NOT EXISTS predictions_outcome_at ON predictions (outcome_at);
+"""
+
+
+class OutcomeStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db:
+            db.execute("PRAGMA journal_mode=WAL")  # workers write while others read
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    def add_predictions(self, rows: Iterable[tuple[str, str, str, str, float, float]]) -> None:
+        """(prediction_id, model_name, model_version, alias, predicted_at, probability) rows."""
+        with closing(self._connect()) as db:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR IGNORE INTO predictions (prediction_id, model_name, model_version, alias, "
+                           "predicted_at, probability) VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+
+    def record_outcomes(self, outcomes: Sequence[tuple[str, bool]]) -> list[str]:
+        """Set the observed outcome of each prediction id; returns the ids that are unknown."""
+        now = time.time()
+        unknown = []
+        with closing(self._connect()) as db:
+            db.execute("BEGIN")
+            for pid, outcome in outcomes:
+                cur = db.execute("UPDATE predictions SET outcome = ?, outcome_at = ? WHERE prediction_id = ?",
+                                 (int(bool(outcome)), now, pid))
+                if cur.rowcount == 0:
+                    unknown.append(pid)
+            db.execute("COMMIT")
+        return unknown
+
+    def labelled(self, model_version: str, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """Risks and outcomes of the `window` most recent predictions with an outcome (by prediction time)."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT probability, outcome FROM predictions WHERE model_version = ? AND outcome IS "
+                              "NOT NULL ORDER BY predicted_at DESC LIMIT ?", (model_version, window)).fetchall()
+        arr = np.asarray(rows, dtype=float).reshape(-1, 2)
+        return arr[:, 0], arr[:, 1]
+
+    def forget_before(self, seconds_ago: float) -> None:
+        with closing(self._connect()) as db:
+            db.execute("DELETE FROM predictions WHERE predicted_at < ?", (time.time() - seconds_ago,))
+
+
+def auroc(p: np.ndarray, y: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN without both classes."""
+    y = np.asarray(y, dtype=bool)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    order = np.argsort(p, kind="mergesort")
+    ranks = np.empty(len(p))
+    sorted_p = np.asarray(p)[order]
+    # average ranks of ties
+    _, first, counts = np.unique(sorted_p, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def performance(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Live AUROC, calibration-in-the-large (observed minus expected event rate) and Brier."""
+    if len(p) == 0:
+        return {"n": 0.0, "events": 0.0, "auroc": float("nan"), "calibration_in_the_large": float("nan"),
+                "brier": float("nan")}
+    return {"n": float(len(p)), "events": float(np.sum(y)), "auroc": auroc(p, y),
+            "calibration_in_the_large": float(np.mean(y) - np.mean(p)), "brier": float(np.mean((p - y) ** 2))}
