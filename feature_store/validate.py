@@ -169,7 +169,8 @@ def validate_frame(
             out[f.name] = parsed
         else:
             text = col.astype("object").where(~missing, None)
-            if not text.isin(f.categories).to_numpy()[~missing].all():  # strip only when needed
+            # strip only when needed, and only in files: JSON has exact strings (as /v1/predict)
+            if not json_types and not text.isin(f.categories).to_numpy()[~missing].all():
                 text = text.map(lambda v: None if v is None else str(v).strip())
             bad = ~missing & ~text.isin(f.categories).to_numpy()
             problems += _problems(bad, col, f.name, f"unknown category; allowed {f.range_text}", rows)

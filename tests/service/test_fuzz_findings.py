@@ -127,3 +127,10 @@ def test_openapi_document_says_what_the_service_does(server):
                                                                                          "context"]
     assert "securitySchemes" not in spec.get("components", {})  # no key configured on this server
     assert set(c.feature_names()) == set(props)
+
+
+def test_batch_categories_are_exact_strings_as_in_single_predictions(server):
+    # the batch path stripped "male " to "male" (a cohort-file courtesy) where /v1/predict refuses it
+    assert httpx.post(f"{server.url}/v1/predict", json={**PATIENT, "sex": "male "}).status_code == 400
+    r = httpx.post(f"{server.url}/v1/predict/batch", json={"patients": [{**PATIENT, "sex": "male "}]})
+    assert r.status_code == 400 and fields(r) == {"sex"}
