@@ -72,6 +72,7 @@ def _schemathesis() -> str:
 def run_fuzz(base_url: str, max_examples: int, report_dir: Path, headers: dict[str, str] | None = None,
              timeout_s: float = 3600) -> FuzzRun:
     """Run schemathesis against `base_url`; counts per operation from its NDJSON event report."""
+    report_dir = report_dir.resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
     ndjson, report = report_dir / "events.ndjson", report_dir / "report.json"
     cmd = [_schemathesis(), "run", f"{base_url}/docs.json", "--url", base_url,
@@ -82,7 +83,8 @@ def run_fuzz(base_url: str, max_examples: int, report_dir: Path, headers: dict[s
     for name, value in (headers or {}).items():
         cmd += ["--header", f"{name}: {value}"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    # in the report folder: schemathesis keeps a cache of crashes in its working directory
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=report_dir)
     seconds = time.perf_counter() - t0
     return FuzzRun(operations=_per_operation(ndjson), seconds=seconds, exit_code=proc.returncode,
                    output=proc.stdout + proc.stderr,

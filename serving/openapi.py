@@ -84,8 +84,9 @@ were missing and how the model handles them.
 on {model.get('data_kind')} data). Its inputs define the request schema below; `GET /v1/model` has its
 card. A person-readable card is at [/model](/model) and a calculator at [/](/).
 
-**Authentication.** Off unless the operator sets `PVERISK_SERVE_API_KEY`; then every `/v1/` route needs
-`X-API-Key: <key>` or `Authorization: Bearer <key>`. CDS Hooks calls can require the EHR's JWT.
+**Authentication.** Off unless the operator sets `PVERISK_SERVE_API_KEY` (or `PVERISK_SERVE_API_KEY_FILE`);
+then every `/v1/` route needs `X-API-Key: <key>` or `Authorization: Bearer <key>`. CDS Hooks calls need
+the EHR's JWT when the operator requires it, else the same key when one is set.
 
 **Limits.** JSON bodies up to {max_body:,} bytes; FHIR and CDS Hooks bodies up to {max_fhir_body:,}
 bytes; at most {max_batch:,} patients per batch call. Invalid input gets a 400 naming the field and
