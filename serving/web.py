@@ -274,7 +274,9 @@ def json_body_problem(path: str, body: bytes) -> dict[str, Any] | None:
     - a key given twice in one patient record, where the parser silently keeps the last value.
     Both checks are bounded to where they matter so that large batches pay one byte scan."""
     if path.startswith("/v1/predict/batch"):
-        if (b"NaN" in body or b"Infinity" in body):
+        # memchr for the capitals first (~0.1 ms per MB; our field names and codes are lower case),
+        # the token search (~2 ms per MB) only when one is there
+        if (b"N" in body or b"I" in body) and (b"NaN" in body or b"Infinity" in body):
             try:
                 orjson.loads(body)  # strict RFC 8259: the tokens may just sit inside a string
             except orjson.JSONDecodeError:
