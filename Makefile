@@ -11,7 +11,7 @@ export UV_COMPILE_BYTECODE := 1
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: install install-dev demo test bench clean-stores
+.PHONY: install install-dev demo test bench clean-stores audit
 
 $(UV):
 	python3.11 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
@@ -38,7 +38,13 @@ bench: install-dev
 	$(RUN) python -m pverisk.bench_feast
 	$(RUN) python -m pverisk.bench_load --soak-minutes 10
 	$(RUN) python -m pverisk.bench_monitoring
+	$(RUN) python -m pverisk.bench_fuzz
 	$(RUN) python -m pverisk.bench_report
+
+# Known vulnerabilities in uv.lock (pip-audit; allowlist with reasons in security/). Says NOT AUDITED
+# loudly when the vulnerability database cannot be reached.
+audit: $(UV)
+	UV=$(UV) bash security/pip-audit.sh
 
 clean-stores:
 	rm -rf mlflow/mlflow.db mlflow/artifacts data bentoml_home

@@ -6,6 +6,8 @@ never repeat the submitted value (`hide_input_in_errors`), so logs stay clean.
 
 from __future__ import annotations
 
+import math
+import numbers
 from functools import lru_cache
 from typing import Annotated, Any, Callable, Literal, Optional
 
@@ -15,20 +17,33 @@ from pydantic_core import PydanticCustomError
 from feature_store import contract as c
 
 
-def _checker(f: c.Feature) -> Callable[[Any, Any], Any]:
+def _checker(f: c.Feature, required: bool = False) -> Callable[[Any, Any], Any]:
     allowed = f.range_text
+
+    what = {c.Kind.NUMBER: "not a number", c.Kind.INTEGER: "not a whole number",
+            c.Kind.BOOLEAN: "not a boolean", c.Kind.CATEGORY: "unknown category"}[f.kind]
+    numeric = f.kind in (c.Kind.NUMBER, c.Kind.INTEGER)
 
     def check(value: Any, handler: Any) -> Any:
         if value is None:
+            if required:  # an explicit null is as missing as an absent field, and refused alike
+                raise PydanticCustomError("missing", "required value missing; allowed {allowed}", {"allowed": allowed})
             return None
+        # The JSON types the schema documents, no coercion: `true` is not 1 metastasis, "yes" and 1
+        # are not booleans (pydantic's lax mode would take all of them silently).
+        if (numeric and (isinstance(value, bool) or not isinstance(value, numbers.Real))) or (
+                f.kind is c.Kind.BOOLEAN and not isinstance(value, bool)) or (
+                f.kind is c.Kind.CATEGORY and not isinstance(value, str)):
+            raise PydanticCustomError(f"invalid_{f.kind.value}", "{what}; allowed {allowed}",
+                                      {"what": what, "allowed": allowed})
+        if numeric and not math.isfinite(value):
+            raise PydanticCustomError("not_finite", "not a finite number; allowed {allowed}", {"allowed": allowed})
         try:
             out = handler(value)
         except ValidationError:
-            what = {c.Kind.NUMBER: "not a number", c.Kind.INTEGER: "not a whole number",
-                    c.Kind.BOOLEAN: "not a boolean", c.Kind.CATEGORY: "unknown category"}[f.kind]
             raise PydanticCustomError(f"invalid_{f.kind.value}", "{what}; allowed {allowed}",
                                       {"what": what, "allowed": allowed}) from None
-        if f.kind in (c.Kind.NUMBER, c.Kind.INTEGER) and not (f.minimum <= out <= f.maximum):
+        if numeric and not (f.minimum <= out <= f.maximum):
             raise PydanticCustomError("out_of_range", "outside the allowed range {allowed}", {"allowed": allowed})
         return out
 
@@ -63,7 +78,7 @@ def _annotation(f: c.Feature, required: bool, role: str) -> Any:
     field_required = required and not f.coarse
     field = Field(... if field_required else None, description=description, json_schema_extra=extra)
     typ = base if field_required else Optional[base]
-    return Annotated[typ, WrapValidator(_checker(f)), field]
+    return Annotated[typ, WrapValidator(_checker(f, field_required)), field]
 
 
 def input_roles(model_features: tuple[str, ...]) -> dict[str, str]:

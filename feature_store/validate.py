@@ -7,6 +7,7 @@ reported at once with its row, column, value and rule.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,6 +66,31 @@ def _problems(mask: np.ndarray, series: pd.Series, column: str, rule: str, row_n
     return [Problem(int(row_numbers[i]), column, _show(values[i]), rule) for i in idx]
 
 
+_is_bool = np.frompyfunc(lambda v: isinstance(v, bool), 1, 1)
+_is_real = np.frompyfunc(lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool), 1, 1)
+
+
+def _not_a_json_number(series: pd.Series, json_types: bool) -> np.ndarray:
+    """Cells of a number column that hold a boolean (or, for JSON, anything but a number). Typed
+    columns need no look at their cells; only mixed (object) columns are checked one by one."""
+    if series.dtype == bool:
+        return np.ones(len(series), dtype=bool)
+    if series.dtype != object:
+        return np.zeros(len(series), dtype=bool)
+    values = series.to_numpy()
+    if json_types:
+        return ~pd.isna(values) & ~_is_real(values).astype(bool)
+    return _is_bool(values).astype(bool)
+
+
+def _not_a_json_boolean(series: pd.Series) -> np.ndarray:
+    if series.dtype == bool:
+        return np.zeros(len(series), dtype=bool)
+    if series.dtype != object:
+        return np.ones(len(series), dtype=bool)
+    return ~_is_bool(series.to_numpy()).astype(bool)
+
+
 def parse_boolean(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Text/number/bool -> nullable boolean; second value marks unparseable entries."""
     if series.dtype == bool:  # already booleans (JSON true/false): nothing to parse
@@ -90,6 +116,7 @@ def validate_frame(
     required: list[str] | tuple[str, ...] = (),
     require_outcome: bool = False,
     row_numbers: np.ndarray | None = None,
+    json_types: bool = False,
 ) -> tuple[pd.DataFrame, list[Problem]]:
     """Check and normalise a cohort table.
 
@@ -97,6 +124,10 @@ def validate_frame(
     list of problems.  `names` limits the features checked (default: every feature
     present). Which features are required is the caller's (a model's) business, never the
     contract's: a cohort's features are what it recorded.
+
+    A boolean is never a number (`true` is not one metastasis). `json_types` (a JSON request, not
+    a cohort file) also refuses what only a text file excuses: numbers as text, 1/0 or "yes" as
+    booleans, blank text as missing.
     """
     rows = np.arange(1, len(frame) + 1) if row_numbers is None else row_numbers
     problems: list[Problem] = []
@@ -110,14 +141,14 @@ def validate_frame(
         if f.name not in frame:
             continue
         col = frame[f.name]
-        missing = _is_missing(col)
+        missing = col.isna().to_numpy() if json_types else _is_missing(col)
         if f.name in required:
             problems += _problems(missing, col, f.name, f"required value missing; allowed {f.range_text}", rows)
         if f.kind in (c.Kind.NUMBER, c.Kind.INTEGER):
             num = (col.astype("float64") if col.dtype.kind in "fiu" else
                    pd.to_numeric(col.astype("object").where(~missing, None), errors="coerce").astype("float64"))
             arr = num.to_numpy()
-            not_number = ~missing & np.isnan(arr)
+            not_number = ~missing & (np.isnan(arr) | _not_a_json_number(col, json_types))
             problems += _problems(not_number, col, f.name, f"not a number; allowed {f.range_text}", rows)
             with np.errstate(invalid="ignore"):
                 out_of_range = ~np.isnan(arr) & ((arr < f.minimum) | (arr > f.maximum))
@@ -132,12 +163,16 @@ def validate_frame(
             out[f.name] = arr
         elif f.kind is c.Kind.BOOLEAN:
             parsed, bad = parse_boolean(col)
-            problems += _problems(bad, col, f.name, "not a boolean; allowed true/false (or 1/0, yes/no)", rows)
+            if json_types:
+                bad = bad | (~missing & _not_a_json_boolean(col))
+            problems += _problems(bad, col, f.name, "not a boolean; allowed true or false" if json_types
+                                  else "not a boolean; allowed true/false (or 1/0, yes/no)", rows)
             parsed[bad] = pd.NA
             out[f.name] = parsed
         else:
             text = col.astype("object").where(~missing, None)
-            if not text.isin(f.categories).to_numpy()[~missing].all():  # strip only when needed
+            # strip only when needed, and only in files: JSON has exact strings (as /v1/predict)
+            if not json_types and not text.isin(f.categories).to_numpy()[~missing].all():
                 text = text.map(lambda v: None if v is None else str(v).strip())
             bad = ~missing & ~text.isin(f.categories).to_numpy()
             problems += _problems(bad, col, f.name, f"unknown category; allowed {f.range_text}", rows)

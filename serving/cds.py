@@ -49,6 +49,7 @@ SERVICE_ID = "pve-progression-risk"
 
 # --- shapes from the CDS Hooks 2.0 specification ------------------------------------------
 class FhirAuthorization(BaseModel):
+    model_config = ConfigDict(strict=True)  # the JSON types documented, no coercion
     access_token: str
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int | None = None
@@ -58,14 +59,16 @@ class FhirAuthorization(BaseModel):
 
 
 class HookContext(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     userId: str | None = None
     patientId: str
     encounterId: str | None = None
 
 
 class CDSRequest(BaseModel):
-    hook: str
+    model_config = ConfigDict(strict=True)  # the JSON types documented, no coercion
+    # any string parses (another hook gets a 400 that says which one is served); documented as the one
+    hook: str = Field(..., json_schema_extra={"enum": ["patient-view"]})
     hookInstance: str
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
@@ -120,11 +123,12 @@ class Discovery(BaseModel):
 
 
 class FeedbackItem(BaseModel):
+    model_config = ConfigDict(strict=True)  # the JSON types documented, no coercion
     card: str
     outcome: Literal["accepted", "overridden"]
     overrideReason: dict[str, Any] | None = None
     acceptedSuggestions: list[dict[str, Any]] | None = None
-    outcomeTimestamp: str
+    outcomeTimestamp: str = Field(..., json_schema_extra={"format": "date-time"})
 
     @field_validator("outcomeTimestamp")
     @classmethod
@@ -134,6 +138,7 @@ class FeedbackItem(BaseModel):
 
 
 class Feedback(BaseModel):
+    model_config = ConfigDict(strict=True)  # the JSON types documented, no coercion
     feedback: list[FeedbackItem]
 
 

@@ -88,8 +88,9 @@ were missing and how the model handles them.
 on {model.get('data_kind')} data). Its inputs define the request schema below; `GET /v1/model` has its
 card. A person-readable card is at [/model](/model) and a calculator at [/](/).
 
-**Authentication.** Off unless the operator sets `PVERISK_SERVE_API_KEY`; then every `/v1/` route needs
-`X-API-Key: <key>` or `Authorization: Bearer <key>`. CDS Hooks calls can require the EHR's JWT.
+**Authentication.** Off unless the operator sets `PVERISK_SERVE_API_KEY` (or `PVERISK_SERVE_API_KEY_FILE`);
+then every `/v1/` route needs `X-API-Key: <key>` or `Authorization: Bearer <key>`. CDS Hooks calls need
+the EHR's JWT when the operator requires it, else the same key when one is set.
 
 **Limits.** JSON bodies up to {max_body:,} bytes; FHIR and CDS Hooks bodies up to {max_fhir_body:,}
 bytes; at most {max_batch:,} patients per batch call. Invalid input gets a 400 naming the field and
@@ -122,7 +123,8 @@ def _examples(features: tuple[str, ...]) -> dict[str, Any]:
 
 
 def present(spec: dict[str, Any], *, model: dict[str, str], features: tuple[str, ...], max_batch: int,
-            max_body: int, max_fhir_body: int, discovery_example: dict[str, Any] | None = None) -> dict[str, Any]:
+            max_body: int, max_fhir_body: int, discovery_example: dict[str, Any] | None = None,
+            api_key: bool = False) -> dict[str, Any]:
     """Rewrite BentoML's OpenAPI document (a new dict; the input is not changed)."""
     text = json.dumps(spec)
     # schema names: PatientRecordIODescriptor -> PatientRecord (titles and $refs alike)
@@ -196,4 +198,126 @@ def present(spec: dict[str, Any], *, model: dict[str, str], features: tuple[str,
             elif path == "/v1/prefill" and method == "post":
                 content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
                     "inputs": c.example_record(features), "expires_in_seconds": 900}
-    return out
+    return conform(out, api_key=api_key)
+
+
+# --- the document matches what the service answers (schemathesis checks it: tests/service/test_fuzz.py)
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object", "title": "Error", "required": ["error"],
+    "description": "Every refusal: what is wrong, and where a field is at fault, which field and the allowed "
+                   "range. Submitted values are never echoed.",
+    "properties": {
+        "error": {"type": "string"},
+        "detail": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"anyOf": [
+            {"type": "string"}, {"type": "object", "additionalProperties": True}]}}]},
+        "hint": {"type": "string"},
+        "invalid": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+    },
+    "additionalProperties": True,
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _model_schema(out: dict[str, Any], model: Any) -> dict[str, Any]:
+    """A pydantic model's JSON schema with its definitions moved to components."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in schema.pop("$defs", {}).items():
+        out["components"]["schemas"].setdefault(name, sub)
+    return schema
+
+
+def _oas30(node: Any) -> Any:
+    """Pydantic writes JSON Schema 2020-12; this document is OpenAPI 3.0 (what the bundled Swagger UI
+    reads). `anyOf [X, {type: null}]` becomes X with `nullable` (null added to an enum), `const`
+    an enum: a 3.0 reader (code generators, schemathesis) otherwise refuses null and ignores const."""
+    if isinstance(node, list):
+        return [_oas30(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    options = node.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        del node["anyOf"]
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            node.update({k: v for k, v in rest[0].items() if k not in node})
+        else:
+            node["anyOf" if len(rest) > 1 else "allOf"] = rest
+        node["nullable"] = True
+        if "enum" in node and None not in node["enum"]:
+            node["enum"] = [*node["enum"], None]
+    if node.get("type") == "null":
+        node.pop("type")
+        node["nullable"] = True
+        node["enum"] = [None]
+    return {k: _oas30(v) for k, v in node.items()}  # the children after this node's own anyOf
+
+
+def conform(spec: dict[str, Any], *, api_key: bool) -> dict[str, Any]:
+    """Document every answer the routes give: request bodies as required, the real error shape
+    (BentoML documents `detail` as a string; ours is a list), 401/413/415/503 where they happen,
+    the CDS Hooks request and card shapes from their models, and the API key when one is set."""
+    from serving.cds import CardsResponse, CDSRequest, Discovery, Feedback
+
+    out = json.loads(json.dumps(spec))
+    schemas = out.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"] = ERROR_SCHEMA
+    for bentoml_error in ("InvalidArgument", "NotFound", "InternalServerError"):
+        if bentoml_error in schemas:
+            schemas[bentoml_error] = {**ERROR_SCHEMA, "title": bentoml_error}
+    cds_bodies = {"/cds-services/pve-progression-risk": (CDSRequest, CardsResponse),
+                  "/cds-services/pve-progression-risk/feedback": (Feedback, None)}
+    for path, ops in out.get("paths", {}).items():
+        for method, op in ops.items():
+            responses = op.setdefault("responses", {})
+            guarded = path.startswith("/v1/") or (path.startswith("/cds-services/") and method == "post")
+            if method == "post":
+                body = op.setdefault("requestBody", {"content": {"application/json": {"schema": {"type": "object"}}}})
+                body["required"] = True
+                inline = body.get("content", {}).get("application/json", {}).get("schema", {})
+                model = schemas.get(str(inline.get("title")), {})
+                if "properties" in inline and "properties" in model:
+                    # BentoML's inline copy drops `null` from optional fields; the service takes null as missing
+                    inline["properties"] = json.loads(json.dumps(model["properties"]))
+                if path in cds_bodies:
+                    request_model, response_model = cds_bodies[path]
+                    media = body["content"].setdefault("application/json", {})
+                    media["schema"] = _model_schema(out, request_model)
+                    ok = responses.setdefault("200", {"description": "OK"}).setdefault("content", {}).setdefault(
+                        "application/json", {})
+                    ok["schema"] = (_model_schema(out, response_model) if response_model else {
+                        "type": "object", "required": ["accepted"],
+                        "properties": {"accepted": {"type": "integer", "minimum": 0}}})
+                responses.setdefault("400", _error("Invalid request: the fields at fault and their allowed ranges"))
+                responses.setdefault("413", _error("Body larger than the limit of this route"))
+                responses.setdefault("415", _error("A form upload: send JSON"))
+            if guarded:
+                responses.setdefault("401", _error("Missing or wrong credentials (API key, or the EHR's JWT on "
+                                                   "CDS Hooks calls) when authentication is on"))
+                responses.setdefault("503", _error("The model is still loading"))
+            if path == "/cds-services/" and method == "get":
+                responses.setdefault("200", {"description": "OK"}).setdefault("content", {}).setdefault(
+                    "application/json", {})["schema"] = _model_schema(out, Discovery)
+            if path == "/cds-services/pve-progression-risk":
+                responses.setdefault("412", _error("The data needed is not in the prefetch and cannot be fetched"))
+            if path == "/v1/predict/fhir":
+                responses.setdefault("422", _error("The chart cannot be scored: identity conflict, not "
+                                                   "applicable, or not enough data (with an OperationOutcome)"))
+            if path == "/v1/prefill":
+                responses.setdefault("404", _error("Unknown or expired link"))
+            if "422" in responses and "HTTPValidationError" in json.dumps(responses["422"]):
+                del responses["422"]  # FastAPI's; serving/web.py json_errors answers those with a 400
+            if api_key and guarded and not path.startswith("/cds-services/"):
+                op["security"] = [{"ApiKey": []}, {"Bearer": []}]
+    if api_key:
+        out["components"]["securitySchemes"] = {
+            "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "Bearer": {"type": "http", "scheme": "bearer"}}
+    return _oas30(out)

@@ -28,7 +28,7 @@ import orjson  # noqa: E402
 import pandas as pd  # noqa: E402
 from bentoml.exceptions import ServiceUnavailable  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, StrictBool  # noqa: E402
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 from starlette.requests import Request as StarletteRequest  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
@@ -52,7 +52,7 @@ from serving.cds import discovery  # noqa: E402
 from serving.openapi import present  # noqa: E402
 from serving.prefill import STORE as PREFILL  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
-from serving.web import GuardMiddleware, quiet_client_error_logs  # noqa: E402
+from serving.web import GuardMiddleware, json_errors, quiet_client_error_logs  # noqa: E402
 from serving.online import PatientLookupMiddleware  # noqa: E402
 
 logger = logging.getLogger("pverisk.service")
@@ -93,7 +93,7 @@ class BatchRequest(BaseModel):
     )
     patients: list[dict[str, Any]] = Field(
         ..., min_length=1, description="Patients, each with the fields of PatientRecord (see /v1/predict).")
-    partial: bool = Field(False, description="Score the valid patients even if some are invalid.")
+    partial: StrictBool = Field(False, description="Score the valid patients even if some are invalid.")
     output: Literal["full", "probabilities"] = Field(
         "full", description="`probabilities`: each patient's probability and risk band only (no clinical scores, "
         "factors or missing inputs), for bulk scoring; `full`: everything /v1/predict answers.")
@@ -138,6 +138,8 @@ class PredictionResponse(BaseModel):
 
 meta_app = FastAPI(title="pverisk model metadata", docs_url=None, redoc_url=None, openapi_url=None)
 cds_app = make_app(bentoml.get_current_service)
+json_errors(meta_app)
+json_errors(cds_app)
 FEEDBACK = bentoml.metrics.Counter(
     name="pverisk_cds_feedback_total",
     documentation="CDS Hooks card feedback, by outcome and override reason code (no patient data)",
@@ -352,7 +354,7 @@ class PVERisk:
         cleaned, found = validate_frame(frame[[col for col in frame.columns if col in allowed]],
                                         names=list(SERVED.accepted),
                                         required=[f for f in risk.required if not c.BY_NAME[f].coarse],
-                                        row_numbers=np.arange(len(frame)))
+                                        row_numbers=np.arange(len(frame)), json_types=True)
         column_level = [p for p in found if p.row is None]
         for p in found:
             if p.row is not None:
@@ -471,7 +473,8 @@ def present_openapi(spec: dict[str, Any]) -> dict[str, Any]:
     """/docs.json as integrators meet it (serving/openapi.py)."""
     return present(spec, model=_IDENTITY, features=SERVED.features, max_batch=_SETTINGS.max_batch,
                    max_body=_SETTINGS.max_body_bytes, max_fhir_body=_SETTINGS.max_fhir_body_bytes,
-                   discovery_example=discovery(SERVED.features).model_dump(exclude_none=True))
+                   discovery_example=discovery(SERVED.features).model_dump(exclude_none=True),
+                   api_key=_SETTINGS.api_key is not None)
 
 
 PVERisk.add_asgi_middleware(GuardMiddleware, present_openapi=present_openapi)

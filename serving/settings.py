@@ -27,6 +27,9 @@ class ServingSettings(BaseSettings):
     max_fhir_body_bytes: int = Field(20_000_000, ge=1024)
     # Off by default locally; set PVERISK_SERVE_API_KEY to require it (X-API-Key or Bearer).
     api_key: SecretStr | None = None
+    # ... or from a file (a mounted container secret: PVERISK_SERVE_API_KEY_FILE), never from the
+    # command line; surrounding whitespace (a trailing newline) is not part of the key.
+    api_key_file: Path | None = None
     # Predictions run on dummy input after loading and before /readyz says ready.
     warmup_requests: int = Field(50, ge=0)
     # The URL clients use to reach this service (JWT audience, links in cards); default: the request's.
@@ -46,6 +49,22 @@ class ServingSettings(BaseSettings):
     # serving (alive, not ready), so tests observe the loading state deterministically instead of
     # racing a short window.
     test_hold_loading_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _key_from_file(self) -> "ServingSettings":
+        if self.api_key_file is not None:
+            if self.api_key is not None:
+                raise ValueError("set PVERISK_SERVE_API_KEY or PVERISK_SERVE_API_KEY_FILE, not both")
+            try:
+                key = self.api_key_file.read_text().strip()
+            except OSError as exc:  # the path may be logged; the key never is
+                raise ValueError(f"PVERISK_SERVE_API_KEY_FILE {self.api_key_file}: cannot read ({exc.strerror})") from None
+            if not key:
+                raise ValueError(f"PVERISK_SERVE_API_KEY_FILE {self.api_key_file} is empty")
+            self.api_key = SecretStr(key)
+        if self.api_key is not None and not self.api_key.get_secret_value().strip():
+            raise ValueError("PVERISK_SERVE_API_KEY is empty: unset it to turn authentication off")
+        return self
 
     @model_validator(mode="after")
     def _bands(self) -> "ServingSettings":

@@ -15,7 +15,10 @@ import mimetypes
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import orjson
 import swagger_ui_bundle
+
+from feature_store import contract as c
 
 from serving.settings import ServingSettings
 
@@ -29,6 +32,9 @@ STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {p.name for p in STATIC.iterdir() if p.suffix in (".css", ".js")}
 PAGES = {"/": "calculator.html", "/model": "model.html"}
 PROTECTED_PREFIXES = ("/v1/",)
+CDS_CALLS = "/cds-services/"
+# No route takes a form: BentoML would try to parse one (a 500 for multipart without a boundary).
+FORM_TYPES = (b"multipart/", b"application/x-www-form-urlencoded")
 CSP = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
 # Our own pages run no inline script; inline styles only for the bar widths; plots arrive as data: URIs.
 PAGE_CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
@@ -85,6 +91,14 @@ class GuardMiddleware:
             given = auth[7:].strip()
         return hmac.compare_digest(given, self._key)  # constant-time
 
+    def _needs_key(self, path: str, method: str) -> bool:
+        """Every /v1/ route; and the CDS Hooks calls when no EHR JWT is required, since they take a
+        `fhirServer` URL the service then calls (with the key set, no route is left open to anyone
+        on the network). Discovery stays public: it lists the service, no patient data."""
+        if path.startswith(PROTECTED_PREFIXES):
+            return True
+        return (method == "POST" and path.startswith(CDS_CALLS) and not self.settings.cds_jwt_required)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -123,11 +137,14 @@ class GuardMiddleware:
             await _respond(send, 200, (ASSETS / name).read_bytes(), ctype,
                            [(b"cache-control", b"public, max-age=86400")])
             return
-        if path.startswith(PROTECTED_PREFIXES) and not self._authorised(scope):
+        if self._needs_key(path, method) and not self._authorised(scope):
             await _json(send, 401, {"error": "missing or wrong API key (send X-API-Key or Authorization: Bearer)"},
                         [(b"www-authenticate", b"Bearer")])
             return
         if method in ("POST", "PUT", "PATCH"):
+            if (refused := unsupported_media_type(scope)) is not None:
+                await _json(send, 415, refused)
+                return
             receive = await self._limited_body(scope, receive, send)
             if receive is None:
                 return
@@ -174,6 +191,9 @@ class GuardMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if (problem := json_body_problem(scope["path"], body)) is not None:
+            await _json(send, 400, problem)
+            return None
         sent = False
 
         async def replay() -> dict[str, Any]:
@@ -224,6 +244,60 @@ def quiet_client_error_logs() -> None:
     logging.getLogger("pverisk").setLevel(logging.INFO)
 
 
+def unsupported_media_type(scope: Scope) -> dict[str, Any] | None:
+    """415 body for a form upload (multipart or urlencoded): every route here reads JSON (or a
+    binary body of its own type), none a form."""
+    ctype = dict(scope.get("headers") or []).get(b"content-type", b"").strip().lower()
+    if ctype.startswith(FORM_TYPES):
+        return {"error": "unsupported content type: a form; send the body as JSON "
+                         "(Content-Type: application/json)"}
+    return None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise DuplicateKey(dup)
+    return out
+
+
+class DuplicateKey(ValueError):
+    pass
+
+
+def json_body_problem(path: str, body: bytes) -> dict[str, Any] | None:
+    """What JSON parsers disagree on, refused before the app reads the body:
+    - NaN / Infinity (not JSON, RFC 8259) in a batch, where the frame would take NaN for a missing
+      value and score the patient without it (single-patient routes reject them per field);
+    - a key given twice in one patient record, where the parser silently keeps the last value.
+    Both checks are bounded to where they matter so that large batches pay one byte scan."""
+    if path.startswith("/v1/predict/batch"):
+        # memchr for the capitals first (~0.1 ms per MB; our field names and codes are lower case),
+        # the token search (~2 ms per MB) only when one is there
+        if (b"N" in body or b"I" in body) and (b"NaN" in body or b"Infinity" in body):
+            try:
+                orjson.loads(body)  # strict RFC 8259: the tokens may just sit inside a string
+            except orjson.JSONDecodeError:
+                return {"error": "body: not valid JSON; NaN and Infinity are not JSON numbers "
+                                 "(send null for a missing value)"}
+        return None
+    if path == "/v1/predict" and body:
+        try:
+            json.loads(body, object_pairs_hook=_no_duplicate_keys)
+        except DuplicateKey as exc:
+            name, known = str(exc), set(c.feature_names())
+            # a contract field is named; anything else could be data and is not repeated
+            shown = name if name in known else "a field"
+            return {"error": f"body: {shown} given twice; send each field once",
+                    "detail": [{"loc": [name] if name in known else [], "msg": "duplicate key",
+                                "type": "duplicate_key"}]}
+        except (ValueError, RecursionError):
+            return None  # not JSON at all, or nested too deep: the app answers that with its own 400
+    return None
+
+
 def limit_for(path: str, settings: ServingSettings) -> tuple[int, str]:
     """Body limit and the hint that fits the endpoint: whole FHIR charts on the FHIR routes."""
     if path.startswith("/cds-services"):
@@ -238,3 +312,26 @@ def limit_for(path: str, settings: ServingSettings) -> tuple[int, str]:
     if path.startswith("/v1/predict/batch"):
         return settings.max_body_bytes, f"send at most {settings.max_batch} patients per batch call"
     return settings.max_body_bytes, "send one patient's fields (see /docs)"
+
+
+def json_errors(app: Any) -> None:
+    """FastAPI's own refusals in our error shape, on the apps mounted beside BentoML's routes:
+    {"error", "detail": [{loc, msg, type}]} with a 400 for a bad body (FastAPI answers 422 with
+    the submitted `input` echoed, or `{"detail": ...}` for a body that is not JSON)."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    async def invalid(request: Any, exc: RequestValidationError) -> Any:
+        from starlette.responses import JSONResponse
+
+        detail = [{"loc": [str(x) for x in e.get("loc", ()) if x != "body"], "msg": e.get("msg", ""),
+                   "type": e.get("type", "")} for e in exc.errors()]
+        return JSONResponse({"error": "invalid request", "detail": detail}, status_code=400)
+
+    async def http_error(request: Any, exc: HTTPException) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)

@@ -47,7 +47,8 @@ def test_readiness_waits_for_the_model_and_auth_is_enforced(imported, tmp_path):
         loading = {
             "model": httpx.get(f"{s.url}/v1/model", headers=key),
             "predict": httpx.post(f"{s.url}/v1/predict", json=c.example_record(), headers=key),
-            "cds": httpx.post(f"{s.url}/cds-services/pve-progression-risk", json=hook_request("hi-1", True)),
+            "cds": httpx.post(f"{s.url}/cds-services/pve-progression-risk", json=hook_request("hi-1", True),
+                              headers=key),
         }
         assert {k: r.status_code for k, r in loading.items()} == {"model": 503, "predict": 503, "cds": 503}
         assert "loading" in loading["cds"].json()["error"]
@@ -55,7 +56,11 @@ def test_readiness_waits_for_the_model_and_auth_is_enforced(imported, tmp_path):
         wait_http(f"{s.url}/readyz", s.proc, timeout=120)
         assert httpx.get(f"{s.url}/livez").status_code == 200
         assert httpx.post(f"{s.url}/cds-services/pve-progression-risk",
-                          json=hook_request("hi-1", True)).status_code == 200
+                          json=hook_request("hi-1", True), headers=key).status_code == 200
+        # no EHR JWT required here, so the CDS calls need the key (they make the service call a fhirServer)
+        assert httpx.post(f"{s.url}/cds-services/pve-progression-risk",
+                          json=hook_request("hi-1", True)).status_code == 401
+        assert httpx.get(f"{s.url}/cds-services").status_code == 200  # discovery stays public
 
         url = f"{s.url}/v1/predict"
         patient = c.example_record()
