@@ -87,7 +87,9 @@ def postgres(tmp_path_factory):
     port = free_port()
 
     def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        full = ["runuser", "-u", user, "--", *cmd] if user else list(cmd)
+        # runuser lives in /usr/sbin, which a minimal PATH (make test from CI) may not hold
+        runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin") or "runuser"
+        full = [runuser, "-u", user, "--", *cmd] if user else list(cmd)
         return subprocess.run(full, capture_output=True, text=True, check=check, timeout=120)
 
     if user:
