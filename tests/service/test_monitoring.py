@@ -160,6 +160,10 @@ def test_shifted_population_is_flagged_across_two_workers(imported, tmp_path):
         asyncio.run(send(s.url))
         served = set(re.findall(r"pve_progression_risk:(\d+)\].*path=/v1/predict/batch", s.flushed_log()))
         assert served == {"1", "2"}, served
+        # each worker publishes its counts every PVERISK_MONITOR_REFRESH_SECONDS: the other's may lag that much
+        deadline = time.monotonic() + 30
+        while monitoring(s.url)["patients"] < 400 and time.monotonic() < deadline:
+            time.sleep(0.3)
         for _ in range(4):  # whichever worker answers, it reports the whole window
             summary = monitoring(s.url)
             assert summary["patients"] == 400
