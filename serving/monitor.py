@@ -159,10 +159,8 @@ def batch_prediction_ids(n: int) -> list[str]:
 
 def probabilities(risk: Any, X: np.ndarray) -> np.ndarray:
     """Calibrated risks only (no explanations): what the shadow challenger needs."""
-    import xgboost as xgb
-
-    raw = risk.booster.predict(xgb.DMatrix(X, missing=np.nan), validate_features=False)
-    return apply_calibration(raw, risk.metadata.get("calibration"))
+    raw = risk.booster.inplace_predict(X, missing=np.nan, validate_features=False)
+    return apply_calibration(np.asarray(raw, dtype=float), risk.metadata.get("calibration"))
 
 
 def bands_of(p: np.ndarray, low_below: float, high_from: float) -> np.ndarray:
@@ -228,6 +226,10 @@ class Monitor:
         self.settings = settings or MonitorSettings()
         self.risk = risk
         self.challenger = challenger
+        if challenger is not None:
+            # one thread for the shadow model: on a busy machine an OpenMP team waiting for its
+            # descheduled threads cost ~100 ms per small call here, and it competes with the champion
+            challenger.booster.set_param({"nthread": 1})
         ident = risk.identity
         self.labels = {"model_name": ident.name, "model_version": ident.version}
         self.profile = risk.metadata.get("reference_profile")

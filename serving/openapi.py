@@ -195,6 +195,20 @@ def present(spec: dict[str, Any], *, model: dict[str, str], features: tuple[str,
                     "fhir_risk_assessment": {"resourceType": "RiskAssessment", "status": "final",
                                              "subject": {"reference": "Patient/example"},
                                              "prediction": [{"probabilityDecimal": 0.27}]}}
+            elif path == "/v1/outcomes":
+                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
+                    "recorded": 1, "unknown_prediction_ids": [], "performance": {str(model.get("version")): {
+                        "alias": model.get("alias"), "n": 412, "events": 101, "auroc": 0.71,
+                        "calibration_in_the_large": -0.01, "brier": 0.17}}}
+            elif path == "/v1/monitoring":
+                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
+                    "model": {"model_name": model.get("name"), "model_version": model.get("version")},
+                    "patients": 400, "thresholds": {"psi": 0.2, "missing_share_change": 0.15, "min_patients": 100},
+                    "features": {"age_years": {"psi": 1.55, "missing_share": 0.0, "reference_missing_share": 0.0,
+                                               "drift": 1, "bins": ["<=49", "...", "missing"],
+                                               "window_counts": [0, "...", 0], "reference_counts": [88, "...", 0]}},
+                    "score_psi": 0.05, "score_quantiles": {"0.5": 0.27}, "risk_bands": {"low": 34, "intermediate": 265,
+                                                                                         "high": 101}}
             elif path == "/v1/prefill" and method == "post":
                 content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
                     "inputs": c.example_record(features), "expires_in_seconds": 900}

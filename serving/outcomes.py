@@ -5,10 +5,11 @@ value: a random prediction id, a time, the model that answered and the risk it g
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from contextlib import closing
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -32,18 +33,28 @@ class OutcomeStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")  # workers write while others read
-            db.executescript(SCHEMA)
+        # one connection per thread, kept open: opening and closing per write cost a checkpoint
+        # (tens of ms on a busy disk) every time
+        self._local = threading.local()
+        db = self._connect()
+        db.execute("PRAGMA journal_mode=WAL")  # workers write while others read
+        db.executescript(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        db.execute("PRAGMA synchronous=NORMAL")
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=True)
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
         return db
+
+    @contextmanager
+    def _open(self) -> Iterator[sqlite3.Connection]:
+        yield self._connect()
 
     def add_predictions(self, rows: Iterable[tuple[str, str, str, str, float, float]]) -> None:
         """(prediction_id, model_name, model_version, alias, predicted_at, probability) rows."""
-        with closing(self._connect()) as db:
+        with self._open() as db:
             db.execute("BEGIN")
             db.executemany("INSERT OR IGNORE INTO predictions (prediction_id, model_name, model_version, alias, "
                            "predicted_at, probability) VALUES (?, ?, ?, ?, ?, ?)", rows)
@@ -53,7 +64,7 @@ class OutcomeStore:
         """Set the observed outcome of each prediction id; returns the ids that are unknown."""
         now = time.time()
         unknown = []
-        with closing(self._connect()) as db:
+        with self._open() as db:
             db.execute("BEGIN")
             for pid, outcome in outcomes:
                 cur = db.execute("UPDATE predictions SET outcome = ?, outcome_at = ? WHERE prediction_id = ?",
@@ -65,14 +76,14 @@ class OutcomeStore:
 
     def labelled(self, model_version: str, window: int) -> tuple[np.ndarray, np.ndarray]:
         """Risks and outcomes of the `window` most recent predictions with an outcome (by prediction time)."""
-        with closing(self._connect()) as db:
+        with self._open() as db:
             rows = db.execute("SELECT probability, outcome FROM predictions WHERE model_version = ? AND outcome IS "
                               "NOT NULL ORDER BY predicted_at DESC LIMIT ?", (model_version, window)).fetchall()
         arr = np.asarray(rows, dtype=float).reshape(-1, 2)
         return arr[:, 0], arr[:, 1]
 
     def forget_before(self, seconds_ago: float) -> None:
-        with closing(self._connect()) as db:
+        with self._open() as db:
             db.execute("DELETE FROM predictions WHERE predicted_at < ?", (time.time() - seconds_ago,))
 
 
