@@ -225,7 +225,11 @@ def main(users: int = 32, seconds: int = 60, soak_minutes: float = 10.0, soak_us
                           sample_every=5) if soak_minutes > 0 else None
     finally:
         server.terminate()
-        server.wait(30)
+        try:
+            server.wait(60)  # a busy machine stops it slowly
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(15)
         log.close()
 
     tables = [table(f"Concurrency {users} for {seconds} s (closed loop; {load.seconds:.0f} s measured)",
