@@ -225,7 +225,11 @@ def main(users: int = 32, seconds: int = 60, soak_minutes: float = 10.0, soak_us
                           sample_every=5) if soak_minutes > 0 else None
     finally:
         server.terminate()
-        server.wait(30)
+        try:
+            server.wait(60)  # a busy machine stops it slowly
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(15)
         log.close()
 
     tables = [table(f"Concurrency {users} for {seconds} s (closed loop; {load.seconds:.0f} s measured)",
@@ -251,9 +255,11 @@ def main(users: int = 32, seconds: int = 60, soak_minutes: float = 10.0, soak_us
                             [[soak.total, soak.failed, round(soak.total / soak.seconds, 1), round(trend["first"], 1),
                               round(trend["start"], 1), round(trend["end"], 1), round(trend["max"], 1),
                               round(trend["slope_mb_per_min"], 3), trend["samples"]]]))
-        per_minute = [[f"{int(t // 60)}", round(m, 1)] for t, m in soak.rss
-                      if int(t) % 60 < 5 or t == soak.rss[-1][0]]
-        tables.append(table("Soak: server memory by minute", ["minute", "RSS MB"], per_minute))
+        per_minute: list[list[Any]] = []
+        for t, m in soak.rss:  # the first sample of each minute, and the last
+            if not per_minute or int(t // 60) != int(float(per_minute[-1][0])) or t == soak.rss[-1][0]:
+                per_minute.append([f"{t / 60:.1f}", round(m, 1)])
+        tables.append(table("Soak: server memory by minute", ["minutes", "RSS MB"], per_minute))
         notes.append("Flat memory means a slope near 0 MB/min after the first minute (the allocator's arenas and "
                      "caches fill during it); the slope is a least-squares fit over samples every 5 s.")
         if soak.failure_messages:

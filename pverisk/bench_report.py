@@ -84,6 +84,8 @@ def machine() -> list[tuple[str, str]]:
         ("OS", _os()),
         ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
         ("Libraries", ", ".join(libs)),
+        ("Load average at rendering", " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min; other "
+         "work on the machine inflates latencies)" if hasattr(os, "getloadavg") else "unknown"),
         ("Commit", _git_commit()),
         ("Rendered", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
     ]
@@ -97,7 +99,7 @@ def _md(cell: Any) -> str:
     if cell is None:
         return ""
     if isinstance(cell, float):
-        text = f"{cell:.4g}" if abs(cell) < 1e6 else f"{cell:,.0f}"
+        text = f"{cell:,.6g}"  # as the benchmark rounded it, without float noise
     else:
         text = str(cell)
     return text.replace("|", "\\|").replace("\n", " ")
