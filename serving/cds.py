@@ -316,6 +316,8 @@ def gather(req: CDSRequest, settings: ServingSettings, problems: list[Problem] |
                     raise DataUnavailable(f"FHIR server answered no usable resource for prefetch key {k!r}",
                                           "fhir_server")
                 entries += got
+    except httpx.InvalidURL:  # not an HTTPError: was a 500 (found by pverisk.bench_fuzz)
+        raise DataUnavailable("fhirServer is not a usable http(s) URL", "fhir_server") from None
     except httpx.HTTPError as exc:
         raise DataUnavailable(f"FHIR server unreachable or too slow ({type(exc).__name__})", "fhir_server") from None
     return entries

@@ -134,3 +134,12 @@ def test_batch_categories_are_exact_strings_as_in_single_predictions(server):
     assert httpx.post(f"{server.url}/v1/predict", json={**PATIENT, "sex": "male "}).status_code == 400
     r = httpx.post(f"{server.url}/v1/predict/batch", json={"patients": [{**PATIENT, "sex": "male "}]})
     assert r.status_code == 400 and fields(r) == {"sex"}
+
+
+@pytest.mark.parametrize("fhir_server", ["\u00bd\b\u00dcx\U00064085", "http://[::1"])
+def test_cds_fhir_server_that_is_not_a_url_is_a_4xx_not_500(server, fhir_server):
+    # pverisk.bench_fuzz (1,000 cases): httpx.InvalidURL is no httpx.HTTPError and escaped as a 500
+    body = {"hook": "patient-view", "hookInstance": "{", "context": {"patientId": "p"}, "prefetch": None,
+            "fhirServer": fhir_server, "fhirAuthorization": {"access_token": "t", "token_type": "Bearer"}}
+    r = httpx.post(f"{server.url}/cds-services/pve-progression-risk", json=body, timeout=30)
+    assert r.status_code == 412 and "URL" in r.json()["error"], r.text
