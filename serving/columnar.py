@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import orjson
@@ -353,10 +353,13 @@ class Answer:
     media_type: str
     scored: Scored | None = None  # for the caller's metrics and monitoring
     n_invalid: int = 0
+    checked: Checked | None = None  # the scored rows' columns, for the monitoring windows
+    prediction_ids: list[str] | None = None  # one per scored row, in the answer too (outcome feedback)
 
 
 def answer(body: bytes, content_type: str | None, accept: str | None, query: Mapping[str, str],
-           risk: RiskModel, accepted: tuple[str, ...], used: tuple[str, ...], max_rows: int) -> Answer:
+           risk: RiskModel, accepted: tuple[str, ...], used: tuple[str, ...], max_rows: int,
+           new_ids: Callable[[int], list[str]] | None = None) -> Answer:
     """The whole columnar endpoint: parse, validate, score and answer in the requested form.
     Errors are JSON whatever the form (field, row, problem, allowed range)."""
     try:
@@ -373,11 +376,15 @@ def answer(body: bytes, content_type: str | None, accept: str | None, query: Map
                       n_invalid=len(checked.invalid))
     form = media_type(accept) if accept and media_type(accept) else media_type(content_type) or JSON
     cols = result_columns(scored, risk, checked.valid, arrow=form != JSON)
+    ids = new_ids(len(checked.valid)) if new_ids is not None else None
+    if ids is not None:  # beside `index`: what `POST /v1/outcomes` takes back
+        cols = {"index": cols.pop("index"), "prediction_id": ids, **cols}
     if form == JSON:
-        return Answer(200, json_body(checked, cols, risk), JSON, scored, len(checked.invalid))
+        return Answer(200, json_body(checked, cols, risk), JSON, scored, len(checked.invalid), checked, ids)
     extra = {"n_scored": len(checked.valid), "n_invalid": len(checked.invalid), "unused_inputs": checked.unused,
              "invalid": [{"index": i, "errors": checked.problems[i]} for i in sorted(checked.problems)]}
-    return Answer(200, table_bytes(arrow_table(cols, risk, extra), form), form, scored, len(checked.invalid))
+    return Answer(200, table_bytes(arrow_table(cols, risk, extra), form), form, scored, len(checked.invalid),
+                  checked, ids)
 
 
 def openapi_operation(features: tuple[str, ...]) -> dict[str, Any]:
@@ -421,7 +428,8 @@ def openapi_operation(features: tuple[str, ...]) -> dict[str, Any]:
                         "model": {"type": "object"}, "columns": {"type": "object"}}},
                         "example": {"n_scored": 2, "n_invalid": 0, "data_kind": "simulated",
                                     "notice": "Research use only ...", "columns": {
-                                        "index": [0, 1], "probability": [0.27, 0.27],
+                                        "index": [0, 1], "prediction_id": ["5f0c...-0", "5f0c...-1"],
+                                        "probability": [0.27, 0.27],
                                         "risk_band": ["intermediate", "intermediate"]}}},
                         ARROW: binary, PARQUET: binary}},
             "400": {"description": "Invalid patients (index, field, problem with the allowed range) or an "

@@ -552,6 +552,9 @@ def rejected_fields(status: int, body: bytes) -> list[str]:
     for row in doc.get("invalid") or []:
         for e in (row.get("errors") or []) if isinstance(row, dict) else []:
             fields.append(str(e.get("field", "body")))
+    for e in doc.get("column_errors") or []:  # the columnar route's whole-column problems
+        if isinstance(e, dict):
+            fields.append(str(e.get("field", "body")))
     return fields or ["body"]
 
 
@@ -559,7 +562,7 @@ class RejectionMiddleware:
     """Counts validation rejections by field from the 400 answers of the prediction routes (pydantic
     rejects a request before our code runs, so the answer is where the field is named)."""
 
-    ROUTES = {"/v1/predict": "predict", "/v1/predict/batch": "batch"}
+    ROUTES = {"/v1/predict": "predict", "/v1/predict/batch": "batch", "/v1/predict/columns": "columns"}
 
     def __init__(self, app: Any, labels: Mapping[str, str]) -> None:
         self.app = app

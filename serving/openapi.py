@@ -274,6 +274,29 @@ def _oas30(node: Any) -> Any:
     return {k: _oas30(v) for k, v in node.items()}  # the children after this node's own anyOf
 
 
+def _document_by_id(op: dict[str, Any], responses: dict[str, Any]) -> None:
+    """POST /v1/predict also takes `{"patient_id": ...}` (serving/online.py completes it from the online
+    feature store before validation). The explicit schema stays the body's `schema` (the calculator
+    page and code generators read it); the by-id form is described beside it as an extension."""
+    from serving.online import MAX_ID_LENGTH
+
+    body = op["requestBody"]
+    body["description"] = (
+        "The patient's inputs (schema below), or `{\"patient_id\": \"...\"}` for a patient in the online "
+        "feature store, alone or with some inputs that override the stored ones (`x-by-patient-id`). "
+        "By id, the answer's `feature_store` block lists the values taken from the store with their age "
+        "in days, the overridden ones and the stale ones not used.")
+    body["x-by-patient-id"] = {
+        "type": "object", "required": ["patient_id"],
+        "properties": {"patient_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}},
+        "additionalProperties": {"description": "any field of the explicit schema, overriding the store"},
+        "example": {"patient_id": "SIM-0-0000000", "sflr_percent": 24.0}}
+    responses["404"] = _error("By patient id: the online feature store has no values for this patient "
+                              "(nothing predicted)")
+    responses["503"] = _error("The model is still loading, or (by patient id) the online feature store is "
+                              "unavailable; explicit features are still scored")
+
+
 def conform(spec: dict[str, Any], *, api_key: bool) -> dict[str, Any]:
     """Document every answer the routes give: request bodies as required, the real error shape
     (BentoML documents `detail` as a string; ours is a list), 401/413/415/503 where they happen,
@@ -326,6 +349,8 @@ def conform(spec: dict[str, Any], *, api_key: bool) -> dict[str, Any]:
                                                    "applicable, or not enough data (with an OperationOutcome)"))
             if path == "/v1/prefill":
                 responses.setdefault("404", _error("Unknown or expired link"))
+            if path == "/v1/predict" and method == "post":
+                _document_by_id(op, responses)
             if "422" in responses and "HTTPValidationError" in json.dumps(responses["422"]):
                 del responses["422"]  # FastAPI's; serving/web.py json_errors answers those with a 400
             if api_key and guarded and not path.startswith("/cds-services/"):

@@ -216,12 +216,16 @@ async def predict_columns(request: StarletteRequest) -> Response:
     body = await request.body()
     ans = await run_in_threadpool(columnar.answer, body, request.headers.get("content-type"),
                                   request.headers.get("accept"), request.query_params, risk, SERVED.accepted,
-                                  SERVED.used, svc.settings.max_columnar_rows)
+                                  SERVED.used, svc.settings.max_columnar_rows, mon.batch_prediction_ids)
     if ans.n_invalid:
         REJECTED.labels(risk.identity.version, "columns").inc(ans.n_invalid)
     if ans.scored is not None:
         for band, n in zip(*np.unique(ans.scored.band, return_counts=True)):
             PREDICTIONS.labels(risk.identity.name, risk.identity.version, "columns", str(band)).inc(int(n))
+        if svc.monitor is not None and ans.checked is not None and ans.prediction_ids is not None:
+            # bulk traffic is live traffic too: the same drift windows and outcome link as the batch route
+            svc.monitor.observe(ans.checked.columns, len(ans.prediction_ids), ans.scored.probability,
+                                ans.prediction_ids)
     return Response(ans.body, status_code=ans.status, media_type=ans.media_type)
 
 
