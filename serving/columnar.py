@@ -62,7 +62,8 @@ class Request:
 
 
 def _option(value: Any, name: str, allowed: tuple[Any, ...]) -> Any:
-    if value not in allowed:
+    # by type as well as value: 0 == False and 1 == True in Python, but JSON's 0 is not false
+    if not any(type(value) is type(a) and value == a for a in allowed):
         raise ColumnarError(f"{name}: {value!r} is not one of {', '.join(map(str, allowed))}")
     return value
 

@@ -179,6 +179,7 @@ def get_monitoring() -> Any:
 
 
 class Outcome(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON's 0 is not false, "true" is not true
     prediction_id: str = Field(..., min_length=1, max_length=80, pattern=r"^[A-Za-z0-9-]+$",
                                description="The prediction_id of a /v1/predict, batch or FHIR answer")
     outcome: bool = Field(..., description="Progression observed (true) or not (false)")

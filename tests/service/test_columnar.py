@@ -75,7 +75,8 @@ def test_every_form_gives_the_per_record_probabilities_and_bands(server, cohort,
         rows = r.json()["results"]
         got[f"batch {output}"] = ([x["probability"] for x in rows], [x["risk_band"] for x in rows])
         if output == "probabilities":
-            assert set(rows[0]) == {"index", "probability", "risk_band"}  # lean: nothing else per row
+            # lean: nothing else per row but the id that outcome feedback takes back
+            assert set(rows[0]) == {"index", "prediction_id", "probability", "risk_band"}
             assert r.json()["data_kind"] == "simulated" and "SIMULATED" in r.json()["notice"]
         r = post(server, "/v1/predict/columns", json={"columns": columns(cohort), "output": output})
         assert r.status_code == 200, r.text
@@ -187,3 +188,25 @@ def test_large_batches_are_never_refused_for_their_size_below_the_columnar_limit
     assert r.status_code == 200, r.text
     probs = np.asarray(pa.ipc.open_stream(r.content).read_all().column("probability").to_pylist())
     assert len(probs) == n and ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_columnar_answers_carry_prediction_ids_that_take_outcomes(server, cohort):
+    """Bulk traffic is monitored like the batch route: one prediction id per scored row (beside its
+    `index`, in JSON and Arrow alike), and outcomes posted for those ids are linked."""
+    cols = columns(cohort.head(12))
+    cols["age_years"][3] = 150  # invalid: not scored, so no id
+    r = post(server, "/v1/predict/columns", json={"columns": cols, "output": "probabilities", "partial": True})
+    assert r.status_code == 200, r.text
+    got = r.json()["columns"]
+    assert 3 not in got["index"] and len(got["prediction_id"]) == len(got["index"]) == 11
+    assert len(set(got["prediction_id"])) == 11
+    outcomes = [{"prediction_id": pid, "outcome": i % 2 == 0} for i, pid in enumerate(got["prediction_id"])]
+    linked = post(server, "/v1/outcomes", json={"outcomes": outcomes})
+    assert linked.status_code == 200, linked.text
+    assert linked.json()["recorded"] == 11 and linked.json()["unknown_prediction_ids"] == []
+    arrow = post(server, "/v1/predict/columns", content=arrow_bytes(cohort.head(5)),
+                 headers={"content-type": ARROW})
+    assert arrow.status_code == 200, arrow.text
+    table = pa.ipc.open_stream(arrow.content).read_all()
+    assert table.column_names[:2] == ["index", "prediction_id"] and table.num_rows == 5
+    assert len(set(table.column("prediction_id").to_pylist())) == 5
