@@ -332,12 +332,21 @@ def historical_features(store: "FeatureStore", entities: pd.DataFrame,
     entity_df[c.PATIENT_ID] = entity_df[c.PATIENT_ID].astype(str)
     entity_df[TIMESTAMP] = _utc(entity_df[c.EVENT_TIMESTAMP])
     entity_df["_row"] = np.arange(len(entity_df))
-    joined = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
-    # Feast's file (dask) store drops an entity row whose every record of a view lies outside the TTL
-    # (it keeps rows with no record at all): back onto every entity row, so such a patient is kept
-    # with those values missing instead of vanishing from the training set.
-    values = joined[["_row", *[n for n in names if n in joined]]].drop_duplicates("_row")
-    out = entity_df.merge(values, on="_row", how="left", validate="one_to_one")
+    # One join per feature view: Feast's file (dask) store drops an entity row when every record of
+    # one view lies outside its TTL (or after the decision), and in a join of several views that
+    # blanked the patient's other sources too (a stale lab emptied age, imaging and genotype: the
+    # new-user trial). Per view, only that source's values go missing; each is put back onto every
+    # entity row, so no patient vanishes from the training set either.
+    keys = entity_df[[c.PATIENT_ID, TIMESTAMP, "_row"]]
+    out = entity_df
+    by_view: dict[str, list[str]] = {}
+    for ref in refs:
+        by_view.setdefault(ref.split(":", 1)[0], []).append(ref)
+    for view_refs in by_view.values():
+        joined = store.get_historical_features(entity_df=keys, features=view_refs).to_df()
+        cols = [r.split(":", 1)[1] for r in view_refs]
+        values = joined[["_row", *[n for n in cols if n in joined]]].drop_duplicates("_row")
+        out = out.merge(values, on="_row", how="left", validate="one_to_one")
     out = out.sort_values("_row").drop(columns=["_row", TIMESTAMP]).reset_index(drop=True)
     for name in names:
         if name in out:

@@ -175,7 +175,8 @@ def _fast(f: c.Feature, values: Any, types: set[type], required: bool) -> np.nda
 
 
 def validate_columns(columns: Mapping[str, Any], n: int, accepted: tuple[str, ...], required: list[str],
-                     types: Mapping[str, set[type]] | None = None) -> tuple[dict[str, np.ndarray], list[Any]]:
+                     types: Mapping[str, set[type]] | None = None,
+                     json_types: bool = True) -> tuple[dict[str, np.ndarray], list[Any]]:
     """Contract validation of columns: the columns with something to report (and every unusual
     one) go through `validate_frame`, the same validator as the record batch and the import, so
     the problems and their words are its own; plainly valid columns skip pandas."""
@@ -195,7 +196,7 @@ def validate_columns(columns: Mapping[str, Any], n: int, accepted: tuple[str, ..
         return clean, []
     frame = pd.DataFrame({name: columns[name] for name in slow}, index=pd.RangeIndex(n))
     cleaned, found = validate_frame(frame, names=slow, required=[r for r in required if r in slow or r in absent],
-                                    row_numbers=np.arange(n))
+                                    row_numbers=np.arange(n), json_types=json_types)
     for name in slow:
         col = cleaned[name]
         clean[name] = col.to_numpy() if col.dtype == "float64" else col.to_numpy(dtype=object, na_value=None)
@@ -231,10 +232,13 @@ class Checked:
 
 
 def check_frame(columns: Mapping[str, Any], n: int, risk: RiskModel, accepted: tuple[str, ...],
-                used: tuple[str, ...], types: Mapping[str, set[type]] | None = None) -> Checked:
+                used: tuple[str, ...], types: Mapping[str, set[type]] | None = None,
+                json_types: bool = True) -> Checked:
     """Validate a batch table against the contract, as the record batch does (same rules and
     messages, from `validate_frame`), then the model's own requirements and coarse-input
-    conflicts."""
+    conflicts. `json_types`: a request's typed columns (JSON, Arrow) are not coerced, as in
+    /v1/predict ("60" is not an age, 1 not true); a cohort file (`pverisk score`) keeps the import's
+    file rules."""
     allowed = set(accepted)
     problems: dict[int, list[dict[str, str]]] = {}
     for col in columns:
@@ -242,7 +246,7 @@ def check_frame(columns: Mapping[str, Any], n: int, risk: RiskModel, accepted: t
             for i in np.flatnonzero(~pd.isna(np.asarray(columns[col], dtype=object))):
                 problems.setdefault(int(i), []).append({"field": str(col), "problem": "unknown field"})
     cleaned, found = validate_columns(columns, n, accepted, [f for f in risk.required if not c.BY_NAME[f].coarse],
-                                      types)
+                                      types, json_types)
     column_problems = [{"field": p.column, "problem": p.rule} for p in found if p.row is None]
     for p in found:
         if p.row is not None:

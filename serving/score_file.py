@@ -78,7 +78,7 @@ def score_file(data: Path, out: Path, model_tag: str | None = None, explain: boo
     used = tuple(c.input_names(risk.features))
     ignored = [col for col in table_in.column_names if col not in accepted]
     ids = table_in.column(c.PATIENT_ID) if c.PATIENT_ID in table_in.column_names else None
-    checked = check_frame(columns, n_rows, risk, accepted, used)
+    checked = check_frame(columns, n_rows, risk, accepted, used, json_types=False)
     result = ScoreResult(n_rows, 0, checked.problems, checked.column_problems,
                          [col for col in ignored if col not in KNOWN_OTHER], checked.unused,
                          model=risk.identity.as_dict())

@@ -178,6 +178,9 @@ def get_monitoring() -> Any:
     return mon.finite(svc.monitor.summary())
 
 
+MAX_OUTCOMES = 10_000
+
+
 class Outcome(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # JSON's 0 is not false, "true" is not true
     prediction_id: str = Field(..., min_length=1, max_length=80, pattern=r"^[A-Za-z0-9-]+$",
@@ -188,7 +191,7 @@ class Outcome(BaseModel):
 class OutcomesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"outcomes": [
         {"prediction_id": "3f1c0b6d2a8e4f7fb1d9c0a2e5f6a7b8", "outcome": False}]}})
-    outcomes: list[Outcome] = Field(..., min_length=1, max_length=10_000)
+    outcomes: list[Outcome] = Field(..., min_length=1, max_length=MAX_OUTCOMES)
 
 
 class PrefillRequest(BaseModel):
@@ -434,6 +437,10 @@ class PVERisk:
         """Observed outcomes by prediction id (no patient identifier): live AUROC, calibration-in-the-large
         and Brier over the most recent PVERISK_MONITOR_PERFORMANCE_WINDOW labelled predictions follow."""
         self._model()
+        if len(outcomes) > MAX_OUTCOMES:  # BentoML's copy of the request model loses the list's maxItems
+            return JSONResponse({"error": f"too many outcomes: at most {MAX_OUTCOMES:,} per request", "detail": [{  # type: ignore[return-value]
+                "loc": ["outcomes"], "field": "outcomes", "type": "too_long",
+                "msg": f"{len(outcomes):,} items; allowed 1 to {MAX_OUTCOMES:,}"}]}, status_code=400)
         try:
             return self.monitor.record_outcomes(  # type: ignore[union-attr]
                 [(o.prediction_id, o.outcome) if isinstance(o, Outcome) else (o["prediction_id"], o["outcome"])

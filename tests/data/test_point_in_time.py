@@ -58,6 +58,42 @@ def test_lab_after_decision_not_used_and_older_than_ttl_missing(tmp_path, capsys
     assert list(out[c.OUTCOME]) == [True, False, True]
 
 
+def _source(group, rows, columns):
+    frame = pd.DataFrame(rows, columns=[c.PATIENT_ID, fr.TIMESTAMP, *columns])
+    frame[fr.TIMESTAMP] = pd.to_datetime(frame[fr.TIMESTAMP]).dt.tz_localize("UTC")
+    frame[fr.CREATED] = pd.Timestamp("2026-01-01", tz="UTC")
+    for f in fr.groups()[group]:
+        frame[f.name] = (frame[f.name].astype(c.cohort_dtypes()[f.name]) if f.name in frame
+                         else pd.array([None] * len(frame), dtype=c.cohort_dtypes()[f.name]))
+    return frame
+
+
+def test_one_stale_source_blanks_only_that_source(tmp_path, capsys):
+    """Found by the new-user trial: a stale (or post-decision) lab emptied the patient's whole row,
+    age and imaging included, so 13% of a cohort trained as blank patients. Only the labs go missing."""
+    settings = FeastSettings(repo_dir=tmp_path / "feast")
+    fr.apply(settings, models=[])
+    fr.write_source(LAB, _labs([("P1", "2024-03-18", 95.0, 3.1),    # after the decision
+                                ("P2", "2023-11-01", 40.0, 3.9),    # older than the TTL
+                                ("P3", "2024-03-10", 12.0, 4.0)]), settings, replace=True)
+    fr.write_source("imaging", _source("imaging", [("P1", "2024-03-01", 3, 4.5), ("P2", "2024-02-20", 6, 2.0),
+                                                   ("P3", "2024-03-05", 1, 7.0)],
+                                       ["n_liver_metastases", "largest_metastasis_cm"]), settings, replace=True)
+    fr.write_source("clinical_record", _source("clinical_record", [("P1", "2024-02-01", 61), ("P2", "2024-02-01", 70),
+                                                                   ("P3", "2024-02-01", 55)], ["age_years"]),
+                    settings, replace=True)
+    entities = pd.DataFrame({c.PATIENT_ID: ["P1", "P2", "P3"],
+                             c.EVENT_TIMESTAMP: pd.to_datetime(["2024-03-15"] * 3), c.OUTCOME: [True, False, True]})
+    names = ["age_years", "n_liver_metastases", "largest_metastasis_cm", "cea_ng_ml"]
+    out = fr.historical_features(fr.open_store(settings), entities, names)
+    with capsys.disabled():
+        print("\npoint-in-time rows, three sources (P1 lab after the decision, P2 lab 135 days old):")
+        print(out[[c.PATIENT_ID, *names]].to_string(index=False))
+    assert list(out["age_years"]) == [61, 70, 55]
+    assert list(out["n_liver_metastases"]) == [3, 6, 1]
+    assert pd.isna(out.loc[0, "cea_ng_ml"]) and pd.isna(out.loc[1, "cea_ng_ml"]) and out.loc[2, "cea_ng_ml"] == 12.0
+
+
 @pytest.mark.parametrize("group", list(c.SOURCE_GROUPS))
 def test_record_dates_simulated_before_the_decision(group):
     from feature_store.simulate import simulate_cohort, simulate_record_dates

@@ -143,3 +143,28 @@ def test_cds_fhir_server_that_is_not_a_url_is_a_4xx_not_500(server, fhir_server)
             "fhirServer": fhir_server, "fhirAuthorization": {"access_token": "t", "token_type": "Bearer"}}
     r = httpx.post(f"{server.url}/cds-services/pve-progression-risk", json=body, timeout=30)
     assert r.status_code == 412 and "URL" in r.json()["error"], r.text
+
+
+def test_outcomes_are_strict_json_and_bounded(server):
+    # schemathesis ST201 after the merge: `"outcome": 0` was recorded as false, and 10,001 outcomes
+    # were taken (BentoML's copy of the request model lost the list's maxItems)
+    r = httpx.post(f"{server.url}/v1/outcomes", json={"outcomes": [{"prediction_id": "0", "outcome": 0}]})
+    assert r.status_code == 400, r.text
+    r = httpx.post(f"{server.url}/v1/outcomes", json={"outcomes": [{"prediction_id": "a", "outcome": "yes"}]})
+    assert r.status_code == 400, r.text
+    many = [{"prediction_id": f"x{i}", "outcome": False} for i in range(10_001)]
+    r = httpx.post(f"{server.url}/v1/outcomes", json={"outcomes": many}, timeout=60)
+    assert r.status_code in (400, 413) and "outcomes" in r.text, r.text
+
+
+@pytest.mark.parametrize("column,values", [("partial", None), ("age_years", ["60", 61]),
+                                           ("bilobar_disease", [1, 0]), ("n_liver_metastases", [True, 3])])
+def test_columnar_json_is_not_coerced(server, column, values):
+    # schemathesis ST201 (`"partial": 0` read as false) and the new-user trial ("60" scored as an age,
+    # 1/0 as booleans in columns while /v1/predict and the batch refuse them)
+    cols = {k: [v, v] for k, v in {**PATIENT, "sex": "female"}.items()}
+    body: dict = {"columns": cols, "partial": 0} if column == "partial" else {"columns": {**cols, column: values}}
+    r = httpx.post(f"{server.url}/v1/predict/columns", json=body, timeout=30)
+    assert r.status_code == 400, r.text
+    if column != "partial":
+        assert column in r.text
