@@ -9,6 +9,7 @@ importing this module costs nothing (the service imports it only when a request 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -354,6 +355,19 @@ def historical_features(store: "FeatureStore", entities: pd.DataFrame,
     return out
 
 
+INGESTED_COHORT = "ingested_cohort.json"
+
+
+def remember_cohort(meta: dict[str, Any], settings: FeastSettings) -> None:
+    """Keep the ingested cohort's description (study design, data kind, dataset name; no patient
+    data) beside the repository: an entity table written by hand carries none, and a model trained
+    on it must still say what population and outcome it learned."""
+    keep = {k: meta[k] for k in ("study_design", "data_kind", "dataset_name", "simulated") if k in meta}
+    if keep:
+        settings.repo_dir.mkdir(parents=True, exist_ok=True)
+        (settings.repo_dir / INGESTED_COHORT).write_text(json.dumps(keep, indent=1, default=str))
+
+
 def training_cohort(entities_path: Path, settings: FeastSettings | None = None, out: Path | None = None) -> Path:
     """Build the training table for an entity file with the point-in-time join and write it (with
     the entity file's study design) where `run_training` reads it."""
@@ -372,6 +386,11 @@ def training_cohort(entities_path: Path, settings: FeastSettings | None = None, 
     stored = {f.name for f in stored_features()}
     frame = frame.drop(columns=[col for col in frame.columns if col in stored and frame[col].isna().all()])
     meta = read_cohort_metadata(Path(entities_path))
+    remembered = settings.repo_dir / INGESTED_COHORT
+    if not meta.get("study_design") and remembered.exists():
+        # the entity table states nothing: the design of the cohort whose records were ingested
+        meta = {**json.loads(remembered.read_text()), **{k: v for k, v in meta.items() if v}}
+        meta["study_design_from"] = "the cohort ingested into the feature store"
     stem = Path(entities_path).stem
     target = out or settings.repo_dir / "training" / f"{stem}-point-in-time.parquet"
     write_with_design(frame, target, design_from_metadata(meta),

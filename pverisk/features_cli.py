@@ -53,7 +53,7 @@ def ingest_file(data: Path, simulate_dates: bool | None = None, recent: bool = F
     import pandas as pd
 
     from feature_store import contract as c
-    from feature_store.feast_repo import RECORDED_AT_PREFIX, apply, ingest
+    from feature_store.feast_repo import RECORDED_AT_PREFIX, apply, ingest, remember_cohort
     from feature_store.feast_settings import FeastSettings
     from feature_store.simulate import simulate_record_dates
     from feature_store.study import read_cohort_metadata
@@ -88,6 +88,7 @@ def ingest_file(data: Path, simulate_dates: bool | None = None, recent: bool = F
         task = progress.add_task(f"ingesting {len(frame):,} patients", total=len(groups()))
         counts = ingest(frame, settings, on_group=lambda g, n: progress.update(
             task, advance=1, description=f"ingested {g} ({n:,} records)"))
+    remember_cohort(read_cohort_metadata(data), settings)
     return counts
 
 

@@ -289,6 +289,15 @@ def promote(client: MlflowClient, name: str, version: str, alias: str, reason: s
     except MlflowException:
         pass
     client.set_registered_model_alias(name, alias, mv.version)
+    if alias == CHAMPION:
+        # a champion is no longer waiting for a decision: its challenger/candidate alias would make
+        # `pverisk models` (and a shadow service importing the challenger) show it twice
+        for waiting in (CHALLENGER, CANDIDATE):
+            try:
+                if str(client.get_model_version_by_alias(name, waiting).version) == str(mv.version):
+                    client.delete_registered_model_alias(name, waiting)
+            except MlflowException:
+                pass
     record = {"alias": alias, "promoted_by": who, "promotion_reason": reason,
               "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "previous_version": str(previous) if previous else "none"}

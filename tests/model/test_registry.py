@@ -126,6 +126,8 @@ def test_human_promotion_is_recorded(store, cohort_file):
     run_training(cohort_file, settings=cheap_settings(), tracking=tracking)  # v2 challenger
     record = registry.promote(client, tracking.registered_model, "2", "champion", "tumour board review", by="dr-a")
     assert _aliases(client, tracking.registered_model)["champion"] == "2"
+    # the waiting alias it held is gone (the trial saw `challenger,champion` on one version)
+    assert [a for a, v in _aliases(client, tracking.registered_model).items() if v == "2"] == ["champion"]
     tags = client.get_model_version(tracking.registered_model, "2").tags
     assert tags["promotion.champion.promoted_by"] == "dr-a"
     assert tags["promotion.champion.promotion_reason"] == "tumour board review"
