@@ -152,7 +152,8 @@ def load_cohort(path: Path, features: list[str] | None = None, kind: str | None 
     """Read, validate against the contract and label a cohort.
 
     Raises CohortValidationError listing every bad row and column; nothing else
-    happens before this passes.  A table with the simulator's oracle column is simulated.
+    happens before this passes.  A table with the simulator's oracle column, or whose metadata says
+    it is simulated, is simulated.
     """
     path = Path(path)
     raw = read_table(path)
@@ -166,7 +167,10 @@ def load_cohort(path: Path, features: list[str] | None = None, kind: str | None 
         **{c.PATIENT_ID: [f"ROW-{i + 1}" for i in range(len(frame))]}))
     if c.TRUE_PROBABILITY in raw:
         frame[c.TRUE_PROBABILITY] = raw[c.TRUE_PROBABILITY].astype("float64").to_numpy()
-    detected = "simulated" if c.TRUE_PROBABILITY in raw else "real"
+    # the oracle column, or the file says so (a point-in-time table built from a simulated cohort's
+    # records has no oracle column, and must not be labelled real)
+    simulated = c.TRUE_PROBABILITY in raw or meta.get("simulated") is True or meta.get("data_kind") == "simulated"
+    detected = "simulated" if simulated else "real"
     kind = kind or detected
     if kind not in ("simulated", "real"):
         raise ValueError("kind must be 'simulated' or 'real'")
