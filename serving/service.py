@@ -191,7 +191,10 @@ class Outcome(BaseModel):
 class OutcomesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"outcomes": [
         {"prediction_id": "3f1c0b6d2a8e4f7fb1d9c0a2e5f6a7b8", "outcome": False}]}})
-    outcomes: list[Outcome] = Field(..., min_length=1, max_length=MAX_OUTCOMES)
+    # the bound is in the description and enforced by the handler: BentoML's copy of this model loses
+    # maxItems, and a body over the route's size limit is refused with 413 before any schema is read
+    outcomes: list[Outcome] = Field(..., min_length=1,
+                                    description=f"At most {MAX_OUTCOMES:,} outcomes per call (400 beyond that)")
 
 
 class PrefillRequest(BaseModel):
