@@ -21,6 +21,8 @@ from typing import Any, Awaitable, Callable
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serving.web import replay_body
+
 logger = logging.getLogger("pverisk.online")
 
 Scope = dict[str, Any]
@@ -153,7 +155,7 @@ class PatientLookupMiddleware:
             except ValueError:
                 body = None  # the app answers malformed JSON as always
         if body is None:
-            await self.app(scope, _replay(raw, receive), send)
+            await self.app(scope, replay_body(raw, receive), send)
             return
         await self._by_patient(scope, body, receive, send)
 
@@ -228,24 +230,10 @@ class PatientLookupMiddleware:
                 return
             await send(message)
 
-        await self.app(inner_scope, _replay(raw, receive), capture)
+        await self.app(inner_scope, replay_body(raw, receive), capture)
 
 
 def _ttl(name: str) -> int | None:
     from feature_store import contract as c
 
     return c.BY_NAME[name].source_group.ttl_days
-
-
-def _replay(raw: bytes, receive: Receive) -> Receive:
-    """The body read once, then the client's own channel (a disconnect is still seen)."""
-    sent = False
-
-    async def replay() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        return await receive()
-
-    return replay

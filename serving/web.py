@@ -194,16 +194,22 @@ class GuardMiddleware:
         if (problem := json_body_problem(scope["path"], body)) is not None:
             await _json(send, 400, problem)
             return None
-        sent = False
+        return replay_body(body, receive)
 
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        return replay
+def replay_body(raw: bytes, receive: Receive) -> Receive:
+    """The body read once, then the client's own channel (a disconnect is still seen): for
+    middleware that must read the body before the app does."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 class ClientErrorLogFilter(logging.Filter):
