@@ -30,7 +30,8 @@ os.environ["BENTOML_HOME"] = str(ROOT / "bentoml_home")
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pverisk.bench_serving import _free_port, _wait, _wrk  # noqa: E402
+from pverisk import bench_serving  # noqa: E402,F401  (sets BENTOML_HOME to its temporary root)
+from pverisk.bench_http import free_port, wait_ready, wrk  # noqa: E402
 
 
 def _timed(client: httpx.Client, url: str, payload: bytes, n: int) -> list[float]:
@@ -63,11 +64,11 @@ def main(n: int = 200) -> None:
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PVERISK_SERVE_MODEL_TAG": str(model.tag),
            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([str(bin_dir / "bentoml"), "serve", "serving.service:PVERisk", "--host", "127.0.0.1",
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait(f"http://127.0.0.1:{port}/readyz", server)
+        wait_ready(f"http://127.0.0.1:{port}/readyz", server)
         chart = whole_chart(1)
         whole = json.dumps(hook_request(chart, prefetch_whole(chart))).encode()
         filtered = json.dumps(hook_request(chart, prefetch_filtered(chart))).encode()
@@ -80,7 +81,7 @@ def main(n: int = 200) -> None:
         import shutil
 
         # wrk (C) as a second client, when installed: the Python client's own cost stays out
-        by_wrk = {name: _wrk(url, payload, 1, seconds=5) for name, payload in (("whole", whole), ("filtered", filtered))
+        by_wrk = {name: wrk(url, payload, 1, seconds=5) for name, payload in (("whole", whole), ("filtered", filtered))
                   } if shutil.which("wrk") else {}
 
         import orjson

@@ -21,20 +21,21 @@ import time
 from pathlib import Path
 
 from pverisk import bench_serving as bs  # sets BENTOML_HOME to its temporary root
+from pverisk.bench_http import concurrent, free_port, percentile, rss_mb, sequential, wait_ready
 
 ROOT = bs.ROOT
 BLOCKS = 5
 
 
 def _stats(times: list[float]) -> str:
-    return f"{statistics.median(times):.2f} / {bs._p(times, 99):.2f}"
+    return f"{statistics.median(times):.2f} / {percentile(times, 99):.2f}"
 
 
 def _redis() -> tuple[subprocess.Popen | None, int | None]:
     exe = shutil.which("redis-server")
     if exe is None:
         return None, None
-    port = bs._free_port()
+    port = free_port()
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
@@ -56,13 +57,13 @@ def _build(settings, cohort, models) -> dict[str, float]:  # type: ignore[no-unt
 
 
 def _serve(tag: str, **env: str) -> tuple[subprocess.Popen, str, float]:
-    port = bs._free_port()
+    port = free_port()
     bin_dir = Path(sys.executable).parent
     full = {**os.environ, "PVERISK_SERVE_MODEL_TAG": tag, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             **env}
     proc = subprocess.Popen([str(bin_dir / "bentoml"), "serve", "serving.service:PVERisk", "--host", "127.0.0.1",
                              "--port", str(port)], env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ready = bs._wait(f"http://127.0.0.1:{port}/readyz", proc)
+    ready = wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
     return proc, f"http://127.0.0.1:{port}/v1/predict", ready
 
 
@@ -118,7 +119,7 @@ def main(patients: int = 100_000, n_single: int = 300, n_concurrent: int = 800) 
             proc, url, _ = _serve(str(model.tag), **env)
             try:
                 time.sleep(2)
-                idle = bs._rss_mb(proc)
+                idle = rss_mb(proc)
                 explicit = json.dumps(c.example_record(result.features)).encode()
                 by_id = [json.dumps({"patient_id": pid}).encode() for pid in ids[:50]]
                 import httpx
@@ -127,17 +128,17 @@ def main(patients: int = 100_000, n_single: int = 300, n_concurrent: int = 800) 
                 httpx.post(url, content=by_id[0], headers={"content-type": "application/json"}, timeout=300
                            ).raise_for_status()
                 first = time.perf_counter() - t0
-                loaded = bs._rss_mb(proc)
-                bs._sequential(url, explicit, 100)
+                loaded = rss_mb(proc)
+                sequential(url, explicit, 100)
                 for body in by_id[:20]:
-                    bs._sequential(url, body, 5)
+                    sequential(url, body, 5)
                 # interleaved in blocks: a shared machine's load drifts, and then drifts for both alike
                 e1, i1, e16, i16 = [], [], [], []
                 for _ in range(BLOCKS):
-                    e1 += bs._sequential(url, explicit, n_single // BLOCKS)
-                    i1 += bs._sequential(url, by_id[1], n_single // BLOCKS)
-                    e16 += asyncio.run(bs._concurrent(url, explicit, 16, n_concurrent // BLOCKS))[1]
-                    i16 += asyncio.run(bs._concurrent(url, by_id[2], 16, n_concurrent // BLOCKS))[1]
+                    e1 += sequential(url, explicit, n_single // BLOCKS)
+                    i1 += sequential(url, by_id[1], n_single // BLOCKS)
+                    e16 += asyncio.run(concurrent(url, explicit, 16, n_concurrent // BLOCKS))[1]
+                    i16 += asyncio.run(concurrent(url, by_id[2], 16, n_concurrent // BLOCKS))[1]
                 latency_rows.append([name, "explicit features", _stats(e1), _stats(e16)])
                 latency_rows.append([name, "by patient id (lookup + prediction)", _stats(i1), _stats(i16)])
                 latency_rows.append([name, "ratio of medians id / explicit",

@@ -30,6 +30,8 @@ for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
 
 import numpy as np  # noqa: E402
 
+from pverisk.bench_http import free_port, rss_mb, wait_ready  # noqa: E402
+
 LOCUSTFILE = Path(__file__).with_name("load_locustfile.py")
 BIN = Path(sys.executable).parent
 
@@ -56,24 +58,6 @@ def write_cases(model_dir: Path, labels: dict[str, str], out: Path, n_patients: 
              for i in range(0, len(records) - batch_size + 1, batch_size)]
     out.write_text(json.dumps({"single": single, "batch": batch, "data_kind": identity.data_kind}))
     return {"patients": len(records), "batches": len(batch), "batch_size": batch_size}
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (BentoML's arbiter and workers), MB."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return float("nan")
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:  # a worker restarting between the listing and the read
-            pass
-    return total / 2**20
 
 
 @dataclass
@@ -118,7 +102,7 @@ def run_locust(url: str, cases: Path, users: int, seconds: int, workdir: Path, s
 
     def sample() -> None:
         while not done.is_set():
-            samples.append((time.perf_counter() - t0, tree_rss_mb(server_pid)))  # type: ignore[arg-type]
+            samples.append((time.perf_counter() - t0, rss_mb(server_pid)))  # type: ignore[arg-type]
             done.wait(sample_every)
 
     sampler = threading.Thread(target=sample, daemon=True) if server_pid else None
@@ -131,7 +115,7 @@ def run_locust(url: str, cases: Path, users: int, seconds: int, workdir: Path, s
         if sampler:
             sampler.join()
     if server_pid:
-        samples.append((time.perf_counter() - t0, tree_rss_mb(server_pid)))
+        samples.append((time.perf_counter() - t0, rss_mb(server_pid)))
     if not timings.exists():
         raise RuntimeError(f"locust wrote no timings (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-3000:]}")
@@ -151,30 +135,6 @@ def memory_trend(samples: list[tuple[float, float]], warmup_s: float = 60.0) -> 
     slope = float(np.polyfit(t, m, 1)[0]) if len(after) >= 3 else float("nan")
     return {"first": samples[0][1], "start": float(m[0]), "end": float(m[-1]), "max": float(max(s[1] for s in samples)),
             "slope_mb_per_min": slope, "samples": len(samples)}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    import httpx
-
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited ({proc.returncode}):\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(url)
 
 
 def _load_rows(r: LoadResult, batch_size: int) -> list[list[Any]]:
@@ -209,15 +169,15 @@ def main(users: int = 32, seconds: int = 60, soak_minutes: float = 10.0, soak_us
     cases = root / "cases.json"
     shape = write_cases(Path(stored.path_of("mlflow_model")), dict(stored.info.labels), cases)
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PVERISK_SERVE_MODEL_TAG": str(model.tag), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     log = open(root / "server.log", "w")
     server = subprocess.Popen([str(BIN / "bentoml"), "serve", "serving.service:PVERisk", "--host", "127.0.0.1",
                                "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(f"{url}/readyz", server, root / "server.log")
-        idle = tree_rss_mb(server.pid)
+        wait_ready(f"{url}/readyz", server, log=root / "server.log")
+        idle = rss_mb(server.pid)
         load_before = os.getloadavg()
         run_locust(url, cases, 4, 5, root / "warmup")
         load = run_locust(url, cases, users, seconds, root / "load", server.pid, sample_every=5)

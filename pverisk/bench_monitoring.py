@@ -31,7 +31,8 @@ os.environ["BENTOML_HOME"] = str(ROOT / "bentoml_home")
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pverisk.bench_serving import _concurrent, _free_port, _sequential, _wait  # noqa: E402
+from pverisk import bench_serving  # noqa: E402,F401  (sets BENTOML_HOME: ours again below)
+from pverisk.bench_http import concurrent, free_port, percentile, sequential, wait_ready  # noqa: E402
 
 # bench_serving points BENTOML_HOME at its own folder when imported: ours again, before bentoml loads
 os.environ["BENTOML_HOME"] = str(ROOT / "bentoml_home")
@@ -66,7 +67,7 @@ def _models() -> tuple[str, str]:
 
 
 def _serve(tag: str, name: str, **env: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     home = ROOT / f"home-{name}"
     home.mkdir()
     (home / "models").symlink_to(ROOT / "bentoml_home" / "models", target_is_directory=True)
@@ -77,12 +78,8 @@ def _serve(tag: str, name: str, **env: str) -> tuple[subprocess.Popen, str]:
         env={**os.environ, "BENTOML_HOME": str(home), "PVERISK_SERVE_MODEL_TAG": tag,
              "PVERISK_MONITOR_STORE": str(home / "predictions.db"), **env})
     url = f"http://127.0.0.1:{port}"
-    _wait(f"{url}/readyz", proc)
+    wait_ready(f"{url}/readyz", proc)
     return proc, url
-
-
-def _p(times: list[float], q: float) -> float:
-    return float(np.percentile(times, q))
 
 
 def _in_process(champion: str, challenger: str) -> list[list[object]]:
@@ -161,16 +158,16 @@ def main() -> None:
         results: dict[str, dict[str, list[float]]] = {m: {"c1": [], "c16": [], "batch": [], "rps16": []} for m in urls}
         sent = {m: 0 for m in urls}
         for mode in urls:  # warm both
-            _sequential(f"{urls[mode]}/v1/predict", one, 50)
+            sequential(f"{urls[mode]}/v1/predict", one, 50)
             sent[mode] += 50
         for rnd in range(ROUNDS):
             for mode in (("off", "on") if rnd % 2 == 0 else ("on", "off")):
                 url = urls[mode]
-                results[mode]["c1"] += _sequential(f"{url}/v1/predict", one, SEQUENTIAL)
-                rps, times = asyncio.run(_concurrent(f"{url}/v1/predict", one, 16, CONCURRENT))
+                results[mode]["c1"] += sequential(f"{url}/v1/predict", one, SEQUENTIAL)
+                rps, times = asyncio.run(concurrent(f"{url}/v1/predict", one, 16, CONCURRENT))
                 results[mode]["c16"] += times
                 results[mode]["rps16"].append(rps)
-                results[mode]["batch"] += _sequential(f"{url}/v1/predict/batch", hundred, BATCHES)
+                results[mode]["batch"] += sequential(f"{url}/v1/predict/batch", hundred, BATCHES)
                 sent[mode] += SEQUENTIAL + CONCURRENT + 100 * BATCHES
                 console.print(f"round {rnd + 1} {mode}: c1 median {statistics.median(results[mode]['c1']):.2f} ms")
         summary = httpx.get(f"{urls['on']}/v1/monitoring", timeout=120).json()
@@ -185,7 +182,7 @@ def main() -> None:
             proc.wait(15)
 
     def cell(mode: str, key: str, q: float) -> float:
-        return round(_p(results[mode][key], q), 2)
+        return round(percentile(results[mode][key], q), 2)
 
     rows_out = []
     for label, key in (("POST /v1/predict, concurrency 1", "c1"), ("POST /v1/predict, concurrency 16", "c16"),

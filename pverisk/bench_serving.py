@@ -28,94 +28,35 @@ os.environ["BENTOML_HOME"] = str(ROOT / "bentoml_home")
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
-import psutil  # noqa: E402
+
+from pverisk.bench_http import concurrent, free_port, percentile, rss_mb, sequential, wait_ready, wrk  # noqa: E402
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+OFFLINE_ROWS = 100_000
 
 
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 180) -> float:
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited ({proc.returncode})")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return time.perf_counter() - t0
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(url)
-
-
-def _rss_mb(proc: subprocess.Popen) -> float:
-    p = psutil.Process(proc.pid)
-    return sum(x.memory_info().rss for x in [p, *p.children(recursive=True)]) / 2**20
-
-
-def _sequential(url: str, payload: bytes, n: int) -> list[float]:
-    times = []
-    with httpx.Client(headers={"content-type": "application/json"}) as client:
-        for _ in range(n):
-            t0 = time.perf_counter()
-            r = client.post(url, content=payload)
-            times.append((time.perf_counter() - t0) * 1e3)
-            r.raise_for_status()
-    return times
-
-
-async def _concurrent(url: str, payload: bytes, concurrency: int, total: int) -> tuple[float, list[float]]:
-    times: list[float] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(headers={"content-type": "application/json"}, limits=limits, timeout=30) as client:
-        remaining = total
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                t0 = time.perf_counter()
-                r = await client.post(url, content=payload)
-                times.append((time.perf_counter() - t0) * 1e3)
-                r.raise_for_status()
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return total / (time.perf_counter() - t0), times
-
-
-def _wrk(url: str, payload: bytes, connections: int, seconds: int = 10) -> tuple[float, float, float]:
-    """(requests/s, median ms, p99 ms) from wrk: a C load generator whose own overhead is far
-    below a Python client's, so the numbers are the servers', not the client's."""
+def _offline_scoring(bin_dir: Path, env: dict[str, str], tag: str, runs: int = 3) -> dict[bool, list[tuple[float, float]]]:
+    """`pverisk score` on a simulated cohort Parquet, run as a user runs it (the CLI, a new process
+    each time, after the servers have stopped): the seconds it prints for validating, scoring and
+    writing, and with reading the model and the file."""
     import re
-    import shutil
 
-    work = Path(tempfile.mkdtemp(prefix="wrk-"))
-    (work / "body.json").write_bytes(payload)
-    (work / "post.lua").write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f'local f = io.open("{work / "body.json"}", "rb")\nwrk.body = f:read("*a")\nf:close()\n')
-    threads = min(2, connections)
-    out = subprocess.run([shutil.which("wrk") or "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-                          "-s", str(work / "post.lua"), url], capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
+    from feature_store.simulate import simulate_cohort
 
-    def ms(label: str) -> float:
-        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
-        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return rps, ms("50%"), ms("99%")
-
-
-def _p(times: list[float], q: float) -> float:
-    return float(np.percentile(times, q))
+    data = ROOT / f"simulated-score-{OFFLINE_ROWS}.parquet"
+    simulate_cohort(OFFLINE_ROWS, seed=12).to_parquet(data)
+    out: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for _ in range(runs):
+        for explain in (True, False):
+            done = subprocess.run([str(bin_dir / "pverisk"), "score", "--data", str(data), "--out",
+                                   str(ROOT / "scores.parquet"), "--model-tag", tag,
+                                   "--explain" if explain else "--no-explain"],
+                                  env={**env, "COLUMNS": "300"}, capture_output=True, text=True, check=True)
+            found = re.search(r"in ([\d.]+) s \(.*?; ([\d.]+) s with reading", done.stdout, re.S)
+            if found is None:
+                raise RuntimeError(f"unexpected `pverisk score` output:\n{done.stdout}\n{done.stderr}")
+            out[explain].append((float(found.group(1)), float(found.group(2))))
+    return out
 
 
 def _interleaved(cases: dict[str, tuple[str, bytes, str]], repeats: int) -> dict[str, list[float]]:
@@ -174,19 +115,19 @@ def main(repeats: int = 15) -> dict[str, Any]:
     # Run outside `uv run`, the venv's bin is not on PATH and `mlflow models serve` cannot find uvicorn.
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
 
-    ours_port, peer_port = _free_port(), _free_port()
+    ours_port, peer_port = free_port(), free_port()
     ours = subprocess.Popen([str(bin_dir / "bentoml"), "serve", "serving.service:PVERisk", "--host", "127.0.0.1",
                              "--port", str(ours_port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peer: subprocess.Popen | None = None
     try:
-        ours_ready = _wait(f"http://127.0.0.1:{ours_port}/readyz", ours)
+        ours_ready = wait_ready(f"http://127.0.0.1:{ours_port}/readyz", ours)
         peer = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m",
                                  f"models:/{result.registered_model}/{result.version}", "--env-manager", "local",
                                  "--host", "127.0.0.1", "--port", str(peer_port), "--workers", "1"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        peer_ready = _wait(f"http://127.0.0.1:{peer_port}/health", peer)
+        peer_ready = wait_ready(f"http://127.0.0.1:{peer_port}/health", peer)
         time.sleep(2)
-        ours_mem, peer_mem = _rss_mb(ours), _rss_mb(peer)
+        ours_mem, peer_mem = rss_mb(ours), rss_mb(peer)
 
         features = c.fine_feature_names()
         patient = c.example_record()
@@ -196,20 +137,20 @@ def main(repeats: int = 15) -> dict[str, Any]:
         peer_single = json.dumps({"dataframe_split": {"columns": cols, "data": X1.tolist()}}).encode()
         base, peer_base = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{peer_port}"
         ours_url, peer_url = f"{base}/v1/predict", f"{peer_base}/invocations"
-        _sequential(ours_url, ours_single, 200)  # warm-up
-        _sequential(peer_url, peer_single, 200)
+        sequential(ours_url, ours_single, 200)  # warm-up
+        sequential(peer_url, peer_single, 200)
         use_wrk = shutil.which("wrk") is not None
         if use_wrk:
-            o1_rps, o1_med, o1_p99 = _wrk(ours_url, ours_single, 1)
-            p1_rps, p1_med, p1_p99 = _wrk(peer_url, peer_single, 1)
-            o_rps, o16_med, o16_p99 = _wrk(ours_url, ours_single, 16)
-            p_rps, p16_med, p16_p99 = _wrk(peer_url, peer_single, 16)
+            o1_rps, o1_med, o1_p99 = wrk(ours_url, ours_single, 1)
+            p1_rps, p1_med, p1_p99 = wrk(peer_url, peer_single, 1)
+            o_rps, o16_med, o16_p99 = wrk(ours_url, ours_single, 16)
+            p_rps, p16_med, p16_p99 = wrk(peer_url, peer_single, 16)
         else:  # Python client: its own overhead inflates both sides alike
-            o1, p1 = _sequential(ours_url, ours_single, 1000), _sequential(peer_url, peer_single, 1000)
-            o1_med, o1_p99, p1_med, p1_p99 = statistics.median(o1), _p(o1, 99), statistics.median(p1), _p(p1, 99)
-            o_rps, o16 = asyncio.run(_concurrent(ours_url, ours_single, 16, 2000))
-            p_rps, p16 = asyncio.run(_concurrent(peer_url, peer_single, 16, 2000))
-            o16_med, o16_p99, p16_med, p16_p99 = statistics.median(o16), _p(o16, 99), statistics.median(p16), _p(p16, 99)
+            o1, p1 = sequential(ours_url, ours_single, 1000), sequential(peer_url, peer_single, 1000)
+            o1_med, o1_p99, p1_med, p1_p99 = statistics.median(o1), percentile(o1, 99), statistics.median(p1), percentile(p1, 99)
+            o_rps, o16 = asyncio.run(concurrent(ours_url, ours_single, 16, 2000))
+            p_rps, p16 = asyncio.run(concurrent(peer_url, peer_single, 16, 2000))
+            o16_med, o16_p99, p16_med, p16_p99 = statistics.median(o16), percentile(o16, 99), statistics.median(p16), percentile(p16, 99)
 
         cohort = simulate_cohort(10_000, seed=9)[features]
         records = json.loads(cohort.to_json(orient="records"))  # NaN/NA -> null
@@ -258,6 +199,7 @@ def main(repeats: int = 15) -> dict[str, Any]:
                 proc.terminate()
                 proc.wait(15)
 
+    offline = _offline_scoring(bin_dir, env, str(model.tag))
     med = statistics.median
     rows: list[list[Any]] = []
     goals: list[tuple[str, bool]] = []
@@ -280,8 +222,8 @@ def main(repeats: int = 15) -> dict[str, Any]:
             limit = 0.5 if "probabilities" in name else 1.5
             ok = ratio <= limit
             goals.append((f"batch {n:,} {name}: <= {limit}x peer", ok))
-            rows.append([f"batch {n:,}, {name} (median / p99 ms)", f"{med(t):.1f} / {_p(t, 99):.1f}",
-                         f"{med(peer_t):.1f} / {_p(peer_t, 99):.1f}", f"{med(xgb_t):.2f}", round(ratio, 2),
+            rows.append([f"batch {n:,}, {name} (median / p99 ms)", f"{med(t):.1f} / {percentile(t, 99):.1f}",
+                         f"{med(peer_t):.1f} / {percentile(peer_t, 99):.1f}", f"{med(xgb_t):.2f}", round(ratio, 2),
                          f"<= {limit}x peer", _verdict(ok)])
         for name, t in in_process[n].items():
             if name != "XGBoost inplace_predict":
@@ -294,6 +236,14 @@ def main(repeats: int = 15) -> dict[str, Any]:
     rows.append(["idle memory, process tree RSS (MB)", round(ours_mem), round(peer_mem), "",
                  round(ours_mem / peer_mem, 2), "<= peer", _verdict(ours_mem <= peer_mem)])
     goals.append(("idle memory no higher than the peer", ours_mem <= peer_mem))
+    for explain, runs in offline.items():
+        secs = [r[0] for r in runs]
+        label = "with explanations" if explain else "probabilities only"
+        rows.append([f"`pverisk score`, {OFFLINE_ROWS:,} patients {label} (median s; patients/s; s with start-up)",
+                     f"{med(secs):.2f}; {OFFLINE_ROWS / med(secs):,.0f}; {med([r[1] for r in runs]):.2f}", "", "", "",
+                     "< 5 s" if explain else "", _verdict(med(secs) < 5) if explain else ""])
+        if explain:
+            goals.append((f"pverisk score {OFFLINE_ROWS:,} patients with explanations < 5 s", med(secs) < 5))
 
     columns = ["measure", "ours (BentoML)", "peer: mlflow models serve", "peer: in-process XGBoost",
                "ratio ours/mlflow", "goal", "check"]

@@ -243,7 +243,9 @@ def check_frame(columns: Mapping[str, Any], n: int, risk: RiskModel, accepted: t
     problems: dict[int, list[dict[str, str]]] = {}
     for col in columns:
         if col not in allowed:
-            for i in np.flatnonzero(~pd.isna(np.asarray(columns[col], dtype=object))):
+            # per value: a list of equal-length lists would become a 2-D array in numpy
+            given = [i for i, v in enumerate(columns[col]) if not c.is_missing(v)]
+            for i in given:
                 problems.setdefault(int(i), []).append({"field": str(col), "problem": "unknown field"})
     cleaned, found = validate_columns(columns, n, accepted, [f for f in risk.required if not c.BY_NAME[f].coarse],
                                       types, json_types)
@@ -278,7 +280,7 @@ def result_columns(scored: Scored, risk: RiskModel, index: np.ndarray, arrow: bo
     """Scored patients as named columns (numpy arrays or lists): probability and band, and with
     explanations the clinical scores, each feature's contribution (log-odds), the top factors'
     names in order and the missing inputs."""
-    out: dict[str, Any] = {"index": index, "probability": np.round(scored.probability, 4),
+    out: dict[str, Any] = {"index": index, "probability": scored.answered,
                            "risk_band": scored.band.tolist()}
     if scored.contributions is None or scored.scores is None or scored.missing is None:
         return out

@@ -151,10 +151,18 @@ def new_prediction_id() -> str:
     return uuid.uuid4().hex
 
 
+class BatchIds(list):  # type: ignore[type-arg]
+    """A batch call's prediction ids, `<batch_id>-<i>`: the outcome store keeps them as one row."""
+
+    batch_id: str
+
+
 def batch_prediction_ids(n: int) -> list[str]:
-    """One random id per batch call, the row's index after it (cheap for 1,000 rows)."""
+    """One random id per batch call, the scored row's position after it (cheap for 1,000 rows)."""
     base = uuid.uuid4().hex
-    return [f"{base}-{i}" for i in range(n)]
+    ids = BatchIds(f"{base}-{i}" for i in range(n))
+    ids.batch_id = base
+    return ids
 
 
 def probabilities(risk: Any, X: np.ndarray) -> np.ndarray:
@@ -176,13 +184,19 @@ class _Job:
     ids: list[str]
     at: float
     rows: np.ndarray | None = None
+    X: np.ndarray | None = None  # the champion's model matrix of these rows, when the request path has it
 
     def take(self) -> "_Job":
         """The scored rows only, as arrays (in the background thread)."""
-        cols = {k: np.asarray(v, dtype=object).reshape(-1) for k, v in self.columns.items()}
+        cols = {k: _array(v) for k, v in self.columns.items()}
         if self.rows is not None:
             cols = {k: v[self.rows] for k, v in cols.items()}
-        return _Job(cols, self.n, np.asarray(self.probs, dtype=float), self.ids, self.at)
+        return _Job(cols, self.n, np.asarray(self.probs, dtype=float), self.ids, self.at, X=self.X)
+
+
+def _array(values: Any) -> np.ndarray:
+    # a float column stays one: encoding it again as objects cost more than the rest of a batch's monitoring
+    return values.reshape(-1) if isinstance(values, np.ndarray) else np.asarray(values, dtype=object).reshape(-1)
 
 
 def _merge(jobs: list[_Job]) -> dict[str, np.ndarray]:
@@ -190,8 +204,7 @@ def _merge(jobs: list[_Job]) -> dict[str, np.ndarray]:
     keys = {k for j in jobs for k in j.columns}
     out = {}
     for k in keys:
-        parts = [np.asarray(j.columns[k], dtype=object).reshape(-1) if k in j.columns
-                 else np.full(j.n, None, dtype=object) for j in jobs]
+        parts = [_array(j.columns[k]) if k in j.columns else np.full(j.n, None, dtype=object) for j in jobs]
         out[k] = np.concatenate(parts) if len(parts) > 1 else parts[0]
     return out
 
@@ -257,7 +270,7 @@ class Monitor:
 
     # ---- request path -------------------------------------------------------------------
     def observe(self, columns: Mapping[str, Any], n: int, probs: Any, ids: list[str],
-                rows: np.ndarray | None = None) -> None:
+                rows: np.ndarray | None = None, X: np.ndarray | None = None) -> None:
         """Enqueue n scored patients: their request columns (`rows` of them when given; taken in the
         background), the champion's risks and their prediction ids. Nothing else happens here."""
         if not self.settings.enabled or n == 0:
@@ -266,7 +279,7 @@ class Monitor:
             DROPPED.labels(**self.labels).inc(n)
             return
         self._pending += 1  # approximate under threads; a bound, not an accounting
-        self._queue.put(_Job(columns, n, probs, ids, time.time(), rows))
+        self._queue.put(_Job(columns, n, probs, ids, time.time(), rows, None if rows is not None else X))
 
     def rejected(self, endpoint: str, fields: list[str]) -> None:
         for field in fields:
@@ -335,27 +348,46 @@ class Monitor:
         n = len(probs)
         row = np.zeros(self.window.counts.shape[1])
         if self.binner is not None:
-            derived, _ = self.risk.derive(columns)
-            row[:self._n_bins] = self.binner.counts(c.encode_array(derived, self.risk.features))
+            if all(j.X is not None for j in jobs):  # scored from these matrices: bin them as they are
+                X = np.concatenate([j.X for j in jobs]) if len(jobs) > 1 else jobs[0].X
+            else:
+                derived, _ = self.risk.derive(columns)
+                X = c.encode_array(derived, self.risk.features)
+            row[:self._n_bins] = self.binner.counts(X)
         row[self._scores] = pr.score_counts(probs)
         bands = bands_of(probs, *self._bands)
         row[self._band] = np.bincount(bands, minlength=len(BANDS))
         row[self._patients] = n
-        ident = self.risk.identity
-        rows = [(pid, ident.name, ident.version, ident.alias, float(t), float(p))
-                for pid, t, p in zip(ids, at, probs)]
+        models = [(self.risk.identity, probs)]
         if self.challenger is not None:
-            shadow_rows, row[self._shadow_n], row[self._shadow_sum] = self._shadow(columns, probs, bands, ids, at)
-            rows += shadow_rows
+            shadow, row[self._shadow_n], row[self._shadow_sum] = self._shadow(columns, probs, bands)
+            models.append((self.challenger.identity, shadow))
         with self._lock:
             self.window.add(row, time.time())
         if self.store is not None:
-            self.store.add_predictions(rows)
+            self._store(jobs, models, ids, at)
 
-    def _shadow(self, columns: Mapping[str, Any], champion: np.ndarray, bands: np.ndarray, ids: list[str],
-                at: np.ndarray) -> tuple[list[tuple[str, str, str, str, float, float]], int, float]:
-        """The challenger's risks for the same patients: band changes and differences, and its rows for
-        the outcome link (same prediction ids)."""
+    def _store(self, jobs: list[_Job], models: list[tuple[Any, np.ndarray]], ids: list[str], at: np.ndarray) -> None:
+        """The outcome link: a batch call as one row per model, single predictions row by row."""
+        rows, start = [], 0
+        for j in jobs:
+            stop = start + j.n
+            for ident, p in models:
+                if isinstance(j.ids, BatchIds):
+                    self.store.add_batch(j.ids.batch_id, ident.name, ident.version, ident.alias,  # type: ignore[union-attr]
+                                         j.at, p[start:stop])
+                else:
+                    rows += [(pid, ident.name, ident.version, ident.alias, float(t), float(q))
+                             for pid, t, q in zip(ids[start:stop], at[start:stop], p[start:stop].tolist())
+                             if q == q]  # NaN: the challenger could not score this patient
+            start = stop
+        if rows:
+            self.store.add_predictions(rows)  # type: ignore[union-attr]
+
+    def _shadow(self, columns: Mapping[str, Any], champion: np.ndarray, bands: np.ndarray
+                ) -> tuple[np.ndarray, int, float]:
+        """The challenger's risks for the same patients (NaN where it cannot score one), counted as
+        band changes and differences; the outcome link stores them under the same prediction ids."""
         ch = self.challenger
         labels = {**self.labels, "challenger_version": ch.identity.version}
         n = len(champion)
@@ -367,8 +399,9 @@ class Monitor:
             ok[rows] = False
         if not ok.all():
             SHADOW_FAILED.labels(**labels).inc(int((~ok).sum()))
+        full = np.full(n, np.nan)
         if not ok.any():
-            return [], 0, 0.0
+            return full, 0, 0.0
         idx = np.flatnonzero(ok)
         X = c.encode_array({k: np.asarray(v, dtype=object)[idx] for k, v in derived.items()}, ch.features)
         p = probabilities(ch, X)
@@ -381,9 +414,8 @@ class Monitor:
         hist = SHADOW_DIFF.labels(**labels)
         for d in np.abs(diff).tolist():
             hist.observe(d)
-        ci = ch.identity
-        return ([(ids[i], ci.name, ci.version, ci.alias, float(at[i]), float(q)) for i, q in zip(idx, p)],
-                len(idx), float(diff.sum()))
+        full[idx] = p
+        return full, len(idx), float(diff.sum())
 
     def _global(self, local: np.ndarray) -> np.ndarray:
         """The window summed over the live workers (their published gauges); this worker's own

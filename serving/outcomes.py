@@ -26,6 +26,16 @@ CREATE TABLE IF NOT EXISTS predictions (
     PRIMARY KEY (prediction_id, model_version)
 );
 CREATE INDEX IF NOT EXISTS predictions_outcome_at ON predictions (outcome_at);
+CREATE TABLE IF NOT EXISTS prediction_batches (
+    batch_id TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    predicted_at REAL NOT NULL,
+    probabilities BLOB NOT NULL,
+    PRIMARY KEY (batch_id, model_version)
+);
+CREATE INDEX IF NOT EXISTS prediction_batches_at ON prediction_batches (predicted_at);
 """
 
 
@@ -60,6 +70,17 @@ class OutcomeStore:
                            "predicted_at, probability) VALUES (?, ?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
 
+    def add_batch(self, batch_id: str, model_name: str, model_version: str, alias: str, predicted_at: float,
+                  probabilities: np.ndarray) -> None:
+        """A batch call's risks in one row (prediction ids `<batch_id>-<i>`; NaN: not scored by
+        this model). Row by row, 10,000 inserts cost ~25 ms of the worker's time per call, and most
+        batch predictions never get an outcome: a row of `predictions` is made when one does."""
+        blob = np.ascontiguousarray(probabilities, dtype="<f8").tobytes()
+        with self._open() as db:
+            db.execute("INSERT OR IGNORE INTO prediction_batches (batch_id, model_name, model_version, alias, "
+                       "predicted_at, probabilities) VALUES (?, ?, ?, ?, ?, ?)",
+                       (batch_id, model_name, model_version, alias, predicted_at, blob))
+
     def record_outcomes(self, outcomes: Sequence[tuple[str, bool]]) -> list[str]:
         """Set the observed outcome of each prediction id; returns the ids that are unknown."""
         now = time.time()
@@ -69,10 +90,28 @@ class OutcomeStore:
             for pid, outcome in outcomes:
                 cur = db.execute("UPDATE predictions SET outcome = ?, outcome_at = ? WHERE prediction_id = ?",
                                  (int(bool(outcome)), now, pid))
-                if cur.rowcount == 0:
+                if cur.rowcount == 0 and not self._from_batch(db, pid, int(bool(outcome)), now):
                     unknown.append(pid)
             db.execute("COMMIT")
         return unknown
+
+    @staticmethod
+    def _from_batch(db: sqlite3.Connection, pid: str, outcome: int, now: float) -> bool:
+        """The outcome of one patient of a batch: its row of `predictions` made from the batch's risks
+        (each model that scored it). False when no batch holds this id."""
+        batch_id, _, index = pid.rpartition("-")
+        if not batch_id or not index.isdigit():
+            return False
+        i, made = int(index), False
+        for name, version, alias, at, blob in db.execute(
+                "SELECT model_name, model_version, alias, predicted_at, probabilities FROM prediction_batches "
+                "WHERE batch_id = ?", (batch_id,)).fetchall():
+            probs = np.frombuffer(blob, dtype="<f8")
+            if i < len(probs) and not np.isnan(probs[i]):
+                db.execute("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (pid, name, version, alias, at, float(probs[i]), outcome, now))
+                made = True
+        return made
 
     def labelled(self, model_version: str, window: int) -> tuple[np.ndarray, np.ndarray]:
         """Risks and outcomes of the `window` most recent predictions with an outcome (by prediction time)."""
@@ -85,6 +124,7 @@ class OutcomeStore:
     def forget_before(self, seconds_ago: float) -> None:
         with self._open() as db:
             db.execute("DELETE FROM predictions WHERE predicted_at < ?", (time.time() - seconds_ago,))
+            db.execute("DELETE FROM prediction_batches WHERE predicted_at < ?", (time.time() - seconds_ago,))
 
 
 def auroc(p: np.ndarray, y: np.ndarray) -> float:

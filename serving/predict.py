@@ -98,6 +98,13 @@ class Scored:
     contributions: np.ndarray | None = None  # n x features, log-odds (SHAP folded onto features)
     scores: dict[str, np.ndarray] | None = None  # clinical scores, NaN where not computable
     missing: np.ndarray | None = None  # n x features, True where the input was missing
+    X: np.ndarray | None = None  # the model matrix scored (monitoring bins it; no second encoding)
+
+    @property
+    def answered(self) -> np.ndarray:
+        """The probabilities as every response states them (4 decimals): what the outcome link stores,
+        so that its live AUROC is the one a client computes from the answers."""
+        return np.round(self.probability, 4)
 
 
 @dataclass
@@ -171,11 +178,11 @@ class RiskModel:
         band = np.where(p < self.settings.band_low_below, "low",
                         np.where(p >= self.settings.band_high_from, "high", "intermediate"))
         if not explain:
-            return Scored(p, band)
+            return Scored(p, band, X=X)
         contribs = self.explainer.contributions(X).astype("float64") @ self._fold
         # a feature is missing when all its model columns are NaN ("unknown" encodes as NaN)
         missing = (np.isnan(X).astype(float) @ self._fold) == self._fold.sum(axis=0)
-        return Scored(p, band, contribs, score_arrays(columns), missing)
+        return Scored(p, band, contribs, score_arrays(columns), missing, X)
 
     def score_columns(self, columns: Mapping[str, Any], n: int, X: np.ndarray | None = None,
                       with_meta: bool = True, explain: bool = True) -> list[dict[str, Any]]:
@@ -183,38 +190,48 @@ class RiskModel:
         `with_meta=False` leaves out what is the same for every patient (model, notice, bands):
         a batch response states it once. `explain=False`: probability and band only.
         Coarse inputs must already be derived (`derive`)."""
-        scored = self.score_arrays(columns, n, X, explain)
+        return self.records(self.score_arrays(columns, n, X, explain), columns, n, with_meta)
+
+    def records(self, scored: "Scored", columns: Mapping[str, Any], n: int, with_meta: bool = False,
+                lead: Mapping[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+        """Scored patients as one response dict each; `lead`: keys put first in each row (a batch's
+        index and prediction id), one value per patient."""
         # Thousands of small lists and dicts trigger full garbage collections that cost more than
         # the model; none of them is cyclic, so collection waits until they are built.
         gc_was_on = gc.isenabled()
         gc.disable()
         try:
-            return self._records(scored, columns, n, with_meta)
+            return self._records(scored, columns, n, with_meta, lead or {})
         finally:
             if gc_was_on:
                 gc.enable()
 
-    def _records(self, scored: "Scored", columns: Mapping[str, Any], n: int, with_meta: bool) -> list[dict[str, Any]]:
-        probs = np.round(scored.probability, 4).tolist()
+    def _records(self, scored: "Scored", columns: Mapping[str, Any], n: int, with_meta: bool,
+                 lead: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
+        probs = scored.answered.tolist()
         bands = scored.band.tolist()
+        keys = list(lead)
+        firsts = [dict(zip(keys, vals)) for vals in zip(*lead.values())] if keys else [{} for _ in range(n)]
         if scored.contributions is None or scored.missing is None or scored.scores is None:
-            return [{"probability": p, "risk_band": b} for p, b in zip(probs, bands)]
+            for row, p, b in zip(firsts, probs, bands):
+                row["probability"] = p
+                row["risk_band"] = b
+            return firsts
         k = min(self.settings.top_factors, len(self.features))
         # Everything per patient is computed column-wise; the loop below only assembles dicts.
         order = np.argsort(-np.abs(scored.contributions), axis=1, kind="stable")[:, :k]
         sizes = np.round(np.take_along_axis(scored.contributions, order, axis=1), 4).tolist()
         values = self.factor_values(columns, order).tolist()
         order_l = order.tolist()
-        rows, cols = np.nonzero(scored.missing)
-        names_arr = np.array(self.features, dtype=object)
-        missing_lists = [x.tolist() for x in np.split(names_arr[cols],
-                                                      np.cumsum(scored.missing.sum(axis=1))[:-1])]
+        _, cols = np.nonzero(scored.missing)
+        flat = np.array(self.features, dtype=object)[cols].tolist()
+        ends = np.cumsum(scored.missing.sum(axis=1)).tolist()
+        missing_lists = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
         score_lists = {key: np.where(np.isnan(arr), None, np.round(arr, 3)).tolist()
                        for key, arr in scored.scores.items()}
-        out: list[dict[str, Any]] = []
-        self._assemble(out, n, probs, bands, order_l, sizes, values, score_lists, missing_lists, self.features,
+        self._assemble(firsts, probs, bands, order_l, sizes, values, score_lists, missing_lists, self.features,
                        with_meta)
-        return out
+        return firsts
 
     def factor_values(self, columns: Mapping[str, Any], order: np.ndarray) -> np.ndarray:
         """The value of each top factor (n x k objects, None where missing): one pass per feature,
@@ -226,31 +243,35 @@ class RiskModel:
                 continue
             rows = np.nonzero(hit)[0]
             values, missing = c.column_values(columns, name, len(order))  # object array, None missing
-            out[hit] = [_plain(v) for v in values[rows]]
+            picked = values[rows]
+            if picked.dtype.kind == "f":
+                picked = picked.astype(object)  # Python floats
+            else:
+                picked = np.asarray([_plain(v) for v in picked.tolist()] + [None], dtype=object)[:-1]
+            picked[missing[rows]] = None
+            out[hit] = picked
         return out
 
-    def _assemble(self, out: list[dict[str, Any]], n: int, probs: list[float], bands: list[str],
-                  order_l: list[list[int]],
+    def _assemble(self, out: list[dict[str, Any]], probs: list[float], bands: list[str], order_l: list[list[int]],
                   sizes: list[list[float]], values: list[list[Any]], score_lists: dict[str, list[Any]],
                   missing_lists: list[list[str]], names: list[str], with_meta: bool) -> None:
-        for i in range(n):
-            prob = probs[i]
+        meta = self.meta_block() if with_meta else None
+        score_keys = list(score_lists)
+        game = score_lists["game_score"]
+        groups = [None if g is None else game_group(g) for g in game]
+        for i, (row, s_vals) in enumerate(zip(out, zip(*score_lists.values(), groups))):
             vals = values[i]
-            factors = [{"feature": names[j], "value": vals[m], "contribution_log_odds": size,
-                        "direction": "raises risk" if size > 0 else "lowers risk"}
-                       for m, (j, size) in enumerate(zip(order_l[i], sizes[i])) if size != 0.0]
-            s = {key: lst[i] for key, lst in score_lists.items()}
-            s["game_group"] = game_group(s["game_score"]) if s["game_score"] is not None else None
-            row: dict[str, Any] = {
-                "probability": prob,
-                "risk_band": bands[i],
-                "clinical_scores": s,
-                "top_factors": factors,
-                "missing_inputs": missing_lists[i],
-            }
-            if with_meta:
-                row.update(self.meta_block())
-            out.append(row)
+            row["probability"] = probs[i]
+            row["risk_band"] = bands[i]
+            s = dict(zip(score_keys, s_vals))
+            s["game_group"] = s_vals[-1]
+            row["clinical_scores"] = s
+            row["top_factors"] = [{"feature": names[j], "value": vals[m], "contribution_log_odds": size,
+                                   "direction": "raises risk" if size > 0 else "lowers risk"}
+                                  for m, (j, size) in enumerate(zip(order_l[i], sizes[i])) if size != 0.0]
+            row["missing_inputs"] = missing_lists[i]
+            if meta is not None:
+                row.update(meta)
 
     def meta_block(self) -> dict[str, Any]:
         """What every response carries: band thresholds, missing-data handling, model, data kind, notice."""

@@ -7,10 +7,12 @@ champion); without one the service refuses to start and says how to get one.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import threading
+from itertools import repeat
 import time
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -25,7 +27,6 @@ xgboost_without_sklearn()  # before anything imports xgboost: ~90 MB less in eac
 import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
-import pandas as pd  # noqa: E402
 from bentoml.exceptions import ServiceUnavailable  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, StrictBool  # noqa: E402
@@ -35,7 +36,6 @@ from starlette.responses import JSONResponse, Response  # noqa: E402
 
 from feature_store import contract as c  # noqa: E402
 from feature_store.record import input_roles, patient_model  # noqa: E402
-from feature_store.validate import validate_frame  # noqa: E402
 from feature_store.fhir_map import record_to_bundle  # noqa: E402
 from feature_store.units import warm as warm_units  # noqa: E402
 from serving.cds import make_app  # noqa: E402
@@ -231,8 +231,8 @@ async def predict_columns(request: StarletteRequest) -> Response:
             PREDICTIONS.labels(risk.identity.name, risk.identity.version, "columns", str(band)).inc(int(n))
         if svc.monitor is not None and ans.checked is not None and ans.prediction_ids is not None:
             # bulk traffic is live traffic too: the same drift windows and outcome link as the batch route
-            svc.monitor.observe(ans.checked.columns, len(ans.prediction_ids), ans.scored.probability,
-                                ans.prediction_ids)
+            svc.monitor.observe(ans.checked.columns, len(ans.prediction_ids), ans.scored.answered,
+                                ans.prediction_ids, X=ans.scored.X)
     return Response(ans.body, status_code=ans.status, media_type=ans.media_type)
 
 
@@ -279,6 +279,11 @@ class PVERisk:
             while hold is not None and hold.exists():  # test-only hold, see ServingSettings
                 time.sleep(0.05)
             self.monitor = self._start_monitor(risk)
+            # Everything loaded so far (BentoML, pandas, XGBoost, the model: about a million objects)
+            # lives as long as the worker. Frozen out of the collector, a batch's thousands of new
+            # dicts no longer make each full collection walk them all.
+            gc.collect()
+            gc.freeze()
             self.risk = risk
             self.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         except BaseException as exc:  # surfaced by /livez and every endpoint
@@ -355,69 +360,45 @@ class PVERisk:
         if len(patients) > self.settings.max_batch:
             return JSONResponse({"error": f"{len(patients)} patients in one call; at most "
                                           f"{self.settings.max_batch} allowed"}, status_code=413)  # type: ignore[return-value]
-        frame = pd.DataFrame.from_records(patients)
-        allowed = set(SERVED.accepted)
-        problems: dict[int, list[dict[str, str]]] = {}
-        for col in frame.columns:
-            if col not in allowed:
-                for i in np.flatnonzero(frame[col].notna().to_numpy()):
-                    problems.setdefault(int(i), []).append({"field": str(col), "problem": "unknown field"})
-        cleaned, found = validate_frame(frame[[col for col in frame.columns if col in allowed]],
-                                        names=list(SERVED.accepted),
-                                        required=[f for f in risk.required if not c.BY_NAME[f].coarse],
-                                        row_numbers=np.arange(len(frame)), json_types=True)
-        column_level = [p for p in found if p.row is None]
-        for p in found:
-            if p.row is not None:
-                problems.setdefault(p.row, []).append({"field": p.column, "problem": p.rule})
-        if column_level:  # a required field absent from every patient
-            for i in range(len(frame)):
-                problems.setdefault(i, []).extend({"field": p.column, "problem": p.rule} for p in column_level)
+        n = len(patients)
+        # The records pivoted into columns and checked by the columnar endpoint's code (same
+        # validator, rules and words): no DataFrame of 10,000 dicts (serving/columnar.py).
+        names = set().union(*patients)
+        order = [f for f in SERVED.accepted if f in names] + sorted(names - set(SERVED.accepted))
+        columns = {k: list(map(dict.get, patients, repeat(k))) for k in order}  # absent and null: both missing
+        checked = columnar.check_frame(columns, n, risk, SERVED.accepted, SERVED.used,
+                                       {k: set(map(type, v)) for k, v in columns.items()})
+        problems = checked.problems
+        if checked.column_problems:  # a required field absent from every patient: each patient lacks it
+            for i in range(n):
+                problems.setdefault(i, []).extend(checked.column_problems)
         invalid = sorted(problems)
         if invalid:
             REJECTED.labels(risk.identity.version, "batch").inc(len(invalid))
         if invalid and not partial:
             return JSONResponse({  # type: ignore[return-value]
-                "error": f"{len(invalid)} of {len(frame)} patients invalid; nothing scored "
+                "error": f"{len(invalid)} of {n} patients invalid; nothing scored "
                          "(send partial=true to score the valid ones)",
                 "invalid": [{"index": i, "errors": problems[i]} for i in invalid]}, status_code=400)
-        # na_value=None: pandas' NA refuses `==` in the encoder (a 500 once, on a batch where some
-        # patient lacked a category input)
-        given = {f: cleaned[f].to_numpy(dtype=object, na_value=None) for f in SERVED.used if f in cleaned}
-        absent = risk.missing_required(given)
-        derived, conflicts = risk.derive(given)
-        if conflicts or absent:
-            for (name, rows_), problem in [*zip(absent.items(), MissingRequired(absent).problems()),
-                                           *zip(conflicts.items(), CoarseConflict(conflicts).problems())]:
-                for i in rows_:
-                    problems.setdefault(int(i), []).append({"field": name, "problem": problem})
-            invalid = sorted(problems)
-            REJECTED.labels(risk.identity.version, "batch").inc(
-                len({int(i) for r in [*conflicts.values(), *absent.values()] for i in r}))
-            if not partial:
-                return JSONResponse({  # type: ignore[return-value]
-                    "error": f"{len(invalid)} of {len(frame)} patients invalid; nothing scored "
-                             "(send partial=true to score the valid ones)",
-                    "invalid": [{"index": i, "errors": problems[i]} for i in invalid]}, status_code=400)
-        valid = np.setdiff1d(np.arange(len(frame)), invalid)
-        columns = {f: np.asarray(derived[f], dtype=object)[valid] for f in risk.features if f in derived}
-        scored = risk.score_columns(columns, len(valid), with_meta=False,
-                                    explain=output == "full") if len(valid) else []
-        results: list[dict[str, Any]] = [{}] * len(frame)
+        valid = checked.valid
         ids = mon.batch_prediction_ids(len(valid))
-        for i, r, pid in zip(valid, scored, ids):
-            results[int(i)] = {"index": int(i), "prediction_id": pid, **r}
-        self.monitor.observe(given, len(valid), [r["probability"] for r in scored], ids, rows=valid)  # type: ignore[union-attr]
-        for i in invalid:
-            results[i] = {"index": i, "errors": problems[i]}
-        for band in ("low", "intermediate", "high"):
-            n = sum(1 for r in scored if r["risk_band"] == band)
-            if n:
-                PREDICTIONS.labels(risk.identity.name, risk.identity.version, "batch", band).inc(n)
-        unused = sorted(col for col in frame.columns if col in allowed and col not in SERVED.used
-                        and frame[col].notna().any())
-        body = {"n_scored": len(scored), "n_invalid": len(invalid), "unused_inputs": unused, **risk.meta_block(),
-                "results": results}
+        scored = risk.score_arrays(checked.columns, len(valid), explain=output == "full") if len(valid) else None
+        rows: list[dict[str, Any]] = [] if scored is None else risk.records(
+            scored, checked.columns, len(valid), lead={"index": valid.tolist(), "prediction_id": ids})
+        if invalid:  # partial: the invalid patients in their places, with their errors
+            results: list[dict[str, Any]] = [{}] * n
+            for r in rows:
+                results[r["index"]] = r
+            for i in invalid:
+                results[i] = {"index": i, "errors": problems[i]}
+        else:
+            results = rows
+        if scored is not None:
+            self.monitor.observe(checked.columns, len(valid), scored.answered, ids, X=scored.X)  # type: ignore[union-attr]
+            for band, count in zip(*np.unique(scored.band, return_counts=True)):
+                PREDICTIONS.labels(risk.identity.name, risk.identity.version, "batch", str(band)).inc(int(count))
+        body = {"n_scored": len(rows), "n_invalid": len(invalid), "unused_inputs": checked.unused,
+                **risk.meta_block(), "results": results}
         return Response(orjson.dumps(body), media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api(route="/v1/predict/fhir", input_spec=FhirBundle)

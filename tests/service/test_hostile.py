@@ -8,19 +8,14 @@ import threading
 import time
 
 import httpx
-import psutil
 import pytest
+
+from pverisk.bench_http import rss_mb
 
 pytestmark = pytest.mark.slow
 PATIENT = {"age_years": 62, "n_liver_metastases": 5, "largest_metastasis_cm": 3.8}
 JSON_ROUTES = ["/v1/predict", "/v1/predict/batch", "/v1/predict/fhir", "/v1/prefill",
                "/cds-services/pve-progression-risk", "/cds-services/pve-progression-risk/feedback"]
-
-
-def rss_mb(proc) -> float:
-    """Resident memory of `bentoml serve` and all its workers."""
-    root = psutil.Process(proc.pid)
-    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
 
 
 def post(server, path, body: bytes, ctype="application/json", **kw):

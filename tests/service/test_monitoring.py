@@ -256,6 +256,9 @@ def test_the_prediction_link_holds_no_patient_data(shadowed):
                     "outcome_at"]
     stored = con.execute("SELECT * FROM predictions WHERE prediction_id = ?", (answer["prediction_id"],)).fetchall()
     assert len(stored) == 2  # champion and shadow challenger, nothing else about the patient
+    # batch calls: one row per call and model, the risks as an array
+    cols = [r[1] for r in con.execute("PRAGMA table_info(prediction_batches)")]
+    assert cols == ["batch_id", "model_name", "model_version", "alias", "predicted_at", "probabilities"]
     con.close()
 
 

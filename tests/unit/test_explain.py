@@ -26,16 +26,18 @@ def test_contributions_equal_xgboost_pred_contribs(model):
     booster, X = model
     assert np.isnan(X).any()  # missing values take the learned default branch
     ex = PathExplainer(booster)
-    assert ex.trees is not None and len(X) >= explain.MIN_ROWS  # the pattern path, not the fallback
+    # the pattern path, not the fallback
+    assert ex.trees is not None and len(X) >= max(explain.MIN_ROWS, explain.ROWS_PER_TREE * len(ex.trees))
     reference = booster.predict(xgb.DMatrix(X, missing=np.nan), pred_contribs=True)
     got = ex.contributions(X)
     np.testing.assert_array_equal(got, reference[:, :-1])
     np.testing.assert_array_equal(np.full(len(X), ex.bias, dtype=np.float32), reference[:, -1])
 
 
-def test_values_on_a_split_threshold_go_the_way_xgboost_sends_them(model):
+def test_values_on_a_split_threshold_go_the_way_xgboost_sends_them(model, monkeypatch):
     """A value exactly on a threshold (x < t is false: right) and a missing one (default branch)."""
     booster, X = model
+    monkeypatch.setattr(explain, "ROWS_PER_TREE", 0)  # 400 patients: the pattern path all the same
     ex = PathExplainer(booster)
     X = X[:400].copy()
     tree = ex.trees[0]
