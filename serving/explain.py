@@ -24,6 +24,10 @@ import xgboost as xgb
 # tests) plus that per representative. Measured crossovers: ~700 patients for 16 trees, ~1,900 for 78.
 MIN_ROWS = 256
 ROWS_PER_TREE = 30
+# With every tree's patterns remembered (below), a warm batch costs table lookups: from this many up.
+MIN_ROWS_CACHED = 64
+CACHE_SPLITS = 12
+CACHE_BYTES = 64 * 2**20
 # Codes are built in one int64 per row; trees with more splits take the one-call path.
 MAX_SPLITS = 62
 # Up to this many splits the patterns are counted in a table (2**splits entries), not sorted.
@@ -62,6 +66,21 @@ class PathExplainer:
         self._slices = [booster[t:t + 1] for t in range(len(self.trees))] if self.trees else []
         for s in self._slices:
             s.set_param({"nthread": 1})  # see RiskModel: OpenMP wake-ups cost more than these calls
+        # Each tree's contributions per pattern, remembered (the same numbers whoever has the
+        # pattern): once a model's common patterns are seen, explaining a batch is a table lookup
+        # per tree and XGBoost is called only for patterns not seen before. Trees of up to
+        # CACHE_SPLITS splits, within CACHE_BYTES in all.
+        self._cache: list[tuple[np.ndarray, np.ndarray] | None] = []
+        budget = CACHE_BYTES
+        for tree in self.trees or []:
+            size = (1 << len(tree.features)) * (len(tree.columns) * 4 + 1)
+            if len(tree.features) <= CACHE_SPLITS and size <= budget:
+                budget -= size
+                self._cache.append((np.zeros(1 << len(tree.features), dtype=bool),
+                                    np.zeros((1 << len(tree.features), len(tree.columns)), dtype=np.float32)))
+            else:
+                self._cache.append(None)
+        self._all_cached = bool(self._cache) and all(x is not None for x in self._cache)
         n_cols = int(model["learner_model_param"]["num_feature"])
         # the bias column (base score plus each tree's expected value) is the same for every patient
         self.bias = float(booster.predict(xgb.DMatrix(np.full((1, n_cols), np.nan), missing=np.nan, nthread=1),
@@ -70,19 +89,32 @@ class PathExplainer:
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-column SHAP values (float32, n x columns) for the model matrix X (NaN missing)."""
         n = len(X)
-        if self.trees is None or n < max(MIN_ROWS, ROWS_PER_TREE * len(self.trees)):
+        few = n < (MIN_ROWS_CACHED if self._all_cached else max(MIN_ROWS, ROWS_PER_TREE * len(self.trees or [])))
+        if self.trees is None or few:
             return self.booster.predict(xgb.DMatrix(X, missing=np.nan, nthread=1), pred_contribs=True,
                                         validate_features=False)[:, :-1]
         cols = np.ascontiguousarray(X.T, dtype=np.float32)  # one contiguous row per column
         nan = np.isnan(cols)
         out = np.zeros((n, X.shape[1]), dtype=np.float32)
         rows = np.arange(n)
-        for tree, one in zip(self.trees, self._slices):
+        for tree, one, cache in zip(self.trees, self._slices, self._cache):
             code = np.zeros(n, dtype=np.int64)
             for k, (f, thr, dl) in enumerate(zip(tree.features, tree.thresholds, tree.default_left)):
                 left = cols[f] < thr  # NaN compares False: set below
                 left[nan[f]] = dl
                 code |= left.astype(np.int64) << k
+            if cache is not None:
+                known, table = cache
+                new = np.flatnonzero(np.bincount(code[~known[code]], minlength=len(known)))
+                if len(new):
+                    rep = np.empty(len(known), dtype=np.int64)
+                    rep[code] = rows  # any row of a pattern represents it
+                    part = one.predict(xgb.DMatrix(X[rep[new]], missing=np.nan, nthread=1), pred_contribs=True,
+                                       validate_features=False)
+                    table[new] = part[:, tree.columns]
+                    known[new] = True  # after the values: a concurrent call reads a pattern only once it is filled
+                out[:, tree.columns] += table[code]
+                continue
             if len(tree.features) <= TABLE_SPLITS:  # a lookup table instead of a sort
                 size = 1 << len(tree.features)
                 rep = np.full(size, -1, dtype=np.int64)

@@ -222,15 +222,14 @@ class RiskModel:
         order = np.argsort(-np.abs(scored.contributions), axis=1, kind="stable")[:, :k]
         sizes = np.round(np.take_along_axis(scored.contributions, order, axis=1), 4).tolist()
         values = self.factor_values(columns, order).tolist()
-        order_l = order.tolist()
+        feats = np.array(self.features, dtype=object)[order].tolist()
         _, cols = np.nonzero(scored.missing)
         flat = np.array(self.features, dtype=object)[cols].tolist()
         ends = np.cumsum(scored.missing.sum(axis=1)).tolist()
         missing_lists = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
         score_lists = {key: np.where(np.isnan(arr), None, np.round(arr, 3)).tolist()
                        for key, arr in scored.scores.items()}
-        self._assemble(firsts, probs, bands, order_l, sizes, values, score_lists, missing_lists, self.features,
-                       with_meta)
+        self._assemble(firsts, probs, bands, feats, sizes, values, score_lists, missing_lists, with_meta)
         return firsts
 
     def factor_values(self, columns: Mapping[str, Any], order: np.ndarray) -> np.ndarray:
@@ -246,30 +245,31 @@ class RiskModel:
             picked = values[rows]
             if picked.dtype.kind == "f":
                 picked = picked.astype(object)  # Python floats
-            else:
-                picked = np.asarray([_plain(v) for v in picked.tolist()] + [None], dtype=object)[:-1]
+            else:  # numpy scalars as Python values (missing ones are set to None below)
+                picked = np.asarray([v.item() if isinstance(v, np.generic) else v for v in picked.tolist()] + [None],
+                                    dtype=object)[:-1]
             picked[missing[rows]] = None
             out[hit] = picked
         return out
 
-    def _assemble(self, out: list[dict[str, Any]], probs: list[float], bands: list[str], order_l: list[list[int]],
+    def _assemble(self, out: list[dict[str, Any]], probs: list[float], bands: list[str], feats: list[list[str]],
                   sizes: list[list[float]], values: list[list[Any]], score_lists: dict[str, list[Any]],
-                  missing_lists: list[list[str]], names: list[str], with_meta: bool) -> None:
+                  missing_lists: list[list[str]], with_meta: bool) -> None:
         meta = self.meta_block() if with_meta else None
         score_keys = list(score_lists)
         game = score_lists["game_score"]
         groups = [None if g is None else game_group(g) for g in game]
-        for i, (row, s_vals) in enumerate(zip(out, zip(*score_lists.values(), groups))):
-            vals = values[i]
-            row["probability"] = probs[i]
-            row["risk_band"] = bands[i]
+        for row, s_vals, p, b, fs, ss, vs, miss in zip(out, zip(*score_lists.values(), groups), probs, bands, feats,
+                                                        sizes, values, missing_lists):
+            row["probability"] = p
+            row["risk_band"] = b
             s = dict(zip(score_keys, s_vals))
             s["game_group"] = s_vals[-1]
             row["clinical_scores"] = s
-            row["top_factors"] = [{"feature": names[j], "value": vals[m], "contribution_log_odds": size,
+            row["top_factors"] = [{"feature": f, "value": v, "contribution_log_odds": size,
                                    "direction": "raises risk" if size > 0 else "lowers risk"}
-                                  for m, (j, size) in enumerate(zip(order_l[i], sizes[i])) if size != 0.0]
-            row["missing_inputs"] = missing_lists[i]
+                                  for f, size, v in zip(fs, ss, vs) if size != 0.0]
+            row["missing_inputs"] = miss
             if meta is not None:
                 row.update(meta)
 

@@ -51,3 +51,32 @@ def test_few_patients_take_xgboosts_own_path(model):
     booster, X = model
     got = PathExplainer(booster).contributions(X[:3])
     np.testing.assert_array_equal(got, booster.predict(xgb.DMatrix(X[:3], missing=np.nan), pred_contribs=True)[:, :-1])
+
+
+def test_remembered_patterns_give_the_same_contributions(model):
+    """Warm (every pattern seen), then a new cohort (some patterns new): still XGBoost's numbers."""
+    booster, X = model
+    ex = PathExplainer(booster)
+    assert any(c is not None for c in ex._cache)
+    first = ex.contributions(X[:2000])
+    again = ex.contributions(X[:2000])
+    np.testing.assert_array_equal(first, again)
+    other = c.encode_array(simulate_cohort(1500, seed=23))
+    reference = booster.predict(xgb.DMatrix(other, missing=np.nan), pred_contribs=True)
+    np.testing.assert_array_equal(ex.contributions(other), reference[:, :-1])
+    # a small batch once the patterns are known takes the pattern path too
+    assert len(other[:100]) >= explain.MIN_ROWS_CACHED or not ex._all_cached
+    np.testing.assert_array_equal(ex.contributions(other[:100]), reference[:100, :-1])
+
+
+@pytest.mark.parametrize("limit", [{"CACHE_SPLITS": 0}, {"CACHE_BYTES": 20_000}])
+def test_trees_beyond_the_cache_are_explained_all_the_same(model, monkeypatch, limit):
+    booster, X = model
+    for name, value in limit.items():
+        monkeypatch.setattr(explain, name, value)
+    ex = PathExplainer(booster)
+    cached = sum(c is not None for c in ex._cache)
+    assert cached < len(ex.trees) and (cached == 0) == ("CACHE_SPLITS" in limit)
+    reference = booster.predict(xgb.DMatrix(X, missing=np.nan), pred_contribs=True)
+    np.testing.assert_array_equal(ex.contributions(X), reference[:, :-1])
+    np.testing.assert_array_equal(ex.contributions(X), reference[:, :-1])
