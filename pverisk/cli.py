@@ -403,7 +403,7 @@ def score(
 
     xgboost_without_sklearn()  # 2-3 s less start-up; this process only scores (never trains)
     from serving.import_model import ModelNotFound
-    from serving.score_file import score_file
+    from serving.score_file import UnreadableFile, score_file
     from feature_store.validate import Problem
 
     progress = Progress(SpinnerColumn(), TextColumn("scoring"), BarColumn(), MofNCompleteColumn(),
@@ -413,14 +413,18 @@ def score(
         try:
             result = score_file(data, out, model_tag, explain=explain, partial=partial,
                                 progress=lambda done, total: progress.update(task, completed=done, total=total))
-        except ModelNotFound as exc:
+        except (ModelNotFound, UnreadableFile) as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
     problems = [Problem(None, p["field"], None, p["problem"]) for p in result.column_problems]
-    problems += [Problem(i + 1, p["field"], None, p["problem"]) for i, ps in sorted(result.invalid.items()) for p in ps]
-    if problems:
+    problems += [Problem(i, p["field"], None, p["problem"]) for i, ps in sorted(result.invalid.items()) for p in ps]
+    if problems:  # rows as the output's `row` column numbers them (0-based position in the file)
         _print_problems(problems, f"{len(problems)} problem(s) in {len(result.invalid) or result.rows_in} of "
-                        f"{result.rows_in} rows of {data.name} (row: 1-based data row)", "fix the file")
+                        f"{result.rows_in} rows of {data.name} (row: 0-based position in the file, as in the "
+                        "output's `row` column)", "fix the file")
+    for col in result.post_decision_columns:
+        err.print(f"[yellow]warning: column {col!r} is recorded after the PVE decision; not used (a prediction "
+                  "at the decision cannot know it)[/yellow]")
     for col in result.ignored_columns:
         err.print(f"[yellow]warning: column {col!r} is not in the feature contract; ignored[/yellow]")
     if result.unused_inputs:

@@ -21,7 +21,7 @@ import pandas as pd
 from feature_store import contract as c
 from feature_store.scores import game_group
 from feature_store.validate import validate_frame
-from serving.predict import CoarseConflict, MissingRequired, RiskModel, Scored
+from serving.predict import ALL_COARSE, CoarseConflict, MissingRequired, RiskModel, Scored
 
 JSON = "application/json"
 ARROW = "application/vnd.apache.arrow.stream"
@@ -59,6 +59,7 @@ class Request:
     output: str = "full"
     partial: bool = False
     types: dict[str, set[type]] = field(default_factory=dict)  # JSON: the Python types in each column
+    form: str = JSON
 
 
 def _option(value: Any, name: str, allowed: tuple[Any, ...]) -> Any:
@@ -123,7 +124,7 @@ def read_request(body: bytes, content_type: str | None, query: Mapping[str, str]
         columns, n, types = table_columns(table), table.num_rows, {}
     if n == 0:
         raise ColumnarError("no patients: the columns are empty")
-    return Request(columns, n, output, partial, types)
+    return Request(columns, n, output, partial, types, form)
 
 
 def table_columns(table: Any) -> dict[str, np.ndarray]:
@@ -236,9 +237,9 @@ def check_frame(columns: Mapping[str, Any], n: int, risk: RiskModel, accepted: t
                 json_types: bool = True) -> Checked:
     """Validate a batch table against the contract, as the record batch does (same rules and
     messages, from `validate_frame`), then the model's own requirements and coarse-input
-    conflicts. `json_types`: a request's typed columns (JSON, Arrow) are not coerced, as in
-    /v1/predict ("60" is not an age, 1 not true); a cohort file (`pverisk score`) keeps the import's
-    file rules."""
+    conflicts. `json_types`: a JSON request's values are not coerced, as in /v1/predict ("60" is
+    not an age, 1 not true); a file (`pverisk score`, an Arrow or Parquet body) keeps the import's
+    file rules (0/1 and yes/no flags, numbers stored as text)."""
     allowed = set(accepted)
     problems: dict[int, list[dict[str, str]]] = {}
     for col in columns:
@@ -253,7 +254,8 @@ def check_frame(columns: Mapping[str, Any], n: int, risk: RiskModel, accepted: t
     for p in found:
         if p.row is not None:
             problems.setdefault(p.row, []).append({"field": p.column, "problem": p.rule})
-    given = {f: cleaned[f] for f in used if f in cleaned}
+    # coarse values the model does not read still go in: they are checked against their fine values
+    given = {f: cleaned[f] for f in cleaned if f in used or f in ALL_COARSE}
     absent = risk.missing_required(given)
     derived, conflicts = risk.derive(given)
     for (name, rows), problem in [*zip(absent.items(), MissingRequired(absent).problems()),
@@ -366,24 +368,27 @@ class Answer:
 
 def answer(body: bytes, content_type: str | None, accept: str | None, query: Mapping[str, str],
            risk: RiskModel, accepted: tuple[str, ...], used: tuple[str, ...], max_rows: int,
-           new_ids: Callable[[int], list[str]] | None = None) -> Answer:
+           new_ids: Callable[[np.ndarray, int], list[str]] | None = None) -> Answer:
     """The whole columnar endpoint: parse, validate, score and answer in the requested form.
     Errors are JSON whatever the form (field, row, problem, allowed range)."""
     try:
         req = read_request(body, content_type, query, max_rows)
     except ColumnarError as exc:
         return Answer(exc.status, orjson.dumps({"error": str(exc)}), JSON)
-    checked = check_frame(req.columns, req.n, risk, accepted, used, req.types)
+    # JSON bodies are typed by JSON ("62" is not an age, 1 is not true); an Arrow or Parquet body is
+    # a file, checked by the file rules of `pverisk score`: the same file scores the same either way.
+    checked = check_frame(req.columns, req.n, risk, accepted, used, req.types, json_types=req.form == JSON)
     if checked.invalid and not req.partial:
         return Answer(400, orjson.dumps(checked.error_body()), JSON, n_invalid=len(checked.invalid))
     scored = risk.score_arrays(checked.columns, len(checked.valid), explain=req.output == "full") \
         if len(checked.valid) else None
-    if scored is None:  # partial, and no patient valid
-        return Answer(200, orjson.dumps({**checked.error_body(), "n_scored": 0, **meta(risk), "columns": {}}), JSON,
-                      n_invalid=len(checked.invalid))
+    if scored is None:  # partial, and no patient valid: what the batch route answers, as columns
+        body = {"n_scored": 0, "n_invalid": len(checked.invalid), "unused_inputs": checked.unused, **meta(risk),
+                **{k: v for k, v in checked.error_body().items() if k != "error"}, "columns": {}}
+        return Answer(200, orjson.dumps(body), JSON, n_invalid=len(checked.invalid))
     form = media_type(accept) if accept and media_type(accept) else media_type(content_type) or JSON
     cols = result_columns(scored, risk, checked.valid, arrow=form != JSON)
-    ids = new_ids(len(checked.valid)) if new_ids is not None else None
+    ids = new_ids(checked.valid, checked.n) if new_ids is not None else None
     if ids is not None:  # beside `index`: what `POST /v1/outcomes` takes back
         cols = {"index": cols.pop("index"), "prediction_id": ids, **cols}
     if form == JSON:

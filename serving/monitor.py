@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import bentoml
 import numpy as np
@@ -152,16 +152,20 @@ def new_prediction_id() -> str:
 
 
 class BatchIds(list):  # type: ignore[type-arg]
-    """A batch call's prediction ids, `<batch_id>-<i>`: the outcome store keeps them as one row."""
+    """A batch call's prediction ids, `<batch_id>-<index>`: the outcome store keeps them as one row."""
 
     batch_id: str
+    positions: np.ndarray  # the scored patients' indexes in the request
+    size: int  # patients in the request, scored or not
 
 
-def batch_prediction_ids(n: int) -> list[str]:
-    """One random id per batch call, the scored row's position after it (cheap for 1,000 rows)."""
+def batch_prediction_ids(index: Sequence[int] | np.ndarray, size: int) -> list[str]:
+    """One random id per batch call, each scored patient's index in the request after it (an
+    invalid patient skipped leaves a gap, never shifts the others)."""
     base = uuid.uuid4().hex
-    ids = BatchIds(f"{base}-{i}" for i in range(n))
-    ids.batch_id = base
+    positions = np.asarray(index, dtype=np.int64)
+    ids = BatchIds(f"{base}-{i}" for i in positions.tolist())
+    ids.batch_id, ids.positions, ids.size = base, positions, int(size)
     return ids
 
 
@@ -374,8 +378,10 @@ class Monitor:
             stop = start + j.n
             for ident, p in models:
                 if isinstance(j.ids, BatchIds):
+                    risks = np.full(j.ids.size, np.nan)  # by request index: NaN for a patient not scored
+                    risks[j.ids.positions] = p[start:stop]
                     self.store.add_batch(j.ids.batch_id, ident.name, ident.version, ident.alias,  # type: ignore[union-attr]
-                                         j.at, p[start:stop])
+                                         j.at, risks)
                 else:
                     rows += [(pid, ident.name, ident.version, ident.alias, float(t), float(q))
                              for pid, t, q in zip(ids[start:stop], at[start:stop], p[start:stop].tolist())

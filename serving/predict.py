@@ -107,6 +107,9 @@ class Scored:
         return np.round(self.probability, 4)
 
 
+ALL_COARSE = tuple(f.name for f in c.FEATURES if f.coarse)
+
+
 @dataclass
 class RiskModel:
     booster: xgb.Booster
@@ -156,9 +159,14 @@ class RiskModel:
     def derive(self, columns: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, list[int]]]:
         """Coarse inputs derived from fine values where the request gives those (the contract's
         rule); rows where a given coarse value contradicts its fine value, per feature."""
+        # A coarse value the model does not use is still checked against its fine value: a flag
+        # contradicting the count beside it is a data error whichever of the two the model reads.
+        checked = [f for f in ALL_COARSE if f not in self._coarse and f in columns]
+        _, conflicts = c.derive_coarse(columns, checked) if checked else (None, {})
         if not self._coarse:
-            return columns, {}
-        return c.derive_coarse(columns, self._coarse)
+            return columns, conflicts
+        out, own = c.derive_coarse(columns, self._coarse)
+        return out, {**own, **conflicts}
 
     def unused(self, record: Mapping[str, Any]) -> list[str]:
         """Contract features given in a request that this model does not use."""
@@ -300,7 +308,7 @@ class RiskModel:
     def score_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """One patient. Raises CoarseConflict when a coarse input contradicts its fine value, and
         MissingRequired when a required coarse input is absent in both forms."""
-        if self._coarse:
+        if self._coarse or any(record.get(f) is not None for f in ALL_COARSE):
             columns = {k: [v] for k, v in record.items()}
             if absent := self.missing_required(columns):
                 raise MissingRequired(absent)

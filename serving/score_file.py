@@ -18,6 +18,10 @@ from serving.settings import ServingSettings
 KNOWN_OTHER = {c.PATIENT_ID, *c.NON_FEATURE_COLUMNS, *c.feature_names(None)}
 
 
+class UnreadableFile(ValueError):
+    """The input is not a Parquet file we can read: one line for the user, no traceback."""
+
+
 @dataclass
 class ScoreResult:
     rows_in: int
@@ -26,6 +30,7 @@ class ScoreResult:
     column_problems: list[dict[str, str]] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     unused_inputs: list[str] = field(default_factory=list)
+    post_decision_columns: list[str] = field(default_factory=list)  # contract features known only after PVE
     written: Path | None = None
     seconds: float = 0.0  # validating, scoring and writing
     total_seconds: float = 0.0  # with loading the model and reading the file
@@ -71,7 +76,12 @@ def score_file(data: Path, out: Path, model_tag: str | None = None, explain: boo
     t_start = time.perf_counter()
     accepted = tuple(c.feature_names())
     risk = load_risk_model(model_tag)
-    table_in = pq.read_table(data)
+    try:
+        table_in = pq.read_table(data)
+    except (pa.ArrowException, OSError) as exc:
+        hint = " (a CSV? convert it to Parquet, e.g. with pandas)" if Path(data).suffix.lower() in (".csv", ".txt") \
+            else ""
+        raise UnreadableFile(f"{Path(data).name} is not a readable Parquet file{hint}: {str(exc)[:200]}") from None
     columns = table_columns(table_in.select([n for n in table_in.column_names if n in accepted]))
     n_rows = table_in.num_rows
     t0 = time.perf_counter()
@@ -79,9 +89,10 @@ def score_file(data: Path, out: Path, model_tag: str | None = None, explain: boo
     ignored = [col for col in table_in.column_names if col not in accepted]
     ids = table_in.column(c.PATIENT_ID) if c.PATIENT_ID in table_in.column_names else None
     checked = check_frame(columns, n_rows, risk, accepted, used, json_types=False)
+    post = set(c.feature_names(None)) - set(accepted)
     result = ScoreResult(n_rows, 0, checked.problems, checked.column_problems,
                          [col for col in ignored if col not in KNOWN_OTHER], checked.unused,
-                         model=risk.identity.as_dict())
+                         post_decision_columns=[col for col in ignored if col in post], model=risk.identity.as_dict())
     if checked.invalid and not partial:
         result.seconds, result.total_seconds = time.perf_counter() - t0, time.perf_counter() - t_start
         return result
@@ -97,6 +108,9 @@ def score_file(data: Path, out: Path, model_tag: str | None = None, explain: boo
         if progress:
             progress(stop, len(valid))
     table = pa.concat_tables(parts) if parts else None
+    if n_rows == 0:  # an export with no patients: an empty answer with its notice, not an error
+        table = pa.table({"index": pa.array([], pa.int64()), "probability": pa.array([], pa.float64()),
+                          "risk_band": pa.array([], pa.string())})
     if table is not None:
         table = table.rename_columns(["row" if n == "index" else n for n in table.column_names])
     if partial and checked.invalid:

@@ -381,7 +381,7 @@ class PVERisk:
                          "(send partial=true to score the valid ones)",
                 "invalid": [{"index": i, "errors": problems[i]} for i in invalid]}, status_code=400)
         valid = checked.valid
-        ids = mon.batch_prediction_ids(len(valid))
+        ids = mon.batch_prediction_ids(valid, n)
         scored = risk.score_arrays(checked.columns, len(valid), explain=output == "full") if len(valid) else None
         rows: list[dict[str, Any]] = [] if scored is None else risk.records(
             scored, checked.columns, len(valid), lead={"index": valid.tolist(), "prediction_id": ids})

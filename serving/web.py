@@ -251,12 +251,19 @@ def quiet_client_error_logs() -> None:
 
 
 def unsupported_media_type(scope: Scope) -> dict[str, Any] | None:
-    """415 body for a form upload (multipart or urlencoded): every route here reads JSON (or a
-    binary body of its own type), none a form."""
-    ctype = dict(scope.get("headers") or []).get(b"content-type", b"").strip().lower()
+    """415 body for a form upload (multipart or urlencoded) or a compressed body: every route here
+    reads plain JSON (or a binary body of its own type), none a form."""
+    headers = dict(scope.get("headers") or [])
+    ctype = headers.get(b"content-type", b"").strip().lower()
     if ctype.startswith(FORM_TYPES):
         return {"error": "unsupported content type: a form; send the body as JSON "
                          "(Content-Type: application/json)"}
+    encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+    if encoding not in (b"", b"identity"):
+        # no route decompresses (and a compressed body would slip past the size limit): say so,
+        # rather than "invalid JSON" for the compressed bytes
+        return {"error": f"unsupported content encoding {encoding.decode(errors='replace')!r}: send the body "
+                         "uncompressed (large batches: Arrow or Parquet at POST /v1/predict/columns are compact)"}
     return None
 
 

@@ -210,3 +210,33 @@ def test_columnar_answers_carry_prediction_ids_that_take_outcomes(server, cohort
     table = pa.ipc.open_stream(arrow.content).read_all()
     assert table.column_names[:2] == ["index", "prediction_id"] and table.num_rows == 5
     assert len(set(table.column("prediction_id").to_pylist())) == 5
+    # the id ends in the patient's index in the request: an invalid patient leaves a gap, never a shift
+    assert [pid.rsplit("-", 1)[1] for pid in got["prediction_id"]] == [str(i) for i in got["index"]]
+
+
+def test_every_patient_invalid_with_partial_is_an_empty_answer_not_an_error(server, cohort):
+    cols = columns(cohort.head(3))
+    cols["age_years"] = [150, 160, 170]
+    r = post(server, "/v1/predict/columns", json={"columns": cols, "partial": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert "error" not in body and body["n_scored"] == 0 and body["n_invalid"] == 3 and body["columns"] == {}
+    assert [x["index"] for x in body["invalid"]] == [0, 1, 2] and body["data_kind"] == "simulated"
+
+
+def test_an_arrow_or_parquet_file_is_read_by_the_file_rules_of_pverisk_score(server, cohort):
+    """0/1 flags and numbers stored as text are what registry files hold: a Parquet or Arrow body is
+    read as `pverisk score` reads the same file (JSON bodies stay strictly typed)."""
+    frame = cohort.head(6).copy()
+    flag = next(f.name for f in c.features() if f.kind is c.Kind.BOOLEAN and not f.coarse and f.name in frame)
+    frame[flag] = frame[flag].map({True: 1, False: 0})
+    frame["age_years"] = frame["age_years"].map(lambda v: None if v != v else f"{v:g}")
+    reference = post(server, "/v1/predict/columns", json={"columns": columns(cohort.head(6)),
+                                                         "output": "probabilities"}).json()["columns"]
+    for ctype, body in ((ARROW, arrow_bytes(frame)), (PARQUET, parquet_bytes(frame))):
+        r = post(server, "/v1/predict/columns?output=probabilities", content=body,
+                 headers={"content-type": ctype, "accept": "application/json"})
+        assert r.status_code == 200, (ctype, r.text)
+        assert r.json()["columns"]["probability"] == reference["probability"]
+    strict = post(server, "/v1/predict/columns", json={"columns": columns(frame)})
+    assert strict.status_code == 400 and flag in strict.text and "age_years" in strict.text

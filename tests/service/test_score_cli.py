@@ -69,10 +69,33 @@ def test_invalid_rows_are_listed_and_nothing_is_written(tmp_path, imported, coho
     assert not out.exists()
     text = run.stderr
     assert "age_years" in text and "18 to 100 years" in text and "sex" in text and "female, male" in text
-    assert "│ 5 " in text and "│ 10 " in text  # 1-based data rows, like the import
+    # 0-based positions, as the output's `row` column (and the HTTP answers' `index`) number them
+    assert "│ 4 " in text and "│ 9 " in text and "0-based" in text
     run = score("--data", str(data), "--out", str(out), "--model-tag", str(model.tag), "--partial")
     assert run.returncode == 0, run.stderr
     got = pq.read_table(out).to_pydict()
     assert got["row"] == list(range(len(bad)))
     assert got["probability"][4] is None and "age_years" in got["errors"][4]
     assert got["probability"][0] is not None and got["errors"][0] is None
+
+
+def test_files_it_cannot_read_or_with_no_patients(tmp_path, imported, cohort):
+    """A CSV given by mistake: one line, no traceback. An export with no patients: an empty answer
+    with its notice, not a crash. A post-decision column: named, not silently dropped."""
+    model, _ = imported
+    csv, out = tmp_path / "cohort.csv", tmp_path / "scores.parquet"
+    cohort.to_csv(csv, index=False)
+    run = score("--data", str(csv), "--out", str(out), "--model-tag", str(model.tag))
+    assert run.returncode == 1 and "not a readable Parquet file" in run.stderr and "CSV" in run.stderr
+    assert "Traceback" not in run.stderr and not out.exists()
+    empty = tmp_path / "empty.parquet"
+    cohort.iloc[:0].to_parquet(empty, index=False)
+    run = score("--data", str(empty), "--out", str(out), "--model-tag", str(model.tag))
+    assert run.returncode == 0, run.stderr
+    table = pq.read_table(out)
+    assert table.num_rows == 0 and "SIMULATED" in table.schema.metadata[b"notice"].decode()
+    post = tmp_path / "post.parquet"
+    cohort.assign(degree_hypertrophy_pp=12.0).iloc[:20].to_parquet(post, index=False)
+    run = score("--data", str(post), "--out", str(out), "--model-tag", str(model.tag))
+    assert run.returncode == 0, run.stderr
+    assert "degree_hypertrophy_pp" in run.stderr and "after the PVE decision" in run.stderr

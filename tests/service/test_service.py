@@ -1,5 +1,6 @@
 """The prediction service over real HTTP (`bentoml serve` on 127.0.0.1)."""
 
+import json
 
 import httpx
 import pytest
@@ -195,3 +196,38 @@ def test_our_pages_replace_the_default_index(server):
     assert httpx.get(f"{server.url}/static/../web.py").status_code == 404
     assert httpx.get(f"{server.url}/docs-assets/swagger-ui-bundle.js").status_code == 200
     assert httpx.get(f"{server.url}/docs-assets/../../etc/passwd").status_code == 404
+
+
+def test_a_flag_contradicting_its_count_is_a_400_even_where_the_model_reads_the_count(server):
+    """This model reads n_liver_metastases; a `multiple_liver_metastases` flag sent beside a count of 1
+    is still a contradiction in the data, on every route."""
+    bad = {**PATIENT, "n_liver_metastases": 1, "multiple_liver_metastases": True}
+    r = post(server, "/v1/predict", bad)
+    assert r.status_code == 400 and "multiple_liver_metastases" in r.text and "contradicts" in r.text, r.text
+    r = post(server, "/v1/predict/batch", {"patients": [PATIENT, bad]})
+    assert r.status_code == 400, r.text
+    assert [x["index"] for x in r.json()["invalid"]] == [1]
+    assert r.json()["invalid"][0]["errors"][0]["field"] == "multiple_liver_metastases"
+    cols = {k: [PATIENT.get(k), bad.get(k)] for k in bad}
+    r = post(server, "/v1/predict/columns", {"columns": cols})
+    assert r.status_code == 400 and [x["index"] for x in r.json()["invalid"]] == [1], r.text
+    agreeing = {**PATIENT, "n_liver_metastases": 3, "multiple_liver_metastases": True}
+    assert post(server, "/v1/predict", agreeing).status_code == 200
+
+
+def test_batch_prediction_ids_end_in_the_request_index(server):
+    patients = [PATIENT, {**PATIENT, "age_years": 150}, PATIENT]
+    r = post(server, "/v1/predict/batch", {"patients": patients, "partial": True, "output": "probabilities"})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert "errors" in results[1]
+    assert results[2]["prediction_id"].endswith("-2") and results[0]["prediction_id"].endswith("-0")
+
+
+def test_compressed_bodies_are_refused_with_415(server):
+    import gzip
+
+    body = gzip.compress(json.dumps(PATIENT).encode())
+    r = httpx.post(f"{server.url}/v1/predict", content=body, timeout=30,
+                   headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert r.status_code == 415 and "gzip" in r.text and "uncompressed" in r.text

@@ -13,8 +13,10 @@ from serving.outcomes import OutcomeStore
 
 def test_batch_outcomes_are_linked_per_model_and_patient(tmp_path):
     store = OutcomeStore(tmp_path / "predictions.db")
-    ids = batch_prediction_ids(4)
+    ids = batch_prediction_ids(np.arange(4), 4)
     assert isinstance(ids, BatchIds) and ids[2] == f"{ids.batch_id}-2"
+    gaps = batch_prediction_ids([0, 2, 5], 6)  # invalid patients 1, 3, 4 skipped: no shift
+    assert [i.rsplit("-", 1)[1] for i in gaps] == ["0", "2", "5"] and gaps.size == 6
     store.add_batch(ids.batch_id, "m", "1", "champion", 100.0, np.array([0.1, 0.2, 0.3, 0.4]))
     # the challenger could not score patient 1 (NaN): that patient has no challenger row
     store.add_batch(ids.batch_id, "m", "2", "challenger", 100.0, np.array([0.5, np.nan, 0.7, 0.8]))
