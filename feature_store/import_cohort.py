@@ -4,7 +4,8 @@ The mapping (YAML, see `feature_store/mapping_example.yaml`) says per target
 feature which source column feeds it, its unit, sentinels meaning missing and
 category recoding; which features the registry did not collect; which columns hold
 the id, dates, outcome and any clinical score it recorded; and the study design.
-A cohort's features are what it recorded: nothing is required of it but an outcome.
+A cohort's features are what it recorded: nothing is required of it but an outcome, and not even
+that of patients imported to be scored (`pverisk score`; training refuses a cohort without one).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class Mapping(BaseModel):
     # Kept for older mappings; the study block's progression_definition is the place for it.
     progression_definition: str | None = None
     study: StudyDesign | None = None
-    outcome: ColumnMap
+    # None: patients to score (`pverisk score`), not a cohort to train on (training refuses it).
+    outcome: ColumnMap | None = None
     non_resection_reason: ColumnMap | None = None
     columns: dict[str, ColumnMap] = Field(default_factory=dict)
     # Contract features this registry did not record: absent from the cohort, never invented.
@@ -236,7 +238,8 @@ def map_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, list
     problems: list[Problem] = []
     present = set(map(str, raw.columns))
     hint = _sniff_hint(raw, mapping)
-    wanted: list[tuple[str, ColumnMap]] = [(c.OUTCOME, mapping.outcome), *mapping.columns.items(),
+    wanted: list[tuple[str, ColumnMap]] = [*([(c.OUTCOME, mapping.outcome)] if mapping.outcome else []),
+                                           *mapping.columns.items(),
                                            *[(c.RECORDED_SCORE_PREFIX + k, v) for k, v in mapping.scores.items()]]
     if mapping.non_resection_reason is not None:
         wanted.append((c.NON_RESECTION_REASON, mapping.non_resection_reason))
@@ -426,7 +429,8 @@ def import_cohort(
                              "fix it; fix the mapping or the export)")
         else:
             rows = np.arange(1, len(mapped) + 1)
-            cleaned, vproblems = validate_frame(mapped, names=result.features, require_outcome=True)
+            cleaned, vproblems = validate_frame(mapped, names=result.features,
+                                                require_outcome=mapping.outcome is not None)
             cleaned, sproblems = _recorded_scores(cleaned, rows)
             result.problems += vproblems + sproblems + _non_resection(cleaned, rows) + _contradictions(cleaned, rows)
             result.warnings += _unit_hints(mapped, cleaned, mapping, vproblems)
@@ -466,7 +470,7 @@ def import_cohort(
             write_with_design(conform(kept.reset_index(drop=True)), Path(out), mapping.design(), {
                 "not_collected": result.not_collected, "unmapped": result.unmapped,
                 "recorded_scores": result.recorded_scores, "source_rows": result.rows_in,
-                "dropped_rows": len(bad)})
+                "dropped_rows": len(bad), "has_outcome": mapping.outcome is not None})
             result.written = Path(out)
             result.cohort = kept
     if report is not None:

@@ -96,6 +96,7 @@ def import_cohort_cmd(
                                    help="With --drop-invalid: refuse to drop more than this share of rows."),
 ) -> None:
     """Import a real cohort: map columns and units onto the contract and validate every row."""
+    from feature_store import contract as c
     from feature_store.import_cohort import MappingError, import_cohort
 
     try:
@@ -133,6 +134,9 @@ def import_cohort_cmd(
         console.print(f"wrote {result.written}: {len(result.cohort)} of {result.rows_in} rows"
                       + (f", dropped {len(result.dropped_rows)} of {result.rows_in} rows {result.dropped_rows}"
                          if result.dropped_rows else ""))
+        if c.OUTCOME not in result.cohort:
+            console.print("[yellow]no outcome mapped: patients to score (pverisk score --data "
+                          f"{result.written}), not a cohort to train on[/yellow]")
         return
     err.print(f"[red]nothing written to {out}: {result.reason}[/red]")
     raise typer.Exit(1)

@@ -235,3 +235,27 @@ def test_a_likely_missing_unit_is_named(tmp_path):
     res = import_cohort(_write(tmp_path, rows), m, tmp_path / "o.parquet")
     assert not res.ok
     assert any("largest_metastasis_cm" in w and "add `unit: mm`" in w for w in res.warnings), res.warnings
+
+
+def test_patients_without_an_outcome_import_for_scoring_and_training_refuses_them(tmp_path):
+    """A registry export of patients to score has no outcome yet: mapped and validated all the same,
+    written for `pverisk score`; training on it is refused, naming the missing outcome."""
+    from training.data import CohortValidationError, load_cohort
+
+    m = tmp_path / "m.yaml"
+    no_outcome = MAPPING.replace("outcome:\n  source: progressed\n  recode: {1: true, 0: false}\n", "")
+    assert "progressed" not in no_outcome
+    m.write_text(no_outcome)
+    header = HEADER.replace(",progressed", "")
+    rows = [r.rsplit(",", 1)[0] for r in CLEAN_ROWS]
+    out = tmp_path / "to_score.parquet"
+    res = import_cohort(_write(tmp_path, rows, header), m, out)
+    assert res.ok, res.problems
+    df = pd.read_parquet(out)
+    assert c.OUTCOME not in df and len(df) == 3 and df["largest_metastasis_cm"].iloc[0] == pytest.approx(4.2)
+    with pytest.raises(CohortValidationError) as info:
+        load_cohort(out)
+    assert any(p.column == c.OUTCOME for p in info.value.problems)
+    bad = [rows[0].replace(",61,", ",140,")]  # still validated: age out of range
+    res = import_cohort(_write(tmp_path, bad, header), m, tmp_path / "bad.parquet")
+    assert not res.ok and any(p.column == "age_years" for p in res.problems)
