@@ -525,7 +525,13 @@ class Monitor:
             OUTCOMES.labels(result="unknown_prediction_id").inc(len(unknown))
         perf = self.publish_performance()
         return finite({"recorded": len(outcomes) - len(unknown), "unknown_prediction_ids": unknown,
-                       "performance": perf})
+                       "performance": perf, "performance_window": self.performance_window()})
+
+    def performance_window(self) -> str:
+        """What the live figures are computed over (an outcome for an older prediction is kept but
+        counts only while its prediction is among these)."""
+        return (f"the latest {self.settings.performance_window} predictions with an outcome, by prediction time "
+                "(PVERISK_MONITOR_PERFORMANCE_WINDOW)")
 
     def publish_performance(self) -> dict[str, Any]:
         if self.store is None:

@@ -146,7 +146,7 @@ def auroc(p: np.ndarray, y: np.ndarray) -> float:
 def performance(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Live AUROC, calibration-in-the-large (observed minus expected event rate) and Brier."""
     if len(p) == 0:
-        return {"n": 0.0, "events": 0.0, "auroc": float("nan"), "calibration_in_the_large": float("nan"),
+        return {"n": 0, "events": 0, "auroc": float("nan"), "calibration_in_the_large": float("nan"),
                 "brier": float("nan")}
-    return {"n": float(len(p)), "events": float(np.sum(y)), "auroc": auroc(p, y),
+    return {"n": int(len(p)), "events": int(np.sum(y)), "auroc": auroc(p, y),
             "calibration_in_the_large": float(np.mean(y) - np.mean(p)), "brier": float(np.mean((p - y) ** 2))}

@@ -175,7 +175,8 @@ def get_monitoring() -> Any:
     if svc.monitor is None:
         return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
     svc.monitor.flush()
-    return mon.finite(svc.monitor.summary())
+    return mon.finite({**svc.monitor.summary(), "live_performance": svc.monitor.publish_performance(),
+                       "performance_window": svc.monitor.performance_window()})
 
 
 MAX_OUTCOMES = 10_000

@@ -221,6 +221,9 @@ def test_outcomes_move_the_live_auroc_as_expected(shadowed, imported):
     assert live["auroc"] == pytest.approx(expected, abs=1e-9)
     assert live["brier"] == pytest.approx(np.mean((p - y) ** 2), abs=1e-9)
     assert live["calibration_in_the_large"] == pytest.approx(y.mean() - p.mean(), abs=1e-9)
+    assert "latest 500 predictions with an outcome" in body["performance_window"]
+    shown = monitoring(shadowed.url)  # the dashboard's JSON view says the same
+    assert shown["live_performance"][result.version]["auroc"] == pytest.approx(expected, abs=1e-9)
     ms = metrics(shadowed.url)
     assert metric(ms, "pverisk_live_performance", metric="auroc", alias="champion") == [pytest.approx(expected)]
     assert metric(ms, "pverisk_live_performance", metric="auroc", alias="challenger")  # scored in shadow too
