@@ -50,7 +50,8 @@ SERVICE_ID = "pve-progression-risk"
 # --- shapes from the CDS Hooks 2.0 specification ------------------------------------------
 class FhirAuthorization(BaseModel):
     model_config = ConfigDict(strict=True)  # the JSON types documented, no coercion
-    access_token: str
+    # RFC 6750 b64token: it goes into an HTTP header (a 500 once, for a token HTTP cannot carry)
+    access_token: str = Field(..., pattern=r"^[A-Za-z0-9\-._~+/]+=*$")
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int | None = None
     scope: str | None = None
@@ -61,7 +62,8 @@ class FhirAuthorization(BaseModel):
 class HookContext(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     userId: str | None = None
-    patientId: str
+    # a FHIR id: it goes into the prefetch queries' URLs (found by pverisk.bench_fuzz: a 500 once)
+    patientId: str = Field(..., pattern=r"^[A-Za-z0-9\-.]{1,64}$")
     encounterId: str | None = None
 
 
@@ -316,7 +318,7 @@ def gather(req: CDSRequest, settings: ServingSettings, problems: list[Problem] |
                     raise DataUnavailable(f"FHIR server answered no usable resource for prefetch key {k!r}",
                                           "fhir_server")
                 entries += got
-    except httpx.InvalidURL:  # not an HTTPError: was a 500 (found by pverisk.bench_fuzz)
+    except (httpx.InvalidURL, UnicodeError):  # not HTTPErrors: were 500s (found by pverisk.bench_fuzz)
         raise DataUnavailable("fhirServer is not a usable http(s) URL", "fhir_server") from None
     except httpx.HTTPError as exc:
         raise DataUnavailable(f"FHIR server unreachable or too slow ({type(exc).__name__})", "fhir_server") from None

@@ -12,9 +12,9 @@ import json
 import logging
 import os
 import threading
-from itertools import repeat
 import time
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Any, Literal
 
 for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):

@@ -145,6 +145,20 @@ def test_cds_fhir_server_that_is_not_a_url_is_a_4xx_not_500(server, fhir_server)
     assert r.status_code == 412 and "URL" in r.json()["error"], r.text
 
 
+@pytest.mark.parametrize("change, status, fragment", [
+    # `make bench` fuzzing (8,850 cases): lone surrogates in the id went into the FHIR query URL as a 500
+    ({"context": {"patientId": "\u00a9p1\ud81b\udc50"}}, 400, "patientId"),
+    ({"fhirAuthorization": {"access_token": "t\u00e9\ud950\udc85", "token_type": "Bearer"}}, 400, "access_token"),
+    ({"fhirServer": "http://127.0.0.1:9/\ud950\udc85"}, 412, "FHIR server"),  # an IRI: unreachable
+])
+def test_cds_ids_tokens_and_urls_http_cannot_carry_are_4xx_not_500(server, change, status, fragment):
+    body = {"hook": "patient-view", "hookInstance": "{", "context": {"patientId": "p"}, "prefetch": None,
+            "fhirServer": "http://127.0.0.1:9/fhir", "fhirAuthorization": {"access_token": "t", "token_type": "Bearer"},
+            **change}
+    r = raw(server, "/cds-services/pve-progression-risk", json.dumps(body))  # \u escapes: lone surrogates are JSON
+    assert r.status_code == status and fragment in r.text, r.text
+
+
 def test_outcomes_are_strict_json_and_bounded(server):
     # schemathesis ST201 after the merge: `"outcome": 0` was recorded as false, and 10,001 outcomes
     # reached the handler (BentoML's copy of the request model lost the list's maxItems)
