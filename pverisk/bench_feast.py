@@ -69,8 +69,7 @@ def _serve(tag: str, **env: str) -> tuple[subprocess.Popen, str, float]:
 
 def main(patients: int = 100_000, n_single: int = 300, n_concurrent: int = 800) -> None:
     import pandas as pd
-    from rich.console import Console
-    from rich.table import Table
+    from pverisk.bench_common import write_result
 
     from feature_store import contract as c
     from feature_store import feast_repo as fr
@@ -167,25 +166,11 @@ def main(patients: int = 100_000, n_single: int = 300, n_concurrent: int = 800) 
                                                                       "first lookup (opens the store), s"],
          "rows": memory_rows},
     ]
-    console = Console()
-    for t in tables:
-        table = Table(title=t["caption"])
-        for col in t["columns"]:
-            table.add_column(col)
-        for row in t["rows"]:
-            table.add_row(*map(str, row))
-        console.print(table)
-    for n in notes:
-        console.print(n)
-    out = Path("build/bench/feast.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "title": "Feature store (Feast): prediction by patient id and materialization",
-        "description": "Prediction by patient id (online lookup through the model's feature service, then the same "
-                       "validation and scoring) beside explicit features, on SQLite and Redis online stores; "
-                       f"materialization of {patients:,} simulated patients.",
-        "tables": tables, "notes": notes}, indent=2))
-    console.print(f"wrote {out}")
+    write_result("feast", "Feature store (Feast): prediction by patient id and materialization",
+                 "Prediction by patient id (online lookup through the model's feature service, then the same "
+                 "validation and scoring) beside explicit features, on SQLite and Redis online stores; "
+                 f"materialization of {patients:,} simulated patients.",
+                 tables, notes)
 
 
 if __name__ == "__main__":

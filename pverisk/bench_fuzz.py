@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from pverisk.bench_http import free_port, stop, wait_ready
 from pverisk.fuzz import CHECKS, run_fuzz
 
 COLUMNS = ["operation", "cases", "5xx", "schema-conformance failures", "other check failures", "statuses"]
@@ -47,7 +48,6 @@ def main(argv: list[str] | None = None) -> dict:
         from feature_store.settings import TrackingSettings
         from feature_store.simulate import simulate_cohort
         from serving.import_model import import_model
-        from tests.servers import free_port, stop, wait_http
         from training.pipeline import run_training
         from training.settings import TrainSettings
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
         port = free_port()
         proc, log = _serve(root / "bentoml", tag, port)
         try:
-            wait_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=180)
+            wait_ready(f"http://127.0.0.1:{port}/readyz", proc, timeout=180, log=log)
             console.print(f"fuzzing every operation, {args.examples} fuzzing cases each ...")
             run = run_fuzz(f"http://127.0.0.1:{port}", args.examples, root / "fuzz")
         finally:

@@ -114,3 +114,14 @@ def wrk(url: str, payload: bytes, connections: int, seconds: int = 10) -> tuple[
 
 def percentile(times: list[float], q: float) -> float:
     return float(np.percentile(times, q))
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a server (and kill it if it does not exit within 15 s)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -125,7 +125,8 @@ def _in_process(champion: str, challenger: str) -> list[list[object]]:
 
 def main() -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from pverisk.bench_common import print_result, table, write_result
 
     from feature_store import contract as c
     from feature_store.simulate import simulate_cohort
@@ -136,12 +137,8 @@ def main() -> None:
     cpu_rows = _in_process(champion, challenger)
     cpu_columns = ["monitoring", "request path: enqueue, us/request", "background, one patient at a time: us/patient",
                    "background, batch of 1,000: us/patient"]
-    cpu_table = Table(title="CPU time of the monitoring work itself (in process, thread CPU time)")
-    for col in cpu_columns:
-        cpu_table.add_column(col)
-    for r in cpu_rows:
-        cpu_table.add_row(*map(str, r))
-    console.print(cpu_table)
+    cpu = table("CPU time of the monitoring work itself (in process, thread CPU time)", cpu_columns, cpu_rows)
+    print_result({"title": "Monitoring work per patient", "description": "", "tables": [cpu], "notes": []})
     if "--in-process-only" in sys.argv:
         return
     procs = {}
@@ -193,37 +190,22 @@ def main() -> None:
     rows_out.append(["requests/s at concurrency 16 (median of rounds)", round(rps_off, 1), round(rps_on, 1),
                      round(rps_on / rps_off, 3), "", ""])
     columns = ["measure", "off: median ms", "on: median ms", "on/off", "off: p99 ms", "on: p99 ms"]
-    table = Table(title="Champion latency with monitoring (drift windows + shadow challenger) on vs off")
-    for col in columns:
-        table.add_column(col)
-    for r in rows_out:
-        table.add_row(*map(str, r))
-    console.print(table)
     kept = [["patients sent to the monitored server", sent["on"]],
             ["patients in its drift window afterwards", int(summary["patients"])],
             ["patients scored by the shadow challenger", int(shadowed)],
             ["patients dropped by the monitor (fell behind)", int(dropped)]]
-    for k, v in kept:
-        console.print(f"{k}: {v}")
-    out = Path("build/bench/monitoring.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "title": "Monitoring overhead on the champion's latency",
-        "description": ("The same champion served twice on loopback, monitoring off (PVERISK_MONITOR_ENABLED=false) "
-                        "and on (drift windows, outcome link, shadow challenger scoring every patient after the "
-                        f"answer); {ROUNDS} alternating rounds of {SEQUENTIAL} sequential and {CONCURRENT} "
-                        f"concurrent (16) single-patient requests and {BATCHES} batches of 100 per server."),
-        "tables": [{"caption": "Latency (ms) and throughput, side by side in one run", "columns": columns,
-                    "rows": rows_out},
-                   {"caption": "CPU time of the monitoring work itself (in process, thread CPU time)",
-                    "columns": cpu_columns, "rows": cpu_rows},
-                   {"caption": "Did the monitor keep up?", "columns": ["what", "patients"], "rows": kept}],
-        "notes": ["Python client (httpx); medians and p99 over all rounds.",
-                  "Monitoring work (binning, shadow scoring, SQLite link) runs on a background thread per worker; "
-                  "the request path only enqueues. On 2 cores that thread still competes for CPU under load, "
-                  "which is what the concurrency-16 row shows."],
-    }, indent=2))
-    console.print(f"wrote {out}")
+    write_result(
+        "monitoring", "Monitoring overhead on the champion's latency",
+        ("The same champion served twice on loopback, monitoring off (PVERISK_MONITOR_ENABLED=false) "
+         "and on (drift windows, outcome link, shadow challenger scoring every patient after the "
+         f"answer); {ROUNDS} alternating rounds of {SEQUENTIAL} sequential and {CONCURRENT} "
+         f"concurrent (16) single-patient requests and {BATCHES} batches of 100 per server."),
+        [table("Latency (ms) and throughput, side by side in one run", columns, rows_out), cpu,
+         table("Did the monitor keep up?", ["what", "patients"], kept)],
+        ["Python client (httpx); medians and p99 over all rounds.",
+         "Monitoring work (binning, shadow scoring, SQLite link) runs on a background thread per worker; "
+         "the request path only enqueues. On 2 cores that thread still competes for CPU under load, "
+         "which is what the concurrency-16 row shows."])
 
 
 if __name__ == "__main__":

@@ -273,27 +273,11 @@ def main(repeats: int = 15) -> dict[str, Any]:
 
 
 def _report(out: dict[str, Any], goals: list[tuple[str, bool]]) -> None:
-    import json
+    from pverisk.bench_common import write_result
 
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=200)
-    for t in out["tables"]:
-        table = Table(title=t["caption"])
-        for col in t["columns"]:
-            table.add_column(col)
-        for row in t["rows"]:
-            table.add_row(*[str(x) for x in row])
-        console.print(table)
-    for note in out["notes"]:
-        console.print(f"- {note}", soft_wrap=True)
+    write_result("serving", out["title"], out["description"], out["tables"], out["notes"])
     for name, ok in goals:
-        console.print(f"{_verdict(ok)}  {name}")
-    target = Path("build/bench/serving.json")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(out, indent=2))
-    console.print(f"wrote {target}")
+        print(f"{_verdict(ok)}  {name}")
 
 
 if __name__ == "__main__":

@@ -187,14 +187,11 @@ class _Job:
     probs: Any
     ids: list[str]
     at: float
-    rows: np.ndarray | None = None
     X: np.ndarray | None = None  # the champion's model matrix of these rows, when the request path has it
 
     def take(self) -> "_Job":
-        """The scored rows only, as arrays (in the background thread)."""
+        """The columns as arrays (in the background thread)."""
         cols = {k: _array(v) for k, v in self.columns.items()}
-        if self.rows is not None:
-            cols = {k: v[self.rows] for k, v in cols.items()}
         return _Job(cols, self.n, np.asarray(self.probs, dtype=float), self.ids, self.at, X=self.X)
 
 
@@ -274,16 +271,17 @@ class Monitor:
 
     # ---- request path -------------------------------------------------------------------
     def observe(self, columns: Mapping[str, Any], n: int, probs: Any, ids: list[str],
-                rows: np.ndarray | None = None, X: np.ndarray | None = None) -> None:
-        """Enqueue n scored patients: their request columns (`rows` of them when given; taken in the
-        background), the champion's risks and their prediction ids. Nothing else happens here."""
+                X: np.ndarray | None = None) -> None:
+        """Enqueue n scored patients: their request columns (taken as arrays in the background), the
+        champion's risks, their prediction ids and, when the request path has it, their model matrix
+        (binned as it is). Nothing else happens here."""
         if not self.settings.enabled or n == 0:
             return
         if self._pending >= self.settings.max_pending:
             DROPPED.labels(**self.labels).inc(n)
             return
         self._pending += 1  # approximate under threads; a bound, not an accounting
-        self._queue.put(_Job(columns, n, probs, ids, time.time(), rows, None if rows is not None else X))
+        self._queue.put(_Job(columns, n, probs, ids, time.time(), X))
 
     def rejected(self, endpoint: str, fields: list[str]) -> None:
         for field in fields:

@@ -342,13 +342,3 @@ class CoarseConflict(ValueError):
     def problems(self) -> list[str]:
         return [f"{name}: contradicts {', '.join(c.BY_NAME[name].derivation.sources)} "  # type: ignore[union-attr]
                 f"(rule: {c.BY_NAME[name].derivation.rule})" for name in self.conflicts]  # type: ignore[union-attr]
-
-
-def _plain(v: Any) -> Any:
-    if c.is_missing(v):
-        return None
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,9 @@ from typing import Iterator
 
 import httpx
 
+from pverisk.bench_http import free_port, stop  # noqa: F401  (re-exported to the tests)
+
 VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def offline_env(**extra: str) -> dict[str, str]:
@@ -48,16 +43,6 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0, expect: i
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} not ready after {timeout} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @contextmanager
