@@ -8,13 +8,20 @@ export UV_PYTHON ?= 3.11
 # recompile every import, which triples the service start-up time.
 export UV_COMPILE_BYTECODE := 1
 
-UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+# A uv already on PATH is used as it is. Otherwise uv is installed into a virtual environment of the
+# checkout's own (.tools/, git-ignored), never into the system's or the user's site-packages: Debian's
+# Python refuses `pip install --user` (PEP 668, externally-managed-environment). Its version is the one
+# uv.lock pins for the project, so the bootstrap and the venv agree.
+BOOT_UV := $(CURDIR)/.tools/uv-venv/bin/uv
+UV := $(shell command -v uv 2>/dev/null || echo "$(BOOT_UV)")
+UV_VERSION := $(shell awk '/^name = "uv"$$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' uv.lock)
 RUN := $(UV) run --frozen --no-sync
 
 .PHONY: install install-dev demo test bench clean-stores audit
 
-$(UV):
-	python3.11 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+$(BOOT_UV):
+	python3 -m venv $(CURDIR)/.tools/uv-venv
+	$(CURDIR)/.tools/uv-venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 install: $(UV)
 	$(UV) sync --frozen
