@@ -35,18 +35,18 @@ demo: install
 test: install-dev
 	$(RUN) pytest
 
-# Every benchmark writes build/bench/<name>.json (pverisk/bench_common.py); one line each, the
+# Every benchmark writes build/bench/<name>.json (benchmarks/bench_common.py); one line each, the
 # report last: it renders them all into BENCHMARKS.md.
 bench: install-dev
-	$(RUN) python -m feature_store.benchmark
-	$(RUN) python -m training.benchmark
-	$(RUN) python -m pverisk.bench_serving
-	$(RUN) python -m pverisk.bench_cds
-	$(RUN) python -m pverisk.bench_feast
-	$(RUN) python -m pverisk.bench_load --soak-minutes 10
-	$(RUN) python -m pverisk.bench_monitoring
-	$(RUN) python -m pverisk.bench_fuzz
-	$(RUN) python -m pverisk.bench_report
+	$(RUN) python -m benchmarks.bench_simulator
+	$(RUN) python -m benchmarks.bench_training
+	$(RUN) python -m benchmarks.bench_serving
+	$(RUN) python -m benchmarks.bench_cds
+	$(RUN) python -m benchmarks.bench_feast
+	$(RUN) python -m benchmarks.bench_load --soak-minutes 10
+	$(RUN) python -m benchmarks.bench_monitoring
+	$(RUN) python -m benchmarks.bench_fuzz
+	$(RUN) python -m benchmarks.bench_report
 
 # Known vulnerabilities in uv.lock (pip-audit; allowlist with reasons in security/). Says NOT AUDITED
 # loudly when the vulnerability database cannot be reached.

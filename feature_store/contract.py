@@ -42,6 +42,12 @@ RECORDED_SCORE_PREFIX = "recorded_score__"
 # When each source's record was made (recorded_at__laboratory, ...; see SOURCE_GROUPS): the feature
 # store's event timestamps. Never inputs.
 RECORDED_AT_PREFIX = "recorded_at__"
+
+
+def recorded_at_column(group: str) -> str:
+    return f"{RECORDED_AT_PREFIX}{group}"
+
+
 NON_FEATURE_COLUMNS = (
     PATIENT_ID,
     EVENT_TIMESTAMP,

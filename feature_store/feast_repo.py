@@ -33,10 +33,6 @@ CREATED = "created_timestamp"
 RECORDED_AT_PREFIX = c.RECORDED_AT_PREFIX
 
 
-def recorded_at_column(group: str) -> str:
-    return f"{RECORDED_AT_PREFIX}{group}"
-
-
 def stored_features() -> tuple[c.Feature, ...]:
     """What the store holds: every pre-PVE feature, fine and coarse. Post-PVE measurements are
     never model inputs and stay out of the store meant to serve them."""
@@ -223,7 +219,7 @@ def events(cohort: pd.DataFrame, ingested_at: datetime | None = None) -> dict[st
     decision = _utc(cohort[c.EVENT_TIMESTAMP]) if c.EVENT_TIMESTAMP in cohort else None
     out = {}
     for group, feats in groups().items():
-        col = recorded_at_column(group)
+        col = c.recorded_at_column(group)
         if col in cohort:
             when = _utc(cohort[col])
         elif decision is not None:
@@ -372,7 +368,7 @@ def training_cohort(entities_path: Path, settings: FeastSettings | None = None, 
     """Build the training table for an entity file with the point-in-time join and write it (with
     the entity file's study design) where `run_training` reads it."""
     from feature_store.study import design_from_metadata, read_cohort_metadata, write_with_design
-    from training.data import read_table
+    from feature_store.tables import read_table
 
     settings = settings or FeastSettings()
     entities = read_table(Path(entities_path))

@@ -228,8 +228,6 @@ def simulate_record_dates(df: pd.DataFrame, seed: int = 0, stale_lab_share: floa
     patient's PVE decision: what the feature store ingests as dated events. A share of patients get
     labs older than the laboratory TTL, so point-in-time training sees them missing. Its own random
     stream: the cohort's values are unchanged."""
-    from feature_store.feast_repo import recorded_at_column
-
     rng = np.random.default_rng([seed, 10])
     out = df.copy()
     decision = pd.to_datetime(out[c.EVENT_TIMESTAMP])
@@ -239,5 +237,5 @@ def simulate_record_dates(df: pd.DataFrame, seed: int = 0, stale_lab_share: floa
             ttl = c.SOURCE_GROUPS[group].ttl_days or 0
             stale = rng.random(len(out)) < stale_lab_share
             lead = np.where(stale, rng.integers(ttl + 1, ttl + 200, len(out)), lead)
-        out[recorded_at_column(group)] = decision - pd.to_timedelta(lead, unit="D")
+        out[c.recorded_at_column(group)] = decision - pd.to_timedelta(lead, unit="D")
     return out

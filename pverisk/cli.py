@@ -343,7 +343,7 @@ def outcomes(
     service_url: str = typer.Option("http://127.0.0.1:3000", "--service-url", help="The service that answered."),
 ) -> None:
     """Record observed outcomes by prediction id (no patient identifier); prints the live performance."""
-    from pverisk.monitoring_cli import post_outcomes
+    from monitoring.outcomes_upload import post_outcomes
 
     try:
         result = post_outcomes(data, service_url, os.environ.get("PVERISK_SERVE_API_KEY"))
@@ -373,14 +373,14 @@ def drift_report(
 ) -> None:
     """HTML report of a window of patients against the model's training reference: per input PSI, missing
     shares, drift flags and plots (aggregates only)."""
-    from pverisk.drift_report import summary_from_file, summary_from_service, write_report
+    from monitoring.drift_report import summary_from_file, summary_from_service, write_report
 
     if (service_url is None) == (data is None):
         err.print("[red]give either --service-url or --data[/red]")
         raise typer.Exit(2)
     try:
         summary = (summary_from_service(service_url, os.environ.get("PVERISK_SERVE_API_KEY")) if service_url
-                   else summary_from_file(data, model_tag))  # type: ignore[arg-type]
+                   else summary_from_file(data, _stored_risk(model_tag)))  # type: ignore[arg-type]
     except Exception as exc:  # unreachable service, a model without a reference: say which, no traceback
         err.print(f"[red]cannot build the report: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}[/red]")
         raise typer.Exit(1) from None
@@ -567,6 +567,14 @@ def demo(
         if proc.poll() is None:
             proc.terminate()
             proc.wait(15)
+
+
+def _stored_risk(model_tag: str | None):  # type: ignore[no-untyped-def]
+    from serving.import_model import newest_champion_tag
+    from serving.settings import ServingSettings
+    from serving.stored import load_risk
+
+    return load_risk(model_tag or newest_champion_tag(), ServingSettings())
 
 
 def _tracking_uri() -> str:

@@ -57,7 +57,7 @@ def ingest_file(data: Path, simulate_dates: bool | None = None, recent: bool = F
     from feature_store.feast_settings import FeastSettings
     from feature_store.simulate import simulate_record_dates
     from feature_store.study import read_cohort_metadata
-    from training.data import read_table
+    from feature_store.tables import read_table
 
     settings = FeastSettings()
     frame = read_table(data)
@@ -168,7 +168,7 @@ def demo_store(cohort: Path) -> str:
     from feature_store import contract as c
     from feature_store.feast_repo import apply
     from feature_store.feast_settings import FeastSettings
-    from training.data import read_table
+    from feature_store.tables import read_table
 
     with _progress() as progress:
         progress.add_task("feature store: registering definitions", total=None)

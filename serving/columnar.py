@@ -21,7 +21,7 @@ import pandas as pd
 from feature_store import contract as c
 from feature_store.scores import game_group
 from feature_store.validate import validate_frame
-from serving.predict import ALL_COARSE, CoarseConflict, MissingRequired, RiskModel, Scored
+from model_runtime.scoring import ALL_COARSE, CoarseConflict, MissingRequired, RiskModel, Scored
 
 JSON = "application/json"
 ARROW = "application/vnd.apache.arrow.stream"

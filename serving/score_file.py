@@ -46,7 +46,7 @@ def load_risk_model(model_tag: str | None = None, settings: ServingSettings | No
     import bentoml
 
     from serving.import_model import ModelNotFound, newest_champion_tag
-    from serving.predict import ModelIdentity, RiskModel
+    from model_runtime.scoring import ModelIdentity, RiskModel
 
     settings = settings or ServingSettings()
     tag = model_tag or settings.model_tag or newest_champion_tag()

@@ -36,22 +36,24 @@ from starlette.responses import JSONResponse, Response  # noqa: E402
 
 from feature_store import contract as c  # noqa: E402
 from feature_store.record import input_roles, patient_model  # noqa: E402
-from feature_store.fhir_map import record_to_bundle  # noqa: E402
+from ehr.fhir_map import record_to_bundle  # noqa: E402
 from feature_store.units import warm as warm_units  # noqa: E402
-from serving.cds import make_app  # noqa: E402
+from ehr.cds import make_app  # noqa: E402
 from serving import columnar  # noqa: E402
 from serving.columnar import openapi_operation as columnar_openapi  # noqa: E402
-from serving.fhir_in import predict_bundle  # noqa: E402
-from serving.fhir_out import risk_assessment  # noqa: E402
+from ehr.fhir_in import predict_bundle  # noqa: E402
+from ehr.fhir_out import risk_assessment  # noqa: E402
 from serving.model_check import check_stored_model  # noqa: E402
 from serving.import_model import newest_champion_tag  # noqa: E402
-from serving import monitor as mon  # noqa: E402
-from serving.predict import CoarseConflict, MissingRequired, ModelIdentity, RiskModel, served_inputs  # noqa: E402
+from monitoring import monitor as mon  # noqa: E402
+from model_runtime.scoring import CoarseConflict, MissingRequired, ModelIdentity, RiskModel, served_inputs  # noqa: E402
 from feature_store.scores import SCORE_NOTES  # noqa: E402
-from serving.cds import discovery  # noqa: E402
+from ehr.cds import discovery  # noqa: E402
 from serving.openapi import present  # noqa: E402
-from serving.prefill import STORE as PREFILL  # noqa: E402
+from ehr.prefill import STORE as PREFILL  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
+from ehr.settings import EhrSettings  # noqa: E402
+from serving.stored import find_challenger, identity_of, load_risk  # noqa: E402
 from serving.web import GuardMiddleware, json_errors, quiet_client_error_logs  # noqa: E402
 from serving.online import PatientLookupMiddleware  # noqa: E402
 
@@ -170,7 +172,7 @@ def get_model() -> Any:
 @meta_app.get("/monitoring")
 def get_monitoring() -> Any:
     """The rolling window against the training reference, as aggregates: per input its bins, counts,
-    PSI, missing shares and drift flag; score quantiles and bins; risk bands (serving/monitor.py)."""
+    PSI, missing shares and drift flag; score quantiles and bins; risk bands (monitoring/monitor.py)."""
     svc = bentoml.get_current_service()
     if svc.monitor is None:
         return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
@@ -252,23 +254,19 @@ class PVERisk:
 
     def __init__(self) -> None:
         self.settings = ServingSettings()
+        self.ehr_settings = EhrSettings()
         self.served = SERVED
         self.risk: RiskModel | None = None
         self.loaded_at: str | None = None
         self._error: BaseException | None = None
-        self.monitor: mon.Monitor | None = None  # set before ready (serving/monitor.py)
+        self.monitor: mon.Monitor | None = None  # set before ready (monitoring/monitor.py)
         # Load in the background: /livez answers at once, /readyz only once the model is in.
         threading.Thread(target=self._load, name="load-model", daemon=True).start()
 
     def _load(self) -> None:
         try:
             stored = self.bento_model  # the class attribute resolves to the stored model
-            labels = stored.info.labels
-            identity = ModelIdentity(
-                name=labels.get("registered_model", "pve-progression-risk"), version=labels.get("version", "?"),
-                alias=labels.get("alias", "?"), data_kind=labels.get("data_kind", "unknown"),
-                bento_tag=str(stored.tag), run_id=labels.get("run_id", ""),
-                feature_contract_version=labels.get("feature_contract_version", c.CONTRACT_VERSION))
+            identity = identity_of(stored)
             warm_units()  # the UCUM registry and common factors, before the first FHIR request
             risk = RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), identity, self.settings)
             self._metadata = stored.info.metadata
@@ -306,16 +304,11 @@ class PVERisk:
         """Drift windows, the shadow challenger (if on and imported) and the outcome link."""
         settings = mon.MonitorSettings()
         challenger = None
-        tag = mon.find_challenger(settings) if settings.shadow and settings.enabled else None
+        tag = find_challenger(settings.challenger_tag) if settings.shadow and settings.enabled else None
         if settings.shadow and settings.enabled and tag is None:
             logger.warning("shadow mode is on but no challenger is imported (pverisk import-model --alias challenger)")
         if tag is not None and tag != str(self.bento_model.tag):
-            stored = bentoml.models.get(tag)
-            labels = stored.info.labels
-            challenger = RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), ModelIdentity(
-                name=labels.get("registered_model", "pve-progression-risk"), version=labels.get("version", "?"),
-                alias=labels.get("alias", "?"), data_kind=labels.get("data_kind", "unknown"),
-                bento_tag=str(stored.tag), run_id=labels.get("run_id", "")), self.settings)
+            challenger = load_risk(tag, self.settings)
         if not risk.metadata.get("reference_profile"):
             logger.warning("the served model carries no reference profile (trained before monitoring): "
                            "no drift metrics")
@@ -408,7 +401,7 @@ class PVERisk:
         skipped) in; the risk and a FHIR R4 RiskAssessment out (same mapping as the CDS Hooks service).
         `?decision_date=YYYY-MM-DD` scores the chart as it was on that day (age, staleness, death)."""
         risk = self._model()
-        status, body = predict_bundle(bundle, risk, self.settings, ctx.request.query_params.get("decision_date"))
+        status, body = predict_bundle(bundle, risk, self.ehr_settings, ctx.request.query_params.get("decision_date"))
         if status == 200:
             body["prediction_id"] = pid = mon.new_prediction_id()
             self.monitor.observe({k: [v] for k, v in body["inputs"].items()}, 1, [body["probability"]], [pid])  # type: ignore[union-attr]

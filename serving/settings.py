@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model_runtime.options import ScoringOptions
+
 BENTO_MODEL_NAME = "pve-progression-risk"
 
 
@@ -15,9 +17,9 @@ class ServingSettings(BaseSettings):
     # Pinned BentoML model tag (name:version). Unset: the newest imported champion.
     model_tag: str | None = None
     # Risk bands (assumption: around the ~25% base rate of Ironside 2017; not validated cut-offs).
-    band_low_below: float = Field(0.15, gt=0, lt=1)
-    band_high_from: float = Field(0.35, gt=0, lt=1)
-    top_factors: int = Field(5, ge=1, le=30)
+    band_low_below: float = Field(ScoringOptions.band_low_below, gt=0, lt=1)
+    band_high_from: float = Field(ScoringOptions.band_high_from, gt=0, lt=1)
+    top_factors: int = Field(ScoringOptions.top_factors, ge=1, le=30)
     max_batch: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
     # POST /v1/predict/columns (JSON columns, Arrow, Parquet): large batches are what it is for.
@@ -32,19 +34,6 @@ class ServingSettings(BaseSettings):
     api_key_file: Path | None = None
     # Predictions run on dummy input after loading and before /readyz says ready.
     warmup_requests: int = Field(50, ge=0)
-    # The URL clients use to reach this service (JWT audience, links in cards); default: the request's.
-    public_url: str | None = None
-    # CDS Hooks: JWT verification (off for local development), issuer -> JWKS URL allowlist.
-    cds_jwt_required: bool = False
-    cds_issuers: dict[str, str] = Field(default_factory=dict)
-    cds_jti_window_s: int = Field(600, ge=1)
-    cds_fhir_timeout_s: float = Field(2.0, gt=0)
-    # Pages followed per FHIR search (Bundle.link "next"): bounds the calls one hook request makes to
-    # the EHR; a search with more pages is refused (412) rather than scored on a truncated history.
-    cds_fhir_max_pages: int = Field(20, ge=1, le=1000)
-    # Below this share of contract inputs (or with a required input missing) a card says so instead of a number.
-    cds_min_input_share: float = Field(0.5, ge=0, le=1)
-    cds_max_observation_age_days: int = Field(120, ge=1)
     # TEST ONLY, never set in deployment: while this file exists the loaded model is held back from
     # serving (alive, not ready), so tests observe the loading state deterministically instead of
     # racing a short window.

@@ -20,6 +20,7 @@ import swagger_ui_bundle
 
 from feature_store import contract as c
 
+from ehr.settings import EhrSettings
 from serving.settings import ServingSettings
 
 Scope = dict[str, Any]
@@ -77,6 +78,7 @@ class GuardMiddleware:
                  present_openapi: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.app = app
         self.settings = settings or ServingSettings()
+        self.ehr_settings = EhrSettings()
         self.present_openapi = present_openapi
         key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
         self._key = key.encode() if key else None
@@ -97,7 +99,7 @@ class GuardMiddleware:
         on the network). Discovery stays public: it lists the service, no patient data."""
         if path.startswith(PROTECTED_PREFIXES):
             return True
-        return (method == "POST" and path.startswith(CDS_CALLS) and not self.settings.cds_jwt_required)
+        return (method == "POST" and path.startswith(CDS_CALLS) and not self.ehr_settings.cds_jwt_required)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

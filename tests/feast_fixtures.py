@@ -20,7 +20,7 @@ def recent_cohort(n: int = 12, seed: int = 5, stale_labs: int = 1) -> pd.DataFra
     shift = today - pd.to_datetime(df[c.EVENT_TIMESTAMP])
     for col in [c.EVENT_TIMESTAMP, c.OUTCOME_DATE, *[x for x in df.columns if x.startswith(fr.RECORDED_AT_PREFIX)]]:
         df[col] = pd.to_datetime(df[col]) + shift
-    lab = fr.recorded_at_column("laboratory")
+    lab = c.recorded_at_column("laboratory")
     ttl = c.SOURCE_GROUPS["laboratory"].ttl_days
     df.loc[: stale_labs - 1, lab] = today - pd.Timedelta(days=ttl + 30)
     return df

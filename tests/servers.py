@@ -12,7 +12,7 @@ from typing import Iterator
 
 import httpx
 
-from pverisk.bench_http import free_port, stop  # noqa: F401  (re-exported to the tests)
+from benchmarks.bench_http import free_port, stop  # noqa: F401  (re-exported to the tests)
 
 VENV_BIN = Path(sys.executable).parent
 

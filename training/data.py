@@ -11,6 +11,7 @@ import pandas as pd
 
 from feature_store import contract as c
 from feature_store.simulate import SIMULATED_DATASET_PREFIX, conform
+from feature_store.tables import read_table
 from feature_store.study import SIMULATED_DESIGN, StudyDesign, design_from_metadata, read_cohort_metadata
 from feature_store.validate import CohortValidationError, validate_frame
 from training.settings import TrainSettings
@@ -129,15 +130,6 @@ def design_tags(design: StudyDesign | None) -> dict[str, Any]:
     if design is None:
         return {"study_design": "not stated"}
     return {f"study_{k}": str(v) for k, v in design.stated().items()}
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix.lower() in (".csv", ".tsv"):
-        return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
-    raise ValueError(f"{path}: use a Parquet or CSV file (import other exports with `pverisk import-cohort`)")
 
 
 def frame_digest(frame: pd.DataFrame) -> str:

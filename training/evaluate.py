@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from feature_store.calibration import logit
+from model_runtime.calibration import logit
 
 THRESHOLDS = np.round(np.arange(0.05, 0.5001, 0.01), 2)
 

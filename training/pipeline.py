@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from feature_store import contract as c
-from feature_store.profile import build_profile
+from monitoring.profile import build_profile
 from feature_store.settings import project_root
 from feature_store.scores import compute_scores
 from training import evaluate as ev

@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from feature_store import contract as c
-from feature_store.calibration import apply_calibration
+from model_runtime.calibration import apply_calibration
 from training.evaluate import core_metrics
 from training.settings import TrainSettings
 

@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from scipy.stats import loguniform, randint, uniform
 
 from feature_store import contract as c
-from feature_store.calibration import apply_calibration, logit
+from model_runtime.calibration import apply_calibration, logit
 from training.settings import TrainSettings
 
 SEARCH_SPACE = {

@@ -99,7 +99,7 @@ def test_record_dates_simulated_before_the_decision(group):
     from feature_store.simulate import simulate_cohort, simulate_record_dates
 
     df = simulate_record_dates(simulate_cohort(300, 1), seed=1)
-    lead = (pd.to_datetime(df[c.EVENT_TIMESTAMP]) - pd.to_datetime(df[fr.recorded_at_column(group)])).dt.days
+    lead = (pd.to_datetime(df[c.EVENT_TIMESTAMP]) - pd.to_datetime(df[c.recorded_at_column(group)])).dt.days
     assert (lead >= 0).all()
     ttl = c.SOURCE_GROUPS[group].ttl_days
     if group == LAB:

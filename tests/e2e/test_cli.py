@@ -22,7 +22,7 @@ from feature_store import contract as c
 from feature_store.settings import project_root
 from feature_store.simulate import simulate_cohort
 from pverisk.cli import app
-from serving.predict import REAL_NOTICE
+from model_runtime.scoring import REAL_NOTICE
 from tests.servers import free_port, offline_env, stop, wait_http
 
 pytestmark = pytest.mark.slow

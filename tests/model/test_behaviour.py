@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from feature_store import contract as c
-from feature_store.fhir_map import map_resources
+from ehr.fhir_map import map_resources
 from feature_store.simulate import simulate_cohort
 from tests.fixtures.fhir import patient_resources
 from training.registry import load_registered, predict_registered

@@ -61,7 +61,7 @@ def bento_server(tmp: Path, tag: str, wait_ready: bool = True, port: int | None 
     home = tmp / f"bentoml-home-{port}"
     home.mkdir()
     (home / "models").symlink_to(Path(os.environ["BENTOML_HOME"]) / "models", target_is_directory=True)
-    # the prediction-outcome link (serving/monitor.py) beside it, never in the project's data folder
+    # the prediction-outcome link (monitoring/monitor.py) beside it, never in the project's data folder
     env = {"BENTOML_HOME": str(home), "PVERISK_MONITOR_STORE": str(home / "predictions.db"), **env}
     fh = open(log, "w")
     cmd = [str(VENV_BIN / "bentoml"), "serve", "serving.service:PVERisk", "--host", "127.0.0.1", "--port", str(port)]

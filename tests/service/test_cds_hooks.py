@@ -11,8 +11,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from serving.cds import CardsResponse, Discovery
-from serving.settings import ServingSettings
+from ehr.cds import CardsResponse, Discovery
+from ehr.settings import EhrSettings
 from tests.fixtures.fhir import hook_request, patient_resources, searchset
 from tests.service.conftest import bento_server
 from tests.service.fhir_server import TOKEN, FhirServer
@@ -109,7 +109,7 @@ def test_fhir_paging_is_bounded(server, fhir):
         r = cards(server, hook_request("hi-1", True, with_prefetch=False, fhirServer=fhir.url, fhirAuthorization=AUTH))
     finally:
         fhir.endless = False
-    bound = ServingSettings().cds_fhir_max_pages  # the server runs with the default
+    bound = EhrSettings().cds_fhir_max_pages  # the server runs with the default
     assert r.status_code == 412 and f"more than {bound} pages" in r.json()["error"]
     assert [p for p, _ in fhir.requests].count("/Condition") == bound
 

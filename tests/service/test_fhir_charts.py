@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from serving.cds import CardsResponse
+from ehr.cds import CardsResponse
 from tests.fixtures.charts import hook_request, prefetch_filtered, whole_chart
 from tests.service.fhir_server import TOKEN, FhirServer
 

@@ -5,7 +5,7 @@ a documented status, content type and body shape; schema-violating requests get 
 import httpx
 import pytest
 
-from pverisk.fuzz import run_fuzz
+from benchmarks.fuzz import run_fuzz
 
 pytestmark = pytest.mark.slow
 

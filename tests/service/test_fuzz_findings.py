@@ -1,4 +1,4 @@
-"""What the schema fuzzer found (pverisk.fuzz / tests/service/test_fuzz.py), each with the exact
+"""What the schema fuzzer found (benchmarks.fuzz / tests/service/test_fuzz.py), each with the exact
 request that showed it, against the real service. Before the fixes every one of these failed."""
 
 import json
@@ -138,7 +138,7 @@ def test_batch_categories_are_exact_strings_as_in_single_predictions(server):
 
 @pytest.mark.parametrize("fhir_server", ["\u00bd\b\u00dcx\U00064085", "http://[::1"])
 def test_cds_fhir_server_that_is_not_a_url_is_a_4xx_not_500(server, fhir_server):
-    # pverisk.bench_fuzz (1,000 cases): httpx.InvalidURL is no httpx.HTTPError and escaped as a 500
+    # benchmarks.bench_fuzz (1,000 cases): httpx.InvalidURL is no httpx.HTTPError and escaped as a 500
     body = {"hook": "patient-view", "hookInstance": "{", "context": {"patientId": "p"}, "prefetch": None,
             "fhirServer": fhir_server, "fhirAuthorization": {"access_token": "t", "token_type": "Bearer"}}
     r = httpx.post(f"{server.url}/cds-services/pve-progression-risk", json=body, timeout=30)

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from pverisk.bench_http import rss_mb
+from benchmarks.bench_http import rss_mb
 
 pytestmark = pytest.mark.slow
 PATIENT = {"age_years": 62, "n_liver_metastases": 5, "largest_metastasis_cm": 3.8}

@@ -2,7 +2,7 @@
 
 Zero errors, and every response correct: the locustfile counts a response as a success only when
 it is a 200 carrying exactly the probability and risk band the service's scoring code gives
-in-process for that patient. No timing assertions (speed lives in `make bench`: pverisk/bench_load.py).
+in-process for that patient. No timing assertions (speed lives in `make bench`: benchmarks/bench_load.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import bentoml
 import pytest
 
-from pverisk.bench_load import run_locust, write_cases
+from benchmarks.bench_load import run_locust, write_cases
 
 pytestmark = pytest.mark.slow
 

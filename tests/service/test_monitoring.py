@@ -108,7 +108,7 @@ def shadowed(imported, challenger, tmp_path_factory) -> Iterator[Any]:
 def test_reference_profile_travels_with_the_model(imported, trained):
     import mlflow
 
-    from serving.predict import read_mlmodel
+    from model_runtime.scoring import read_mlmodel
 
     model, result = imported
     profile = read_mlmodel(model.path_of("mlflow_model"))["metadata"]["reference_profile"]
@@ -371,7 +371,7 @@ def prometheus(shadowed, tmp_path) -> Iterator[str]:
 
 
 def _scrapes(prom: str) -> int:
-    from pverisk.dashboard import query
+    from monitoring.dashboard import query
 
     got = query(prom, 'count_over_time(up{job="pverisk"}[10m])')
     return int(float(got[0]["value"][1])) if got else 0
@@ -385,7 +385,7 @@ def _wait_scrapes(prom: str, n: int, timeout: float = 90) -> None:
 
 
 def test_prometheus_answers_every_dashboard_query(shadowed, prometheus, tmp_path):
-    from pverisk import dashboard
+    from monitoring import dashboard
 
     _wait_scrapes(prometheus, 1)
     up = dashboard.query(prometheus, 'up{job="pverisk"}')

@@ -157,7 +157,7 @@ def test_cds_card_opens_the_calculator_prefilled_without_values_in_the_url(serve
 
 
 def test_prefill_tokens_expire():
-    from serving.prefill import PrefillStore
+    from ehr.prefill import PrefillStore
 
     now = [0.0]
     store = PrefillStore(ttl_seconds=60, clock=lambda: now[0])

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pverisk import bench_report
-from pverisk.bench_common import table, write_result
+from benchmarks import bench_report
+from benchmarks.bench_common import table, write_result
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import xgboost as xgb
 
 from feature_store import contract as c
 from feature_store.simulate import simulate_cohort
-from serving import explain
-from serving.explain import PathExplainer
+from model_runtime import explain
+from model_runtime.explain import PathExplainer
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from feature_store.fhir_map import map_resources, primary_side
-from serving.fhir_out import risk_assessment
+from ehr.fhir_map import map_resources, primary_side
+from ehr.fhir_out import risk_assessment
 from tests.fixtures.fhir import LOINC, RACE, patient_resources, quantity_obs
 
 
@@ -80,7 +80,7 @@ def test_record_to_bundle_round_trips_through_the_mapping():
     from datetime import datetime, timezone
 
     from feature_store import contract as c
-    from feature_store.fhir_map import bundle_resources, record_to_bundle
+    from ehr.fhir_map import bundle_resources, record_to_bundle
 
     record = c.example_record()
     m = map_resources(bundle_resources(record_to_bundle(record, when="2026-01-15")),

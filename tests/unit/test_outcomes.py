@@ -7,8 +7,8 @@ import sqlite3
 
 import numpy as np
 
-from serving.monitor import BatchIds, batch_prediction_ids
-from serving.outcomes import OutcomeStore
+from monitoring.monitor import BatchIds, batch_prediction_ids
+from monitoring.outcomes import OutcomeStore
 
 
 def test_batch_outcomes_are_linked_per_model_and_patient(tmp_path):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from feature_store import contract as c
-from feature_store import profile as pr
+from monitoring import profile as pr
 from feature_store.simulate import simulate_cohort
-from serving.monitor import Window, rejected_fields
-from serving.outcomes import auroc, performance
+from monitoring.monitor import Window, rejected_fields
+from monitoring.outcomes import auroc, performance
 
 FEATURES = c.fine_feature_names()
 

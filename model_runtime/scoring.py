@@ -15,11 +15,11 @@ import numpy as np
 import xgboost as xgb
 
 from feature_store import contract as c
-from feature_store.calibration import apply_calibration
+from model_runtime.calibration import apply_calibration
 from feature_store.scores import game_group, score_arrays
 from feature_store.study import predicted_outcome
-from serving.explain import PathExplainer
-from serving.settings import ServingSettings
+from model_runtime.explain import PathExplainer
+from model_runtime.options import Options, ScoringOptions
 
 SIMULATED_NOTICE = (
     "Research use only: not a medical device, not for clinical decisions. This model was trained on "
@@ -115,7 +115,7 @@ class RiskModel:
     booster: xgb.Booster
     metadata: dict[str, Any]
     identity: ModelIdentity
-    settings: ServingSettings = field(default_factory=ServingSettings)
+    settings: Options = field(default_factory=ScoringOptions)
 
     def __post_init__(self) -> None:
         self.features: list[str] = list(self.metadata["features"])
@@ -138,12 +138,12 @@ class RiskModel:
         self._required_coarse = [f for f in self.required if c.BY_NAME[f].coarse]
         self._used = set(c.input_names(self.features))
         # One thread per call: on a busy 2-core machine OpenMP's wake-ups of a second thread cost
-        # 10-40 ms per call, far more than these predictions (see pverisk/bench_serving.py).
+        # 10-40 ms per call, far more than these predictions (see benchmarks/bench_serving.py).
         self.booster.set_param({"nthread": 1})
         self.explainer = PathExplainer(self.booster)
 
     @classmethod
-    def from_mlflow_dir(cls, path: Path, identity: ModelIdentity, settings: ServingSettings | None = None
+    def from_mlflow_dir(cls, path: Path, identity: ModelIdentity, settings: Options | None = None
                         ) -> "RiskModel":
         """Load the native XGBoost flavor of an MLflow model directory (probabilities, not labels).
 
@@ -154,7 +154,7 @@ class RiskModel:
         flavor = spec["flavors"]["xgboost"]
         booster = xgb.Booster()
         booster.load_model(str(Path(path) / flavor["data"]))
-        return cls(booster, spec.get("metadata") or {}, identity, settings or ServingSettings())
+        return cls(booster, spec.get("metadata") or {}, identity, settings or ScoringOptions())
 
     def derive(self, columns: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, list[int]]]:
         """Coarse inputs derived from fine values where the request gives those (the contract's

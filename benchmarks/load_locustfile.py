@@ -1,4 +1,4 @@
-"""Locust user for the load benchmark and the load smoke test (run by pverisk/bench_load.py).
+"""Locust user for the load benchmark and the load smoke test (run by benchmarks/bench_load.py).
 
 Never imported by the project: importing locust monkey-patches the standard library (gevent).
 Reads its cases from PVERISK_LOAD_CASES (JSON written by bench_load.write_cases): request bodies

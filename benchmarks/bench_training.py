@@ -31,7 +31,7 @@ def main(n_train: int = 2000, n_test: int = 20000) -> None:
     r = run_training(train, settings=TrainSettings(), tracking=tracking, eval_data=test)
     wall = time.perf_counter() - t0
     m, o, b = r.metrics, r.oracle or {}, r.baselines
-    from pverisk.bench_common import table, write_result
+    from benchmarks.bench_common import table, write_result
 
     nan = float("nan")
     lr = b["logistic_regression"]
@@ -56,7 +56,7 @@ def main(n_train: int = 2000, n_test: int = 20000) -> None:
                    [[s, b[s]["n"], _r(b[s].get("auroc")), _r(b[s].get("model_auroc_same_patients"))]
                     for s in ("tumour_burden_score", "fong_crs", "game_score", "m_crs")])
     write_result("training", "Training wall time and model quality",
-                 "training/benchmark.py: the full training pipeline (tuning, calibration, evaluation, MLflow "
+                 "benchmarks/bench_training.py: the full training pipeline (tuning, calibration, evaluation, MLflow "
                  f"logging, gate) on {os.cpu_count()} cores with the default budget, in a throw-away local MLflow "
                  "store. Simulated data: the oracle is the simulator's true probability.",
                  [quality, scores])

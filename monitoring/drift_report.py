@@ -17,12 +17,15 @@ import io
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from feature_store import contract as c
-from feature_store import profile as pr
+from monitoring import profile as pr
+
+if TYPE_CHECKING:
+    from model_runtime.scoring import RiskModel
 
 NOTICE = "Research use only: not a medical device, not for clinical decisions."
 
@@ -38,27 +41,18 @@ def summary_from_service(url: str, api_key: str | None = None, timeout: float = 
     return out
 
 
-def summary_from_file(data: Path, model_tag: str | None = None, thresholds: pr.DriftThresholds | None = None
+def summary_from_file(data: Path, risk: "RiskModel", thresholds: pr.DriftThresholds | None = None
                       ) -> dict[str, Any]:
-    """A file of patients (Parquet/CSV, contract columns) as the window, scored and binned with the
-    imported model (BentoML store; default: the newest imported champion)."""
-    import bentoml
+    """A file of patients (Parquet/CSV, contract columns) as the window, scored and binned with a
+    loaded model (the command line loads it from the BentoML store)."""
     import pandas as pd
 
-    from serving.import_model import newest_champion_tag
-    from serving.monitor import MonitorSettings, bands_of, probabilities
-    from serving.predict import ModelIdentity, RiskModel
-    from serving.settings import ServingSettings
+    from monitoring.monitor import MonitorSettings, bands_of, probabilities
 
-    tag = model_tag or newest_champion_tag()
-    stored = bentoml.models.get(tag)
-    labels = stored.info.labels
-    identity = ModelIdentity(labels.get("registered_model", "?"), labels.get("version", "?"), labels.get("alias", "?"),
-                             labels.get("data_kind", "unknown"), str(stored.tag))
-    risk = RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), identity, ServingSettings())
+    identity = risk.identity
     profile = risk.metadata.get("reference_profile")
     if not profile:
-        raise ValueError(f"{tag} carries no reference profile (trained before monitoring); re-train it")
+        raise ValueError(f"{identity.bento_tag} carries no reference profile (trained before monitoring); re-train it")
     frame = pd.read_parquet(data) if str(data).endswith(".parquet") else pd.read_csv(data)
     columns = {k: frame[k].to_numpy(dtype=object) for k in frame.columns if k in c.BY_NAME}
     derived, _ = risk.derive(columns)

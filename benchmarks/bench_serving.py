@@ -29,7 +29,7 @@ os.environ["BENTOML_HOME"] = str(ROOT / "bentoml_home")
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pverisk.bench_http import concurrent, free_port, percentile, rss_mb, sequential, wait_ready, wrk  # noqa: E402
+from benchmarks.bench_http import concurrent, free_port, percentile, rss_mb, sequential, wait_ready, wrk  # noqa: E402
 
 
 OFFLINE_ROWS = 100_000
@@ -100,7 +100,7 @@ def main(repeats: int = 15) -> dict[str, Any]:
     from feature_store.settings import TrackingSettings
     from feature_store.simulate import simulate_cohort
     from serving.import_model import import_model
-    from serving.predict import ModelIdentity, RiskModel
+    from model_runtime.scoring import ModelIdentity, RiskModel
     from training.pipeline import run_training
     from training.settings import TrainSettings
 
@@ -265,7 +265,7 @@ def main(repeats: int = 15) -> dict[str, Any]:
     ]
     out = {"title": "Serving speed and memory against the peers",
            "description": "Our BentoML service against `mlflow models serve` and in-process XGBoost on the same "
-                          "model and patients, measured side by side in one run (python -m pverisk.bench_serving).",
+                          "model and patients, measured side by side in one run (python -m benchmarks.bench_serving).",
            "tables": [{"caption": "Medians, p99 and ratios (ms unless stated)", "columns": columns, "rows": rows}],
            "notes": notes}
     _report(out, goals)
@@ -273,7 +273,7 @@ def main(repeats: int = 15) -> dict[str, Any]:
 
 
 def _report(out: dict[str, Any], goals: list[tuple[str, bool]]) -> None:
-    from pverisk.bench_common import write_result
+    from benchmarks.bench_common import write_result
 
     write_result("serving", out["title"], out["description"], out["tables"], out["notes"])
     for name, ok in goals:

@@ -1,4 +1,4 @@
-"""The Grafana dashboard (monitoring/grafana-dashboard.json) as data: its panels' PromQL, queried
+"""The Grafana dashboard (monitoring/prometheus/grafana-dashboard.json) as data: its panels' PromQL, queried
 against a real Prometheus, and a plain HTML snapshot of the answers.
 
 The snapshot is NOT Grafana: it draws each panel's query results (instant values as numbers or
@@ -6,7 +6,7 @@ bars, time series as line charts) on a page laid out by the panels' grid positio
 can show what the dashboard's queries return without running a Grafana server. The test of the
 dashboard uses `panel_targets` so it follows whatever the dashboard asks.
 
-    uv run python -m pverisk.dashboard --prometheus http://127.0.0.1:9090 --out build/dashboard.html
+    uv run python -m monitoring.dashboard --prometheus http://127.0.0.1:9090 --out build/dashboard.html
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ h1{{font-size:17px;margin:4px 0}} h3{{font-size:12px;margin:2px 0 4px;color:#e0e
 .track{{flex:1;background:#22252b;height:9px;margin:0 4px}} .track span{{display:block;height:9px}} .val{{width:54px;text-align:right}}
 table{{font-size:10px;border-collapse:collapse}} td,th{{padding:0 6px;border-bottom:1px solid #2c3235;text-align:left}}</style></head><body>
 <h1>{html.escape(dashboard['title'])}</h1>
-<p class="note">Snapshot of monitoring/grafana-dashboard.json: each panel's PromQL answered by a real Prometheus ({html.escape(prometheus)}) at {stamp}, last {minutes:g} min; drawn by pverisk/dashboard.py, not by Grafana. Research use only.</p>
+<p class="note">Snapshot of monitoring/prometheus/grafana-dashboard.json: each panel's PromQL answered by a real Prometheus ({html.escape(prometheus)}) at {stamp}, last {minutes:g} min; drawn by monitoring/dashboard.py, not by Grafana. Research use only.</p>
 <div class="grid">{''.join(cells)}</div></body></html>"""
 
 

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from feature_store import contract as c
-from feature_store.fhir_map import (
+from ehr.fhir_map import (
     BOUND,
     IMPRECISE,
     LOCAL_SYSTEM,
@@ -40,8 +40,8 @@ from feature_store.fhir_map import (
     observation_queries,
 )
 from feature_store.record import patient_model
-from serving.prefill import STORE as PREFILL
-from serving.settings import ServingSettings
+from ehr.prefill import STORE as PREFILL
+from ehr.settings import EhrSettings
 
 logger = logging.getLogger("pverisk.cds")
 SERVICE_ID = "pve-progression-risk"
@@ -62,7 +62,7 @@ class FhirAuthorization(BaseModel):
 class HookContext(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     userId: str | None = None
-    # a FHIR id: it goes into the prefetch queries' URLs (found by pverisk.bench_fuzz: a 500 once)
+    # a FHIR id: it goes into the prefetch queries' URLs (found by benchmarks.bench_fuzz: a 500 once)
     patientId: str = Field(..., pattern=r"^[A-Za-z0-9\-.]{1,64}$")
     encounterId: str | None = None
 
@@ -186,7 +186,7 @@ def discovery(features: list[str] | tuple[str, ...] | None = None) -> Discovery:
 class JwtVerifier:
     """Verify the EHR's JWT per CDS Hooks: iss allowlist, aud = this service's URL, exp, jti replay."""
 
-    def __init__(self, settings: ServingSettings):
+    def __init__(self, settings: EhrSettings):
         self.settings = settings
         self._clients = {iss: jwt.PyJWKClient(url, cache_keys=True, timeout=2)
                          for iss, url in settings.cds_issuers.items()}
@@ -282,7 +282,7 @@ def _fetch(client: httpx.Client, url: str, key: str, base: str, max_pages: int) 
             "entry": [e for p in pages for e in (p.get("entry") or []) if isinstance(p.get("entry"), list)]}
 
 
-def gather(req: CDSRequest, settings: ServingSettings, problems: list[Problem] | None = None,
+def gather(req: CDSRequest, settings: EhrSettings, problems: list[Problem] | None = None,
            features: list[str] | tuple[str, ...] | None = None) -> Entries:
     """Resources from prefetch; keys that are absent or failed (null, an OperationOutcome, not a
     resource) are fetched from the FHIR server (one try each, with a timeout: no retry storm
@@ -318,7 +318,7 @@ def gather(req: CDSRequest, settings: ServingSettings, problems: list[Problem] |
                     raise DataUnavailable(f"FHIR server answered no usable resource for prefetch key {k!r}",
                                           "fhir_server")
                 entries += got
-    except (httpx.InvalidURL, UnicodeError):  # not HTTPErrors: were 500s (found by pverisk.bench_fuzz)
+    except (httpx.InvalidURL, UnicodeError):  # not HTTPErrors: were 500s (found by benchmarks.bench_fuzz)
         raise DataUnavailable("fhirServer is not a usable http(s) URL", "fhir_server") from None
     except httpx.HTTPError as exc:
         raise DataUnavailable(f"FHIR server unreachable or too slow ({type(exc).__name__})", "fhir_server") from None
@@ -373,7 +373,7 @@ class Assessment:
         return self.mapped.counts() if self.mapped else {}
 
 
-def assess(resources: list[dict[str, Any]] | Entries, risk: Any, settings: ServingSettings,
+def assess(resources: list[dict[str, Any]] | Entries, risk: Any, settings: EhrSettings,
            decision: datetime | None = None, patient_id: str | None = None,
            problems: list[Problem] | None = None) -> Assessment:
     """FHIR resources -> contract record -> a prediction, or None when too little is known, the
@@ -393,7 +393,7 @@ def assess(resources: list[dict[str, Any]] | Entries, risk: Any, settings: Servi
                                        declined=declined), risk, settings)
 
 
-def score_assessment(a: Assessment, risk: Any, settings: ServingSettings) -> Assessment:
+def score_assessment(a: Assessment, risk: Any, settings: EhrSettings) -> Assessment:
     """Score a.record when enough of it is known (the served model's own inputs decide; a coarse input
     counts when its fine value is there)."""
     derived, _ = risk.derive({k: [v] for k, v in a.record.items()})
@@ -411,7 +411,7 @@ def missing_from_chart(a: Assessment, risk: Any) -> list[str]:
 
 
 def fill_from_store(a: Assessment, values: dict[str, Any], ages: dict[str, float], risk: Any,
-                    settings: ServingSettings) -> Assessment:
+                    settings: EhrSettings) -> Assessment:
     """Inputs the chart lacked, taken from the online feature store's fresh values, then scored again."""
     wanted = missing_from_chart(a, risk)
     taken = {f: values[f] for f in wanted if f in values}
@@ -513,7 +513,7 @@ def build_cards(prediction: dict[str, Any] | None, mapped_record: dict[str, Any]
     source = Source(label=model_label, url=f"{base_url}/model")
     links = [Link(label="Model card and metrics", url=f"{base_url}/model")]
     if prefill_token:
-        # the token in the fragment, never the patient's values: see serving/prefill.py
+        # the token in the fragment, never the patient's values: see ehr/prefill.py
         links.insert(0, Link(label="Open in the risk calculator (prefilled; link valid 15 minutes)",
                              url=f"{base_url}/#prefill={prefill_token}"))
     summary_line = problem_summary(mapped, max_age_days)
@@ -582,8 +582,8 @@ def make_app(get_service: Any) -> FastAPI:
     app = FastAPI(title="CDS Hooks", docs_url=None, redoc_url=None, openapi_url=None)
     state: dict[str, Any] = {}
 
-    def settings() -> ServingSettings:
-        return get_service().settings
+    def settings() -> EhrSettings:
+        return get_service().ehr_settings
 
     def verifier() -> JwtVerifier:
         if "jwt" not in state:
@@ -678,11 +678,11 @@ def make_app(get_service: Any) -> FastAPI:
 
     async def _complete_from_store(a: Assessment, risk: Any) -> Assessment:
         """The chart lacks inputs: fresh values from the online feature store, when one is set up
-        (serving/online.py; the store's patient_id is the FHIR Patient id). A store that is down or
+        (feature_store/online.py; the store's patient_id is the FHIR Patient id). A store that is down or
         does not know the patient leaves the card as the chart alone makes it."""
         import anyio
 
-        from serving.online import StoreUnavailable, online_features, store_configured
+        from feature_store.online import StoreUnavailable, online_features, store_configured
 
         if not store_configured():
             return a

@@ -29,10 +29,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from feature_store import contract as c
-from feature_store import profile as pr
-from feature_store.calibration import apply_calibration
+from monitoring import profile as pr
+from model_runtime.calibration import apply_calibration
 from feature_store.settings import DataSettings
-from serving.outcomes import OutcomeStore, performance
+from monitoring.outcomes import OutcomeStore, performance
 
 logger = logging.getLogger("pverisk.monitor")
 
@@ -559,19 +559,6 @@ def finite(obj: Any) -> Any:
 
 def _score_label(k: int) -> str:
     return f"{k / pr.SCORE_FINE_BINS:.2f}"
-
-
-def find_challenger(settings: MonitorSettings) -> str | None:
-    """The challenger's BentoML tag: pinned, else the newest imported model labelled challenger."""
-    from serving.settings import BENTO_MODEL_NAME
-
-    if settings.challenger_tag:
-        return settings.challenger_tag
-    try:
-        models = [m for m in bentoml.models.list(BENTO_MODEL_NAME) if m.info.labels.get("alias") == "challenger"]
-    except bentoml.exceptions.NotFound:
-        return None
-    return str(max(models, key=lambda m: m.info.creation_time).tag) if models else None
 
 
 def rejected_fields(status: int, body: bytes) -> list[str]:

@@ -31,8 +31,8 @@ os.environ["BENTOML_HOME"] = str(ROOT / "bentoml_home")
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pverisk import bench_serving  # noqa: E402,F401  (sets BENTOML_HOME: ours again below)
-from pverisk.bench_http import concurrent, free_port, percentile, sequential, wait_ready  # noqa: E402
+from benchmarks import bench_serving  # noqa: E402,F401  (sets BENTOML_HOME: ours again below)
+from benchmarks.bench_http import concurrent, free_port, percentile, sequential, wait_ready  # noqa: E402
 
 # bench_serving points BENTOML_HOME at its own folder when imported: ours again, before bentoml loads
 os.environ["BENTOML_HOME"] = str(ROOT / "bentoml_home")
@@ -89,8 +89,8 @@ def _in_process(champion: str, challenger: str) -> list[list[object]]:
 
     from feature_store import contract as c
     from feature_store.simulate import simulate_cohort
-    from serving.monitor import Monitor, MonitorSettings, _Job, new_prediction_id
-    from serving.predict import ModelIdentity, RiskModel
+    from monitoring.monitor import Monitor, MonitorSettings, _Job, new_prediction_id
+    from model_runtime.scoring import ModelIdentity, RiskModel
 
     def load(tag: str) -> RiskModel:
         stored = bentoml.models.get(tag)
@@ -126,7 +126,7 @@ def _in_process(champion: str, challenger: str) -> list[list[object]]:
 def main() -> None:
     from rich.console import Console
 
-    from pverisk.bench_common import print_result, table, write_result
+    from benchmarks.bench_common import print_result, table, write_result
 
     from feature_store import contract as c
     from feature_store.simulate import simulate_cohort

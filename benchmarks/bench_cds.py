@@ -1,4 +1,4 @@
-"""CDS Hooks benchmark on whole patient charts (run on demand: `python -m pverisk.bench_cds`).
+"""CDS Hooks benchmark on whole patient charts (run on demand: `python -m benchmarks.bench_cds`).
 
 Prints a table; asserts nothing; writes build/bench/cds.json. A real `bentoml serve` on loopback with a small simulated
 model; one CDS Hooks call with a whole ~1.5 MB chart as prefetch (what some EHR sandboxes
@@ -30,8 +30,8 @@ os.environ["BENTOML_HOME"] = str(ROOT / "bentoml_home")
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pverisk import bench_serving  # noqa: E402,F401  (sets BENTOML_HOME to its temporary root)
-from pverisk.bench_http import free_port, wait_ready, wrk  # noqa: E402
+from benchmarks import bench_serving  # noqa: E402,F401  (sets BENTOML_HOME to its temporary root)
+from benchmarks.bench_http import free_port, wait_ready, wrk  # noqa: E402
 
 
 def _timed(client: httpx.Client, url: str, payload: bytes, n: int) -> list[float]:
@@ -47,7 +47,7 @@ def _timed(client: httpx.Client, url: str, payload: bytes, n: int) -> list[float
 
 def main(n: int = 200) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for tests.fixtures
-    from feature_store.fhir_map import bundle_entries, map_chart
+    from ehr.fhir_map import bundle_entries, map_chart
     from feature_store.settings import TrackingSettings
     from feature_store.simulate import simulate_cohort
     from feature_store.units import warm
@@ -104,7 +104,7 @@ def main(n: int = 200) -> None:
             mapping.append((t2 - t1) * 1e3)
             free.append((t3 - t2) * 1e3)
 
-        from pverisk.bench_common import table, write_result
+        from benchmarks.bench_common import table, write_result
 
         rows: list[list[object]] = []
         for name, payload, times in (("whole chart", whole, t_whole), ("filtered", filtered, t_filtered)):
@@ -120,7 +120,7 @@ def main(n: int = 200) -> None:
             ["JSON parse", round(statistics.median(parse), 2)], ["mapping", round(statistics.median(mapping), 2)],
             ["freeing the parsed chart", round(statistics.median(free), 2)]])
         write_result("cds", "CDS Hooks on whole patient charts",
-                     f"pverisk/bench_cds.py: a real `bentoml serve` on loopback, {os.cpu_count()} cores, model "
+                     f"benchmarks/bench_cds.py: a real `bentoml serve` on loopback, {os.cpu_count()} cores, model "
                      f"{model.tag} (small simulated model). The Python client's own overhead is included in the httpx "
                      "rows; wrk rows (when wrk is installed) leave it out. Goal: whole chart under 20 ms median.",
                      [calls, share])

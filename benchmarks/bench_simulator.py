@@ -1,5 +1,5 @@
 """Simulator benchmark (run on demand: `make bench`). Prints numbers, asserts nothing; writes
-build/bench/simulator.json (pverisk/bench_common.py).
+build/bench/simulator.json (benchmarks/bench_common.py).
 
 Times `simulate_cohort(100_000)` on one core (median of repeats) and prints the
 effect sizes a logistic regression recovers at n = 20,000 next to the published ones.
@@ -21,7 +21,7 @@ from feature_store.simulate import simulate_cohort  # noqa: E402
 
 
 def main(repeats: int = 5) -> None:
-    from pverisk.bench_common import table, write_result
+    from benchmarks.bench_common import table, write_result
 
     times = []
     for i in range(repeats):
@@ -51,7 +51,7 @@ def main(repeats: int = 5) -> None:
                     f"{df['progression'].mean():.3f}; published ~0.25, Ironside 2017)",
                     ["effect", "simulated OR", "recovered OR", "95% CI", "source"], rows)
     write_result("simulator", "Simulator speed and recovered effect sizes",
-                 "feature_store/benchmark.py: `simulate_cohort` timed on one core, and the odds ratios a "
+                 "benchmarks/bench_simulator.py: `simulate_cohort` timed on one core, and the odds ratios a "
                  "logistic regression recovers from a simulated cohort beside the published ones it was built from.",
                  [speed, effects])
 

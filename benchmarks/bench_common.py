@@ -4,7 +4,7 @@ Each benchmark prints its table and writes `build/bench/<name>.json`:
     {"title": str, "description": str,
      "tables": [{"caption": str, "columns": [str, ...], "rows": [[cell, ...], ...]}],
      "notes": [str, ...]}
-`python -m pverisk.bench_report` renders them all into BENCHMARKS.md. Standard library and rich
+`python -m benchmarks.bench_report` renders them all into BENCHMARKS.md. Standard library and rich
 only: the simulator and training benchmarks import this without the serving stack.
 """
 

@@ -1,4 +1,4 @@
-"""Load benchmark (run on demand: `make bench`; `python -m pverisk.bench_load [--soak-minutes 10]`).
+"""Load benchmark (run on demand: `make bench`; `python -m benchmarks.bench_load [--soak-minutes 10]`).
 
 Prints tables, asserts nothing, writes build/bench/load.json. Locust, headless, on loopback against
 a real `bentoml serve` with a small simulated model (default service configuration):
@@ -30,7 +30,7 @@ for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
 
 import numpy as np  # noqa: E402
 
-from pverisk.bench_http import free_port, rss_mb, wait_ready  # noqa: E402
+from benchmarks.bench_http import free_port, rss_mb, wait_ready  # noqa: E402
 
 LOCUSTFILE = Path(__file__).with_name("load_locustfile.py")
 BIN = Path(sys.executable).parent
@@ -42,7 +42,7 @@ def write_cases(model_dir: Path, labels: dict[str, str], out: Path, n_patients: 
     computed in-process by the service's scoring code on the same model files. Returns counts."""
     from feature_store import contract as c
     from feature_store.simulate import simulate_cohort
-    from serving.predict import ModelIdentity, RiskModel, served_inputs
+    from model_runtime.scoring import ModelIdentity, RiskModel, served_inputs
 
     served = served_inputs(model_dir)
     identity = ModelIdentity(labels.get("registered_model", "?"), labels.get("version", "?"),
@@ -155,7 +155,7 @@ def main(users: int = 32, seconds: int = 60, soak_minutes: float = 10.0, soak_us
 
     from feature_store.settings import TrackingSettings
     from feature_store.simulate import simulate_cohort
-    from pverisk.bench_common import table, write_result
+    from benchmarks.bench_common import table, write_result
     from serving.import_model import import_model
     from training.pipeline import run_training
     from training.settings import TrainSettings
@@ -225,7 +225,7 @@ def main(users: int = 32, seconds: int = 60, soak_minutes: float = 10.0, soak_us
         if soak.failure_messages:
             notes.append("Soak errors: " + "; ".join(f"{k} (x{v})" for k, v in soak.failure_messages.items()))
     write_result("load", "Load (Locust) and memory soak",
-                 f"pverisk/bench_load.py: Locust headless on 127.0.0.1 against a real `bentoml serve`; nine single-"
+                 f"benchmarks/bench_load.py: Locust headless on 127.0.0.1 against a real `bentoml serve`; nine single-"
                  f"patient calls to one batch of {shape['batch_size']}; every response checked for correctness.",
                  tables, notes)
 

@@ -2,7 +2,7 @@
 real `bentoml serve` with a freshly trained small model. Prints a table and writes
 build/bench/fuzz.json (the shared benchmark interface).
 
-    uv run python -m pverisk.bench_fuzz [--examples 1000]
+    uv run python -m benchmarks.bench_fuzz [--examples 1000]
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pverisk.bench_http import free_port, stop, wait_ready
-from pverisk.fuzz import CHECKS, run_fuzz
+from benchmarks.bench_http import free_port, stop, wait_ready
+from benchmarks.fuzz import CHECKS, run_fuzz
 
 COLUMNS = ["operation", "cases", "5xx", "schema-conformance failures", "other check failures", "statuses"]
 

@@ -5,7 +5,7 @@ One deterministic run (`--generation-deterministic`: the same cases every time) 
 coverage (boundaries, wrong types, missing fields) and fuzzing phases, with the checks that the
 service answers no 5xx, only documented status codes and content types, bodies that conform to
 the documented schema, and 4xx for schema-violating requests. Used by tests/service/test_fuzz.py
-(about 100 cases per operation) and `python -m pverisk.bench_fuzz` (1,000 or more).
+(about 100 cases per operation) and `python -m benchmarks.bench_fuzz` (1,000 or more).
 
 Not checked: `positive_data_acceptance` (a schema-valid body must get a 2xx). Some schema-valid
 bodies are refused on purpose, for reasons JSON Schema cannot state: a coarse input that

@@ -11,10 +11,10 @@ import logging
 from datetime import date, datetime, time, timezone
 from typing import Any
 
-from feature_store.fhir_map import Problem, bundle_entries
-from serving.cds import NOT_APPLICABLE, assess
-from serving.fhir_out import operation_outcome, risk_assessment
-from serving.settings import ServingSettings
+from ehr.fhir_map import Problem, bundle_entries
+from ehr.cds import NOT_APPLICABLE, assess
+from ehr.fhir_out import operation_outcome, risk_assessment
+from ehr.settings import EhrSettings
 
 logger = logging.getLogger("pverisk.fhir")
 
@@ -40,7 +40,7 @@ def _problem_list(problems: list[Problem]) -> list[dict[str, Any]]:
     return [{"kind": p.kind, "resource": p.ref, "feature": p.feature, "problem": p.message} for p in problems]
 
 
-def predict_bundle(bundle: dict[str, Any], risk: Any, settings: ServingSettings, decision_date: str | None = None
+def predict_bundle(bundle: dict[str, Any], risk: Any, settings: EhrSettings, decision_date: str | None = None
                    ) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) for one patient's Bundle (transaction, batch, collection or searchset)."""
     try:

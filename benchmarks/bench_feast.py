@@ -3,7 +3,7 @@ SQLite and a Redis online store, at concurrency 1 and 16; materialization of 100
 patients. Prints a rich table and writes build/bench/feast.json (the shared benchmark interface).
 
 In the CLI package because it trains a model first (serving never imports training).
-Run: `uv run python -m pverisk.bench_feast` (part of `make bench`).
+Run: `uv run python -m benchmarks.bench_feast` (part of `make bench`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from pverisk import bench_serving as bs  # sets BENTOML_HOME to its temporary root
-from pverisk.bench_http import concurrent, free_port, percentile, rss_mb, sequential, wait_ready
+from benchmarks import bench_serving as bs  # sets BENTOML_HOME to its temporary root
+from benchmarks.bench_http import concurrent, free_port, percentile, rss_mb, sequential, wait_ready
 
 ROOT = bs.ROOT
 BLOCKS = 5
@@ -69,7 +69,7 @@ def _serve(tag: str, **env: str) -> tuple[subprocess.Popen, str, float]:
 
 def main(patients: int = 100_000, n_single: int = 300, n_concurrent: int = 800) -> None:
     import pandas as pd
-    from pverisk.bench_common import write_result
+    from benchmarks.bench_common import write_result
 
     from feature_store import contract as c
     from feature_store import feast_repo as fr
