@@ -88,6 +88,7 @@ def _in_process(champion: str, challenger: str) -> list[list[object]]:
     import bentoml
 
     from feature_store import contract as c
+    from feature_store.columns import is_missing
     from feature_store.simulate import simulate_cohort
     from monitoring.monitor import Monitor, MonitorSettings, _Job, new_prediction_id
     from model_runtime.scoring import ModelIdentity, RiskModel
@@ -100,7 +101,7 @@ def _in_process(champion: str, challenger: str) -> list[list[object]]:
 
     champ, chall = load(champion), load(challenger)
     cohort = simulate_cohort(1000, seed=5)
-    records = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items() if not c.is_missing(v)}
+    records = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items() if not is_missing(v)}
                for r in cohort[c.fine_feature_names()].to_dict("records")]
     columns = {k: cohort[k].to_numpy(dtype=object) for k in c.fine_feature_names()}
     rows: list[list[object]] = []
@@ -129,6 +130,7 @@ def main() -> None:
     from benchmarks.bench_common import print_result, table, write_result
 
     from feature_store import contract as c
+    from feature_store.columns import is_missing
     from feature_store.simulate import simulate_cohort
 
     console = Console()
@@ -148,7 +150,7 @@ def main() -> None:
         procs["on"], urls["on"] = _serve(champion, "on", PVERISK_MONITOR_SHADOW="true",
                                          PVERISK_MONITOR_CHALLENGER_TAG=challenger)
         cohort = simulate_cohort(400, seed=9)
-        rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items() if not c.is_missing(v)}
+        rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items() if not is_missing(v)}
                 for r in cohort[c.fine_feature_names()].to_dict("records")]
         one = json.dumps(rows[0]).encode()
         hundred = json.dumps({"patients": rows[:100]}).encode()

@@ -97,6 +97,7 @@ def main(repeats: int = 15) -> dict[str, Any]:
     import pyarrow as pa
 
     from feature_store import contract as c
+    from feature_store.encoding import encode_array
     from feature_store.settings import TrackingSettings
     from feature_store.simulate import simulate_cohort
     from serving.import_model import import_model
@@ -133,7 +134,7 @@ def main(repeats: int = 15) -> dict[str, Any]:
         features = c.fine_feature_names()
         patient = c.example_record()
         ours_single = json.dumps(patient).encode()
-        X1 = c.encode_array({k: [v] for k, v in patient.items()})
+        X1 = encode_array({k: [v] for k, v in patient.items()})
         cols = c.model_columns()
         peer_single = json.dumps({"dataframe_split": {"columns": cols, "data": X1.tolist()}}).encode()
         base, peer_base = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{peer_port}"
@@ -163,7 +164,7 @@ def main(repeats: int = 15) -> dict[str, Any]:
         sizes: dict[int, dict[str, int]] = {}
         JSON_T, ARROW_T = "application/json", "application/vnd.apache.arrow.stream"
         for n in (1000, 10_000):
-            Xn = c.encode_array(cohort.iloc[:n])
+            Xn = encode_array(cohort.iloc[:n])
             table = pa.Table.from_pandas(cohort.iloc[:n], preserve_index=False)
             sink = io.BytesIO()
             with pa.ipc.new_stream(sink, table.schema) as writer:

@@ -24,6 +24,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from feature_store import contract as c
+from feature_store.codes import LIVER_METASTASIS_CODES, PRIMARY_SITE_ICD10, PRIMARY_SITE_SNOMED
+from feature_store.columns import is_missing
 from ehr.fhir_map import (
     BOUND,
     IMPRECISE,
@@ -157,10 +159,10 @@ def prefetch_templates(features: list[str] | tuple[str, ...] | None = None) -> d
     contract maps for the served model's inputs (LOINC, plus the local code system for features
     without a standard code; a coarse input brings its fine sources)."""
     used = set(c.input_names(features)) if features is not None else set(c.feature_names())
-    cond = [f"{x.system}|{x.code}" for x in c.LIVER_METASTASIS_CODES]
+    cond = [f"{x.system}|{x.code}" for x in LIVER_METASTASIS_CODES]
     if "primary_side" in used:
-        cond += [f"{system}|{x}" for system in (c.ICD10, c.ICD10CM) for x in c.PRIMARY_SITE_ICD10]
-        cond += [f"{c.SNOMED}|{x}" for x in c.PRIMARY_SITE_SNOMED]
+        cond += [f"{system}|{x}" for system in (c.ICD10, c.ICD10CM) for x in PRIMARY_SITE_ICD10]
+        cond += [f"{c.SNOMED}|{x}" for x in PRIMARY_SITE_SNOMED]
     obs = [f"{c.LOINC}|{code}" for name, codes in observation_queries().items() if name in used for code in codes]
     obs += [f"{LOCAL_SYSTEM}|{f.name}" for f in c.features()
             if f.name in used and f.name not in ("age_years", "sex", "primary_side")]
@@ -397,7 +399,7 @@ def score_assessment(a: Assessment, risk: Any, settings: EhrSettings) -> Assessm
     """Score a.record when enough of it is known (the served model's own inputs decide; a coarse input
     counts when its fine value is there)."""
     derived, _ = risk.derive({k: [v] for k, v in a.record.items()})
-    present = [f for f in risk.features if not c.is_missing(derived[f][0] if f in derived else None)]
+    present = [f for f in risk.features if not is_missing(derived[f][0] if f in derived else None)]
     a.share = len(present) / len(risk.features)
     a.missing_required = [f for f in risk.required if f not in present]
     enough = not a.declined and not a.missing_required and a.share >= settings.cds_min_input_share
@@ -407,7 +409,7 @@ def score_assessment(a: Assessment, risk: Any, settings: EhrSettings) -> Assessm
 
 def missing_from_chart(a: Assessment, risk: Any) -> list[str]:
     """The served model's inputs (and fine sources) the chart did not give."""
-    return [f for f in c.input_names(risk.features) if c.is_missing(a.record.get(f))]
+    return [f for f in c.input_names(risk.features) if is_missing(a.record.get(f))]
 
 
 def fill_from_store(a: Assessment, values: dict[str, Any], ages: dict[str, float], risk: Any,

@@ -29,10 +29,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from feature_store import contract as c
+from feature_store.codes import LIVER_METASTASIS_CODES, PRIMARY_SITE_SNOMED
 from feature_store.units import CONTRACT_UCUM, factor_to_contract, ucum_for
 
 LOCAL_SYSTEM = "urn:pverisk:feature"
-LIVER_METASTASIS = {(code.system, code.code) for code in c.LIVER_METASTASIS_CODES}
+LIVER_METASTASIS = {(code.system, code.code) for code in LIVER_METASTASIS_CODES}
 ICD10_SYSTEMS = {c.ICD10, c.ICD10CM}
 VALID_STATUS = {"final", "amended", "corrected", "preliminary", "registered"}
 INACTIVE_CLINICAL = {"inactive", "resolved", "remission"}
@@ -213,8 +214,8 @@ def _side_of(codings: list[tuple[str, str]]) -> str | None:
     for system, code in codings:
         if system in ICD10_SYSTEMS and (side := primary_side(code)):
             return side
-        if system == c.SNOMED and code in c.PRIMARY_SITE_SNOMED:
-            return c.PRIMARY_SITE_SNOMED[code]
+        if system == c.SNOMED and code in PRIMARY_SITE_SNOMED:
+            return PRIMARY_SITE_SNOMED[code]
     return None
 
 

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from feature_store import contract as c
+from feature_store.coarse import derive_coarse
 from feature_store.simulate import conform
 from feature_store.study import StudyDesign, write_with_design
 from feature_store.units import UNIT_FACTORS
@@ -333,7 +334,7 @@ def _contradictions(frame: pd.DataFrame, rows: np.ndarray) -> list[Problem]:
               and any(src in frame for src in f.derivation.sources)]  # type: ignore[union-attr]
     if not coarse:
         return []
-    _, conflicts = c.derive_coarse(frame, coarse)
+    _, conflicts = derive_coarse(frame, coarse)
     return [Problem(int(rows[i]), name, _shown(frame[name].iloc[i]),
                     f"contradicts {', '.join(c.BY_NAME[name].derivation.sources)} "  # type: ignore[union-attr]
                     f"(rule: {c.BY_NAME[name].derivation.rule})")  # type: ignore[union-attr]

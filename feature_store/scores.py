@@ -21,7 +21,9 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from feature_store.contract import TBS_BANDS, column_length, column_values, derive_coarse
+from feature_store.contract import TBS_BANDS
+from feature_store.columns import column_length, column_values
+from feature_store.coarse import derive_coarse
 
 SCORE_NAMES = ("tumour_burden_score", "fong_crs", "game_score", "m_crs")
 # What each score was built for, shown beside its value (calculator page, model metadata).

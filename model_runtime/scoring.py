@@ -15,6 +15,9 @@ import numpy as np
 import xgboost as xgb
 
 from feature_store import contract as c
+from feature_store.coarse import derive_coarse, required_text, satisfies
+from feature_store.columns import column_values
+from feature_store.encoding import encode_array, encode_record
 from model_runtime.calibration import apply_calibration
 from feature_store.scores import game_group, score_arrays
 from feature_store.study import predicted_outcome
@@ -162,10 +165,10 @@ class RiskModel:
         # A coarse value the model does not use is still checked against its fine value: a flag
         # contradicting the count beside it is a data error whichever of the two the model reads.
         checked = [f for f in ALL_COARSE if f not in self._coarse and f in columns]
-        _, conflicts = c.derive_coarse(columns, checked) if checked else (None, {})
+        _, conflicts = derive_coarse(columns, checked) if checked else (None, {})
         if not self._coarse:
             return columns, conflicts
-        out, own = c.derive_coarse(columns, self._coarse)
+        out, own = derive_coarse(columns, self._coarse)
         return out, {**own, **conflicts}
 
     def unused(self, record: Mapping[str, Any]) -> list[str]:
@@ -178,7 +181,7 @@ class RiskModel:
         arrays: what every response form (records, columns, Arrow) and monitoring are built from.
         `explain=False` computes probabilities and bands only (no explanations, scores or missing
         inputs). Coarse inputs must already be derived (`derive`)."""
-        X = c.encode_array(columns, self.features) if X is None else X
+        X = encode_array(columns, self.features) if X is None else X
         # The probability comes from the margin in both modes, so a lean answer equals a full one.
         margin = self.booster.inplace_predict(X, predict_type="margin", missing=np.nan, validate_features=False)
         raw = 1.0 / (1.0 + np.exp(-np.asarray(margin, dtype="float64")))
@@ -249,7 +252,7 @@ class RiskModel:
             if name not in columns or not hit.any():
                 continue
             rows = np.nonzero(hit)[0]
-            values, missing = c.column_values(columns, name, len(order))  # object array, None missing
+            values, missing = column_values(columns, name, len(order))  # object array, None missing
             picked = values[rows]
             if picked.dtype.kind == "f":
                 picked = picked.astype(object)  # Python floats
@@ -300,7 +303,7 @@ class RiskModel:
         the request model and the batch validator)."""
         out = {}
         for name in self._required_coarse:
-            rows = np.flatnonzero(~c.satisfies(name, columns))
+            rows = np.flatnonzero(~satisfies(name, columns))
             if len(rows):
                 out[name] = rows.tolist()
         return out
@@ -316,7 +319,7 @@ class RiskModel:
             if conflicts:
                 raise CoarseConflict(conflicts)
             record = {k: v[0] for k, v in columns.items()}
-        out = self.score_columns({k: [v] for k, v in record.items()}, 1, c.encode_record(record, self.features))[0]
+        out = self.score_columns({k: [v] for k, v in record.items()}, 1, encode_record(record, self.features))[0]
         out["unused_inputs"] = self.unused(record)
         return out
 
@@ -329,7 +332,7 @@ class MissingRequired(ValueError):
         super().__init__("; ".join(self.problems()))
 
     def problems(self) -> list[str]:
-        return [f"required value missing: give {c.required_text(name)}" for name in self.missing]
+        return [f"required value missing: give {required_text(name)}" for name in self.missing]
 
 
 class CoarseConflict(ValueError):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from feature_store import contract as c
+from feature_store.encoding import encode_array
 from monitoring import profile as pr
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def summary_from_file(data: Path, risk: "RiskModel", thresholds: pr.DriftThresho
     frame = pd.read_parquet(data) if str(data).endswith(".parquet") else pd.read_csv(data)
     columns = {k: frame[k].to_numpy(dtype=object) for k in frame.columns if k in c.BY_NAME}
     derived, _ = risk.derive(columns)
-    X = c.encode_array(derived, risk.features)
+    X = encode_array(derived, risk.features)
     p = probabilities(risk, X)
     settings = MonitorSettings()
     t = thresholds or pr.DriftThresholds(settings.psi_threshold, settings.missing_share_threshold,

@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from feature_store import contract as c
+from feature_store.encoding import encode_array
 from monitoring import profile as pr
 from model_runtime.calibration import apply_calibration
 from feature_store.settings import DataSettings
@@ -354,7 +354,7 @@ class Monitor:
                 X = np.concatenate([j.X for j in jobs]) if len(jobs) > 1 else jobs[0].X
             else:
                 derived, _ = self.risk.derive(columns)
-                X = c.encode_array(derived, self.risk.features)
+                X = encode_array(derived, self.risk.features)
             row[:self._n_bins] = self.binner.counts(X)
         row[self._scores] = pr.score_counts(probs)
         bands = bands_of(probs, *self._bands)
@@ -407,7 +407,7 @@ class Monitor:
         if not ok.any():
             return full, 0, 0.0
         idx = np.flatnonzero(ok)
-        X = c.encode_array({k: np.asarray(v, dtype=object)[idx] for k, v in derived.items()}, ch.features)
+        X = encode_array({k: np.asarray(v, dtype=object)[idx] for k, v in derived.items()}, ch.features)
         p = probabilities(ch, X)
         change = bands_of(p, *self._bands) - bands[idx]
         for name, k in (("same", int((change == 0).sum())), ("up", int((change > 0).sum())),

@@ -147,7 +147,7 @@ def data_dictionary(
     out: Optional[Path] = typer.Option(None, help="Write here instead of printing."),
 ) -> None:
     """Print (or write) the Markdown data dictionary generated from the feature contract."""
-    from feature_store.contract import data_dictionary_markdown
+    from feature_store.dictionary import data_dictionary_markdown
 
     text = data_dictionary_markdown()
     if out:
@@ -160,7 +160,7 @@ def data_dictionary(
 @app.command()
 def contract() -> None:
     """Print the feature contract as JSON."""
-    from feature_store.contract import contract_summary
+    from feature_store.dictionary import contract_summary
 
     print(json.dumps(contract_summary(), indent=2))
 

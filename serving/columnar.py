@@ -19,6 +19,7 @@ import orjson
 import pandas as pd
 
 from feature_store import contract as c
+from feature_store.columns import is_missing
 from feature_store.scores import game_group
 from feature_store.validate import validate_frame
 from model_runtime.scoring import ALL_COARSE, CoarseConflict, MissingRequired, RiskModel, Scored
@@ -245,7 +246,7 @@ def check_frame(columns: Mapping[str, Any], n: int, risk: RiskModel, accepted: t
     for col in columns:
         if col not in allowed:
             # per value: a list of equal-length lists would become a 2-D array in numpy
-            given = [i for i, v in enumerate(columns[col]) if not c.is_missing(v)]
+            given = [i for i, v in enumerate(columns[col]) if not is_missing(v)]
             for i in given:
                 problems.setdefault(int(i), []).append({"field": str(col), "problem": "unknown field"})
     cleaned, found = validate_columns(columns, n, accepted, [f for f in risk.required if not c.BY_NAME[f].coarse],

@@ -46,7 +46,7 @@ from ehr.fhir_out import risk_assessment  # noqa: E402
 from serving.model_check import check_stored_model  # noqa: E402
 from serving.import_model import newest_champion_tag  # noqa: E402
 from monitoring import monitor as mon  # noqa: E402
-from model_runtime.scoring import CoarseConflict, MissingRequired, ModelIdentity, RiskModel, served_inputs  # noqa: E402
+from model_runtime.scoring import CoarseConflict, MissingRequired, RiskModel, served_inputs  # noqa: E402
 from feature_store.scores import SCORE_NOTES  # noqa: E402
 from ehr.cds import discovery  # noqa: E402
 from serving.openapi import present  # noqa: E402

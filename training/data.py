@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from feature_store import contract as c
+from feature_store.coarse import derive_coarse
 from feature_store.simulate import SIMULATED_DATASET_PREFIX, conform
 from feature_store.tables import read_table
 from feature_store.study import SIMULATED_DESIGN, StudyDesign, design_from_metadata, read_cohort_metadata
@@ -80,7 +81,7 @@ def choose_features(frame: pd.DataFrame, requested: list[str] | None, settings: 
                     if f.name in frame and f.name not in requested]
     kept: list[str] = []
     for name in candidates:
-        col = frame[name] if name in frame else pd.Series(c.derive_coarse(frame, [name])[0][name], dtype=object)
+        col = frame[name] if name in frame else pd.Series(derive_coarse(frame, [name])[0][name], dtype=object)
         share = float(col.isna().mean()) if len(col) else 1.0
         if share > settings.max_missing_share:
             skipped.append({"feature": name, "reason": f"missing in {share:.0%} of patients (more than "
@@ -94,7 +95,7 @@ def choose_features(frame: pd.DataFrame, requested: list[str] | None, settings: 
         if not d or not all(src in kept for src in d.sources):
             continue
         # Both forms recorded (say, a registry that added the count later): keep the more complete.
-        filled, _ = c.derive_coarse(frame[[name, *d.sources]], [name])
+        filled, _ = derive_coarse(frame[[name, *d.sources]], [name])
         coarse_missing = float(pd.isna(pd.Series(filled[name], dtype=object)).mean())
         fine_missing = float(frame[list(d.sources)].isna().any(axis=1).mean())
         if fine_missing <= coarse_missing:

@@ -25,6 +25,9 @@ from mlflow.tracking import MlflowClient
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from feature_store import contract as c
+from feature_store.coarse import derive_coarse
+from feature_store.dictionary import contract_summary
+from feature_store.encoding import encode, encode_array
 from monitoring.profile import build_profile
 from feature_store.settings import project_root
 from feature_store.scores import compute_scores
@@ -205,7 +208,7 @@ def run_training(
     coarse = [f for f in features if c.BY_NAME[f].coarse]
     for frame_ in [cohort.frame] + ([eval_cohort.frame] if eval_cohort is not None else []):
         if coarse:
-            filled, _ = c.derive_coarse(frame_, coarse)
+            filled, _ = derive_coarse(frame_, coarse)
             for name in coarse:
                 frame_[name] = pd.array(filled[name], dtype=c.cohort_dtypes()[name])
     notes: list[str] = []
@@ -236,9 +239,9 @@ def run_training(
     else:
         train_frame, eval_frame = frame, frame
         design = f"{settings.cv_folds}-fold cross-validation of the whole pipeline (small cohort, {cohort.n} patients)"
-    X_train = c.encode(train_frame, features)
+    X_train = encode(train_frame, features)
     y_train = train_frame[c.OUTCOME].to_numpy(int)
-    X_eval = c.encode(eval_frame, features)
+    X_eval = encode(eval_frame, features)
     y_eval = eval_frame[c.OUTCOME].to_numpy(int)
     train_keys = patient_keys(train_frame)
     eval_keys = patient_keys(eval_frame)
@@ -389,16 +392,16 @@ def _log_run(cohort: Any, eval_cohort: Any, choice: Any, features: list[str], no
         markdown = card_markdown(card)
         mlflow.log_dict(card, "model_card/model_card.json")
         mlflow.log_text(markdown, "model_card/model_card.md")
-        mlflow.log_dict(c.contract_summary(), "feature_contract.json")
+        mlflow.log_dict(contract_summary(), "feature_contract.json")
 
         progress("logging the model")
         # The reference the service compares live inputs and scores with: bins of the whole cohort's
         # inputs, and the held-out (or cross-validated) risks; counts only, no patient's values.
-        reference = build_profile(c.encode_array(cohort.frame, features), features, p_eval, source={
+        reference = build_profile(encode_array(cohort.frame, features), features, p_eval, source={
             "dataset_name": cohort.name, "data_kind": cohort.kind, "inputs": f"whole cohort ({cohort.n} patients)",
             "scores": f"evaluation predictions ({design})"})
         mlflow.log_dict(reference, "monitoring/reference_profile.json")
-        example = c.encode(pd.DataFrame([c.example_record(features)]), features)
+        example = encode(pd.DataFrame([c.example_record(features)]), features)
         metadata = {
             "calibration": model.calibration, "features": features, "columns": columns,
             "required": choice.required, "study_design": cohort.design.stated() if cohort.design else None,

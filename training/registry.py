@@ -21,6 +21,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from feature_store import contract as c
+from feature_store.coarse import derive_coarse
+from feature_store.encoding import encode_array
 from model_runtime.calibration import apply_calibration
 from training.evaluate import core_metrics
 from training.settings import TrainSettings
@@ -69,8 +71,8 @@ def predict_registered(model: Any, metadata: dict[str, Any], frame: pd.DataFrame
     """A registered model's calibrated risks for a cohort table (its coarse inputs derived from
     fine columns where the table has those)."""
     features = metadata["features"]
-    columns, _ = c.derive_coarse(frame, features)
-    X = pd.DataFrame(c.encode_array(columns, features), columns=c.model_columns(features))[metadata["columns"]]
+    columns, _ = derive_coarse(frame, features)
+    X = pd.DataFrame(encode_array(columns, features), columns=c.model_columns(features))[metadata["columns"]]
     return apply_calibration(model.predict_proba(X)[:, 1], metadata.get("calibration"))
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from feature_store import contract as c
+from feature_store.encoding import encode
 from ehr.fhir_map import map_resources
 from feature_store.simulate import simulate_cohort
 from tests.fixtures.fhir import patient_resources
@@ -78,7 +79,7 @@ def test_missing_optional_input_still_scores(champion, patients):
     p = _risk_as(patients, champion, cea_ng_ml=np.nan, ras_status=None)
     assert ((p > 0) & (p < 1)).all()
     # missing reaches the model as missing (NaN: XGBoost's learned default branch), not imputed ...
-    X = c.encode(patients.assign(cea_ng_ml=np.nan, ras_status=None), meta["features"])
+    X = encode(patients.assign(cea_ng_ml=np.nan, ras_status=None), meta["features"])
     assert X[[col for col in X.columns if c.column_owner()[col] in ("cea_ng_ml", "ras_status")]].isna().all().all()
     # ... and it matters: not knowing CEA and RAS changes some patients' risk
     assert not np.array_equal(p, _risk_as(patients, champion))

@@ -20,6 +20,7 @@ import pytest
 import xgboost as xgb
 
 from feature_store import contract as c
+from feature_store.encoding import encode
 from training.settings import TrainSettings
 from tests.service.conftest import Server, bento_server
 
@@ -94,7 +95,7 @@ class Golden:
         classifier = mlflow.xgboost.load_model(uri)
         meta = mlflow.models.get_model_info(uri).metadata
         self.features: list[str] = meta["features"]
-        X = c.encode(pd.DataFrame.from_records([p for _, p in CASES]), self.features)[meta["columns"]]
+        X = encode(pd.DataFrame.from_records([p for _, p in CASES]), self.features)[meta["columns"]]
         self.raw = classifier.predict_proba(X)[:, 1].astype("float64")  # numpy 2 keeps float32 otherwise
         self.probability = calibrate(self.raw, meta["calibration"])
         booster = classifier.get_booster()

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from feature_store import contract as c
+from feature_store.columns import is_missing
 from feature_store.settings import project_root
 from feature_store.simulate import simulate_cohort
 from tests.servers import free_port, stop
@@ -36,7 +37,7 @@ def patients(frame) -> list[dict[str, Any]]:
     """Request bodies from a simulated cohort: the fine pre-PVE inputs it recorded, no ids."""
     out = []
     for row in frame[c.fine_feature_names()].to_dict("records"):
-        out.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items() if not c.is_missing(v)})
+        out.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items() if not is_missing(v)})
     return out
 
 

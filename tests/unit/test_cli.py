@@ -29,7 +29,7 @@ def test_simulate_writes_parquet_and_csv(tmp_path):
 
 
 def test_contract_prints_the_contract_as_json():
-    from feature_store.contract import contract_summary
+    from feature_store.dictionary import contract_summary
 
     res = runner.invoke(app, ["contract"])
     assert res.exit_code == 0, res.output
@@ -37,7 +37,7 @@ def test_contract_prints_the_contract_as_json():
 
 
 def test_data_dictionary_prints_or_writes_the_generated_markdown(tmp_path):
-    from feature_store.contract import data_dictionary_markdown
+    from feature_store.dictionary import data_dictionary_markdown
 
     res = runner.invoke(app, ["data-dictionary"])
     assert res.exit_code == 0 and res.stdout == data_dictionary_markdown() + "\n"

@@ -7,6 +7,7 @@ import pytest
 import xgboost as xgb
 
 from feature_store import contract as c
+from feature_store.encoding import encode_array
 from feature_store.simulate import simulate_cohort
 from model_runtime import explain
 from model_runtime.explain import PathExplainer
@@ -15,11 +16,11 @@ from model_runtime.explain import PathExplainer
 @pytest.fixture(scope="module")
 def model():
     cohort = simulate_cohort(3000, seed=21)
-    X = c.encode_array(cohort)
+    X = encode_array(cohort)
     y = cohort[c.OUTCOME].to_numpy(dtype=float)
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 4, "eta": 0.3, "nthread": 1},
                         xgb.DMatrix(X, label=y, missing=np.nan), num_boost_round=25)
-    return booster, c.encode_array(simulate_cohort(4000, seed=22))
+    return booster, encode_array(simulate_cohort(4000, seed=22))
 
 
 def test_contributions_equal_xgboost_pred_contribs(model):
@@ -61,7 +62,7 @@ def test_remembered_patterns_give_the_same_contributions(model):
     first = ex.contributions(X[:2000])
     again = ex.contributions(X[:2000])
     np.testing.assert_array_equal(first, again)
-    other = c.encode_array(simulate_cohort(1500, seed=23))
+    other = encode_array(simulate_cohort(1500, seed=23))
     reference = booster.predict(xgb.DMatrix(other, missing=np.nan), pred_contribs=True)
     np.testing.assert_array_equal(ex.contributions(other), reference[:, :-1])
     # a small batch once the patterns are known takes the pattern path too

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from feature_store import contract as c
+from feature_store.encoding import encode_array, encode_record
 from monitoring import profile as pr
 from feature_store.simulate import simulate_cohort
 from monitoring.monitor import Window, rejected_fields
@@ -17,7 +18,7 @@ FEATURES = c.fine_feature_names()
 @pytest.fixture(scope="module")
 def reference():
     frame = simulate_cohort(1000, seed=1)
-    return pr.build_profile(c.encode_array(frame, FEATURES), FEATURES, np.linspace(0.05, 0.6, 1000))
+    return pr.build_profile(encode_array(frame, FEATURES), FEATURES, np.linspace(0.05, 0.6, 1000))
 
 
 def test_profile_counts_every_patient_once_per_feature(reference):
@@ -32,12 +33,12 @@ def test_profile_counts_every_patient_once_per_feature(reference):
 def test_binning_agrees_row_by_row_and_in_bulk(reference):
     b = pr.Binner(reference)
     frame = simulate_cohort(50, seed=2)
-    bulk = b.counts(c.encode_array(frame, FEATURES))
-    one_by_one = sum(b.counts(c.encode_record(r, FEATURES)) for r in frame[FEATURES].to_dict("records"))
+    bulk = b.counts(encode_array(frame, FEATURES))
+    one_by_one = sum(b.counts(encode_record(r, FEATURES)) for r in frame[FEATURES].to_dict("records"))
     assert np.array_equal(bulk, one_by_one)
     # a value on a bin edge goes to the bin it closes; above the top edge to the last bin
     age = reference["features"]["age_years"]
-    X = c.encode_array({"age_years": [age["edges"][0], 1000.0, None]}, FEATURES)
+    X = encode_array({"age_years": [age["edges"][0], 1000.0, None]}, FEATURES)
     counts = b.counts(X)[b.slice("age_years")]
     assert counts[0] == 1 and counts[-2] == 1 and counts[-1] == 1
 
@@ -55,16 +56,16 @@ def test_fresh_sample_passes_and_shift_is_flagged(reference):
     b = pr.Binner(reference)
     t = pr.DriftThresholds()
     fresh = simulate_cohort(500, seed=3)
-    assert pr.drift_flags(b.drift(b.counts(c.encode_array(fresh, FEATURES))), t) == {f: 0 for f in FEATURES}
+    assert pr.drift_flags(b.drift(b.counts(encode_array(fresh, FEATURES))), t) == {f: 0 for f in FEATURES}
     older = fresh.assign(age_years=np.clip(fresh["age_years"] + 12, 18, 100))
-    flags = pr.drift_flags(b.drift(b.counts(c.encode_array(older, FEATURES))), t)
+    flags = pr.drift_flags(b.drift(b.counts(encode_array(older, FEATURES))), t)
     assert {f for f, v in flags.items() if v} == {"age_years"}
     # a field that stops arriving: flagged through the missing share
     gone = fresh.assign(cea_ng_ml=np.nan)
-    d = b.drift(b.counts(c.encode_array(gone, FEATURES)))
+    d = b.drift(b.counts(encode_array(gone, FEATURES)))
     assert d["cea_ng_ml"]["missing_share"] == 1.0 and pr.drift_flags(d, t)["cea_ng_ml"] == 1
     # too few patients: never flagged, however shifted
-    few = b.drift(b.counts(c.encode_array(older.iloc[:50], FEATURES)))
+    few = b.drift(b.counts(encode_array(older.iloc[:50], FEATURES)))
     assert few["age_years"]["psi"] > t.psi and pr.drift_flags(few, t)["age_years"] == 0
 
 
