@@ -22,9 +22,8 @@ from typing import Any
 
 import httpx
 
-from feature_store.settings import project_root
 
-DASHBOARD = project_root() / "monitoring" / "grafana-dashboard.json"
+DASHBOARD = Path(__file__).resolve().parent / "prometheus" / "grafana-dashboard.json"
 
 
 def load(path: Path = DASHBOARD) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from tests.service.conftest import bento_server
 
 pytestmark = pytest.mark.slow
 
-MONITORING = project_root() / "monitoring"
+MONITORING = project_root() / "monitoring" / "prometheus"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
