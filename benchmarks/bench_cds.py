@@ -47,7 +47,8 @@ def _timed(client: httpx.Client, url: str, payload: bytes, n: int) -> list[float
 
 def main(n: int = 200) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for tests.fixtures
-    from ehr.fhir_map import bundle_entries, map_chart
+    from ehr.fhir_map import map_chart
+    from ehr.fhir_read import bundle_entries
     from feature_store.settings import TrackingSettings
     from feature_store.simulate import simulate_cohort
     from feature_store.units import warm

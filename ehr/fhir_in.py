@@ -11,8 +11,8 @@ import logging
 from datetime import date, datetime, time, timezone
 from typing import Any
 
-from ehr.fhir_map import Problem, bundle_entries
-from ehr.cds import NOT_APPLICABLE, assess
+from ehr.fhir_read import Problem, bundle_entries
+from ehr.assess import NOT_APPLICABLE, assess
 from ehr.fhir_out import operation_outcome, risk_assessment
 from ehr.settings import EhrSettings
 

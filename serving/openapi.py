@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_store import contract as c
-from ehr.fhir_map import record_to_bundle
+from ehr.examples import record_to_bundle
 
 TAGS = [
     {"name": "Prediction", "description": "Risk of liver progression for one patient or a batch (JSON)."},
@@ -301,7 +301,7 @@ def conform(spec: dict[str, Any], *, api_key: bool) -> dict[str, Any]:
     """Document every answer the routes give: request bodies as required, the real error shape
     (BentoML documents `detail` as a string; ours is a list), 401/413/415/503 where they happen,
     the CDS Hooks request and card shapes from their models, and the API key when one is set."""
-    from ehr.cds import CardsResponse, CDSRequest, Discovery, Feedback
+    from ehr.cds_models import CardsResponse, CDSRequest, Discovery, Feedback
 
     out = json.loads(json.dumps(spec))
     schemas = out.setdefault("components", {}).setdefault("schemas", {})

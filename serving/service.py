@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response  # noqa: E402
 
 from feature_store import contract as c  # noqa: E402
 from feature_store.record import input_roles, patient_model  # noqa: E402
-from ehr.fhir_map import record_to_bundle  # noqa: E402
+from ehr.examples import record_to_bundle  # noqa: E402
 from feature_store.units import warm as warm_units  # noqa: E402
 from ehr.cds import make_app  # noqa: E402
 from serving import columnar  # noqa: E402
@@ -48,7 +48,7 @@ from serving.import_model import newest_champion_tag  # noqa: E402
 from monitoring import monitor as mon  # noqa: E402
 from model_runtime.scoring import CoarseConflict, MissingRequired, RiskModel, served_inputs  # noqa: E402
 from feature_store.scores import SCORE_NOTES  # noqa: E402
-from ehr.cds import discovery  # noqa: E402
+from ehr.cds_models import discovery  # noqa: E402
 from serving.openapi import present  # noqa: E402
 from ehr.prefill import STORE as PREFILL  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402

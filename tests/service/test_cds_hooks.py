@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ehr.cds import CardsResponse, Discovery
+from ehr.cds_models import CardsResponse, Discovery
 from ehr.settings import EhrSettings
 from tests.fixtures.fhir import hook_request, patient_resources, searchset
 from tests.service.conftest import bento_server

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from ehr.cds import CardsResponse
+from ehr.cds_models import CardsResponse
 from tests.fixtures.charts import hook_request, prefetch_filtered, whole_chart
 from tests.service.fhir_server import TOKEN, FhirServer
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from feature_store import contract as c
-from ehr.fhir_map import record_to_bundle
+from ehr.examples import record_to_bundle
 from feature_store.settings import project_root
 from tests.fixtures.fhir import hook_request, patient_resources
 from tests.servers import VENV_BIN, free_port, offline_env

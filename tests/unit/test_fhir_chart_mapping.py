@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ehr.fhir_map import bundle_entries, map_chart, map_resources, parse_when
+from ehr.fhir_map import map_chart, map_resources
+from ehr.fhir_read import bundle_entries, parse_when
 from feature_store.units import factor_to_contract, ucum_for
 from tests.fixtures.charts import prefetch_filtered, whole_chart
 from tests.fixtures.fhir import LOINC, patient_resources, quantity_obs
@@ -190,7 +191,7 @@ def test_mutation_answer_codes():
 
 
 def test_card_values_at_clinical_precision_and_absent_scores_left_out():
-    from ehr.cds import _score_line, clinical_value
+    from ehr.cards import _score_line, clinical_value
 
     assert clinical_value("bilirubin_mg_dl", 1.1228442443195346) == "1.1 mg/dL"
     assert clinical_value("platelets_10e9_l", 210.4) == "210 10^9/L" and clinical_value("sflr_percent", 19.04) == "19%"

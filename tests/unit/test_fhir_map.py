@@ -80,7 +80,8 @@ def test_record_to_bundle_round_trips_through_the_mapping():
     from datetime import datetime, timezone
 
     from feature_store import contract as c
-    from ehr.fhir_map import bundle_resources, record_to_bundle
+    from ehr.examples import record_to_bundle
+    from ehr.fhir_read import bundle_resources
 
     record = c.example_record()
     m = map_resources(bundle_resources(record_to_bundle(record, when="2026-01-15")),

@@ -1,0 +1,123 @@
+"""The chart a CDS Hooks call is about: its prefetch, and what the prefetch lacks fetched from the
+EHR's FHIR server with the bearer token it gave (one try each, same origin only, bounded pages)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ehr.cds_models import CDSRequest, prefetch_templates
+from ehr.fhir_read import Problem, bundle_entries
+from ehr.settings import EhrSettings
+
+
+# --- data gathering -------------------------------------------------------------------------
+class DataUnavailable(Exception):
+    """Required data could not be obtained: the spec's 412 Precondition Failed."""
+
+    def __init__(self, message: str, kind: str = "prefetch") -> None:
+        super().__init__(message)
+        self.kind = kind  # for the one-line log: what failed, never which patient
+
+
+Entries = list[tuple[str | None, dict[str, Any]]]
+
+
+def _prefetch_entries(key: str, value: Any, patient_id: str, problems: list[Problem]) -> Entries | None:
+    """The (fullUrl, resource) pairs of one prefetch value; None when the prefetch failed
+    (absent, null, an OperationOutcome, not a resource): the caller fetches it or answers 412."""
+    if not isinstance(value, dict) or value.get("resourceType") == "OperationOutcome":
+        return None
+    if value.get("resourceType") == "Bundle":
+        return bundle_entries(value, problems)
+    if key == "patient":
+        if value.get("resourceType") != "Patient":
+            return None
+        if value.get("id") is None:
+            # Fetched as Patient/{{context.patientId}}: that is its identity even when the EHR leaves the id out.
+            value = {**value, "id": patient_id}
+    return [(None, value)]
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host.lower(), url.port or default
+
+
+def _fetch(client: httpx.Client, url: str, key: str, base: str, max_pages: int) -> Any:
+    """One prefetch query from the FHIR server, following a searchset's `next` links for at most
+    `max_pages` pages and only on the server's own origin (the bearer token goes nowhere else).
+    More pages, or a page elsewhere, is a 412: scoring a truncated history could pick a stale
+    value as the latest."""
+    origin = _origin(httpx.URL(base))
+    target = httpx.URL(url)
+    pages: list[Any] = []
+    for _ in range(max_pages):
+        r = client.get(target)
+        if r.status_code != 200:
+            raise DataUnavailable(f"FHIR server answered {r.status_code} for prefetch key {key!r}", "fhir_server")
+        try:
+            body = r.json()
+        except ValueError:
+            raise DataUnavailable(f"FHIR server answered with no JSON for prefetch key {key!r}", "fhir_server") from None
+        if not isinstance(body, dict) or body.get("resourceType") == "OperationOutcome":
+            raise DataUnavailable(f"FHIR server answered an OperationOutcome for prefetch key {key!r}", "fhir_server")
+        pages.append(body)
+        links = body.get("link") if body.get("resourceType") == "Bundle" else None
+        nxt = next((ln.get("url") for ln in links or [] if isinstance(ln, dict) and ln.get("relation") == "next"), None)
+        if not isinstance(nxt, str) or not nxt:
+            break
+        target = target.join(nxt)  # absolute per FHIR; a relative link resolves against the current page
+        if _origin(target) != origin:
+            raise DataUnavailable(f"FHIR search for prefetch key {key!r}: next page on another origin, not followed",
+                                  "fhir_server")
+    else:
+        raise DataUnavailable(f"FHIR search for prefetch key {key!r} has more than {max_pages} pages", "fhir_server")
+    if len(pages) == 1:
+        return pages[0]
+    return {"resourceType": "Bundle", "type": "searchset",
+            "entry": [e for p in pages for e in (p.get("entry") or []) if isinstance(p.get("entry"), list)]}
+
+
+def gather(req: CDSRequest, settings: EhrSettings, problems: list[Problem] | None = None,
+           features: list[str] | tuple[str, ...] | None = None) -> Entries:
+    """Resources from prefetch; keys that are absent or failed (null, an OperationOutcome, not a
+    resource) are fetched from the FHIR server (one try each, with a timeout: no retry storm
+    against the EHR), else the request gets a 412 naming them."""
+    problems = problems if problems is not None else []
+    templates = prefetch_templates(features)
+    prefetch = req.prefetch or {}
+    entries: Entries = []
+    failed: list[str] = []
+    for k in templates:
+        got = _prefetch_entries(k, prefetch.get(k), req.context.patientId, problems)
+        if got is None:
+            failed.append(k)
+        else:
+            entries += got
+    if not failed:
+        return entries
+    if not req.fhirServer or not req.fhirAuthorization:
+        why = {k: ("absent" if prefetch.get(k) is None else "an OperationOutcome"
+                   if isinstance(prefetch.get(k), dict) and prefetch[k].get("resourceType") == "OperationOutcome"
+                   else "not a FHIR resource of the expected type") for k in failed}
+        raise DataUnavailable("prefetch " + ", ".join(f"{k!r} {v}" for k, v in why.items())
+                              + "; no fhirServer/fhirAuthorization to fetch them")
+    headers = {"Authorization": f"Bearer {req.fhirAuthorization.access_token}", "Accept": "application/fhir+json"}
+    base = req.fhirServer.rstrip("/")
+    try:
+        with httpx.Client(timeout=settings.cds_fhir_timeout_s, headers=headers) as client:
+            for k in failed:
+                path = templates[k].replace("{{context.patientId}}", req.context.patientId)
+                body = _fetch(client, f"{base}/{path}", k, base, settings.cds_fhir_max_pages)
+                got = _prefetch_entries(k, body, req.context.patientId, problems)
+                if got is None:
+                    raise DataUnavailable(f"FHIR server answered no usable resource for prefetch key {k!r}",
+                                          "fhir_server")
+                entries += got
+    except (httpx.InvalidURL, UnicodeError):  # not HTTPErrors: were 500s (found by benchmarks.bench_fuzz)
+        raise DataUnavailable("fhirServer is not a usable http(s) URL", "fhir_server") from None
+    except httpx.HTTPError as exc:
+        raise DataUnavailable(f"FHIR server unreachable or too slow ({type(exc).__name__})", "fhir_server") from None
+    return entries

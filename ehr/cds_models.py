@@ -1,0 +1,151 @@
+"""CDS Hooks 2.0 shapes (the specification's tables as pydantic models), the discovery document and
+the prefetch templates the served model's inputs call for."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ehr.fhir_map import LOCAL_SYSTEM, observation_queries
+from feature_store import contract as c
+from feature_store.codes import LIVER_METASTASIS_CODES, PRIMARY_SITE_ICD10, PRIMARY_SITE_SNOMED
+
+SERVICE_ID = "pve-progression-risk"
+
+
+# --- shapes from the CDS Hooks 2.0 specification ------------------------------------------
+class FhirAuthorization(BaseModel):
+    model_config = ConfigDict(strict=True)  # the JSON types documented, no coercion
+    # RFC 6750 b64token: it goes into an HTTP header (a 500 once, for a token HTTP cannot carry)
+    access_token: str = Field(..., pattern=r"^[A-Za-z0-9\-._~+/]+=*$")
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int | None = None
+    scope: str | None = None
+    subject: str | None = None
+    patient: str | None = None
+
+
+class HookContext(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    userId: str | None = None
+    # a FHIR id: it goes into the prefetch queries' URLs (found by benchmarks.bench_fuzz: a 500 once)
+    patientId: str = Field(..., pattern=r"^[A-Za-z0-9\-.]{1,64}$")
+    encounterId: str | None = None
+
+
+class CDSRequest(BaseModel):
+    model_config = ConfigDict(strict=True)  # the JSON types documented, no coercion
+    # any string parses (another hook gets a 400 that says which one is served); documented as the one
+    hook: str = Field(..., json_schema_extra={"enum": ["patient-view"]})
+    hookInstance: str
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    context: HookContext
+    prefetch: dict[str, Any] | None = None
+
+
+class Source(BaseModel):
+    label: str
+    url: str | None = None
+    topic: dict[str, str] | None = None
+
+
+class Link(BaseModel):
+    label: str
+    url: str
+    type: Literal["absolute", "smart"] = "absolute"
+    appContext: str | None = None
+
+
+class OverrideReason(BaseModel):
+    code: str
+    system: str
+    display: str
+
+
+class Card(BaseModel):
+    uuid: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    summary: str = Field(..., max_length=140)
+    detail: str | None = None
+    indicator: Literal["info", "warning", "critical"]
+    source: Source
+    overrideReasons: list[OverrideReason] | None = None
+    links: list[Link] | None = None
+
+
+class CardsResponse(BaseModel):
+    cards: list[Card]
+
+
+class ServiceDefinition(BaseModel):
+    hook: str
+    title: str
+    description: str
+    id: str
+    prefetch: dict[str, str] | None = None
+    usageRequirements: str | None = None
+
+
+class Discovery(BaseModel):
+    services: list[ServiceDefinition]
+
+
+class FeedbackItem(BaseModel):
+    model_config = ConfigDict(strict=True)  # the JSON types documented, no coercion
+    card: str
+    outcome: Literal["accepted", "overridden"]
+    overrideReason: dict[str, Any] | None = None
+    acceptedSuggestions: list[dict[str, Any]] | None = None
+    outcomeTimestamp: str = Field(..., json_schema_extra={"format": "date-time"})
+
+    @field_validator("outcomeTimestamp")
+    @classmethod
+    def _iso(cls, v: str) -> str:
+        datetime.fromisoformat(v.replace("Z", "+00:00"))
+        return v
+
+
+class Feedback(BaseModel):
+    model_config = ConfigDict(strict=True)  # the JSON types documented, no coercion
+    feedback: list[FeedbackItem]
+
+
+OVERRIDE_REASONS = [
+    OverrideReason(code="already-considered", system="urn:pverisk:override-reason", display="Already considered"),
+    OverrideReason(code="data-incorrect", system="urn:pverisk:override-reason", display="Input data incorrect"),
+    OverrideReason(code="not-a-pve-candidate", system="urn:pverisk:override-reason",
+                   display="Not a PVE candidate"),
+]
+
+
+def prefetch_templates(features: list[str] | tuple[str, ...] | None = None) -> dict[str, str]:
+    """Patient, the liver-metastasis and primary-site Conditions, and the Observations the
+    contract maps for the served model's inputs (LOINC, plus the local code system for features
+    without a standard code; a coarse input brings its fine sources)."""
+    used = set(c.input_names(features)) if features is not None else set(c.feature_names())
+    cond = [f"{x.system}|{x.code}" for x in LIVER_METASTASIS_CODES]
+    if "primary_side" in used:
+        cond += [f"{system}|{x}" for system in (c.ICD10, c.ICD10CM) for x in PRIMARY_SITE_ICD10]
+        cond += [f"{c.SNOMED}|{x}" for x in PRIMARY_SITE_SNOMED]
+    obs = [f"{c.LOINC}|{code}" for name, codes in observation_queries().items() if name in used for code in codes]
+    obs += [f"{LOCAL_SYSTEM}|{f.name}" for f in c.features()
+            if f.name in used and f.name not in ("age_years", "sex", "primary_side")]
+    return {
+        "patient": "Patient/{{context.patientId}}",
+        "conditions": "Condition?patient={{context.patientId}}&code=" + ",".join(cond),
+        "observations": "Observation?patient={{context.patientId}}&code=" + ",".join(obs),
+    }
+
+
+def discovery(features: list[str] | tuple[str, ...] | None = None) -> Discovery:
+    return Discovery(services=[ServiceDefinition(
+        hook="patient-view", id=SERVICE_ID, title="PVE progression risk (research use only)",
+        description="Risk that colorectal liver metastases progress between portal vein embolization and "
+                    "resection, with the clinical scores and the main factors. Research use only.",
+        prefetch=prefetch_templates(features),
+        usageRequirements="Research use only. Needs the Patient, liver-metastasis Conditions and the "
+                          "Observations in the prefetch templates (or FHIR server access).",
+    )])
