@@ -90,7 +90,9 @@ def _in_process(champion: str, challenger: str) -> list[list[object]]:
     from feature_store import contract as c
     from feature_store.columns import is_missing
     from feature_store.simulate import simulate_cohort
-    from monitoring.monitor import Monitor, MonitorSettings, _Job, new_prediction_id
+    from monitoring.monitor import Monitor
+    from monitoring.settings import MonitorSettings
+    from monitoring.windows import Job, new_prediction_id
     from model_runtime.scoring import ModelIdentity, RiskModel
 
     def load(tag: str) -> RiskModel:
@@ -114,11 +116,11 @@ def _in_process(champion: str, challenger: str) -> list[list[object]]:
     for label, shadow in (("drift windows + outcome link", None), ("... and shadow challenger", chall)):
         settings = MonitorSettings(store=ROOT / f"inproc-{shadow is not None}.db")
         m = Monitor(champ, settings, shadow)  # not started: the work is timed here, not on its thread
-        single = [_Job({k: [v] for k, v in r.items()}, 1, [0.25], [new_prediction_id()], time.time())
+        single = [Job({k: [v] for k, v in r.items()}, 1, [0.25], [new_prediction_id()], time.time())
                   for r in records]
         enqueue = cpu_us(lambda: [m.observe(j.columns, 1, j.probs, j.ids) for j in single], len(single))
         one_by_one = cpu_us(lambda: [m._process([j]) for j in single[:300]], 300)
-        batched = cpu_us(lambda: m._process([_Job(columns, 1000, np.full(1000, 0.25),
+        batched = cpu_us(lambda: m._process([Job(columns, 1000, np.full(1000, 0.25),
                                                    [new_prediction_id() for _ in range(1000)], time.time())]), 1000)
         rows.append([label, round(enqueue, 1), round(one_by_one, 1), round(batched, 1)])
     return rows

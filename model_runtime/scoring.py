@@ -175,6 +175,13 @@ class RiskModel:
         """Contract features given in a request that this model does not use."""
         return [k for k, v in record.items() if v is not None and k not in self._used]
 
+    def probabilities(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated risks of a model matrix. From the margin in every mode, so a lean answer equals a
+        full one and the shadow challenger's risks are computed as its own answers would be."""
+        margin = self.booster.inplace_predict(X, predict_type="margin", missing=np.nan, validate_features=False)
+        raw = 1.0 / (1.0 + np.exp(-np.asarray(margin, dtype="float64")))
+        return apply_calibration(raw, self.metadata.get("calibration"))
+
     def score_arrays(self, columns: Mapping[str, Any], n: int, X: np.ndarray | None = None,
                      explain: bool = True) -> "Scored":
         """n patients given as a dict of columns (X: their model matrix, if known), scored into
@@ -182,10 +189,7 @@ class RiskModel:
         `explain=False` computes probabilities and bands only (no explanations, scores or missing
         inputs). Coarse inputs must already be derived (`derive`)."""
         X = encode_array(columns, self.features) if X is None else X
-        # The probability comes from the margin in both modes, so a lean answer equals a full one.
-        margin = self.booster.inplace_predict(X, predict_type="margin", missing=np.nan, validate_features=False)
-        raw = 1.0 / (1.0 + np.exp(-np.asarray(margin, dtype="float64")))
-        p = apply_calibration(raw, self.metadata.get("calibration"))
+        p = self.probabilities(X)
         band = np.where(p < self.settings.band_low_below, "low",
                         np.where(p >= self.settings.band_high_from, "high", "intermediate"))
         if not explain:

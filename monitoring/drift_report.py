@@ -48,7 +48,8 @@ def summary_from_file(data: Path, risk: "RiskModel", thresholds: pr.DriftThresho
     loaded model (the command line loads it from the BentoML store)."""
     import pandas as pd
 
-    from monitoring.monitor import MonitorSettings, bands_of, probabilities
+    from monitoring.monitor import bands_of, probabilities
+    from monitoring.settings import MonitorSettings
 
     identity = risk.identity
     profile = risk.metadata.get("reference_profile")

@@ -18,21 +18,38 @@ import os
 import queue
 import threading
 import time
-import uuid
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-import bentoml
 import numpy as np
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from feature_store.encoding import encode_array
 from monitoring import profile as pr
-from model_runtime.calibration import apply_calibration
-from feature_store.settings import DataSettings
+from monitoring.metrics import (
+    DRIFT,
+    DRIFT_THRESHOLD,
+    DROPPED,
+    LIVE,
+    MISSING_SHARE,
+    MODEL_INFO,
+    OUTCOMES,
+    PSI,
+    REF_MISSING_SHARE,
+    REJECTIONS,
+    SCORE_PSI,
+    SCORE_QUANTILE,
+    SHADOW,
+    SHADOW_DIFF,
+    SHADOW_FAILED,
+    WINDOW_BAND,
+    WINDOW_BIN,
+    WINDOW_PATIENTS,
+    WINDOW_SCORE,
+    WINDOW_SHADOW,
+    WINDOW_SHADOW_DIFF,
+)
 from monitoring.outcomes import OutcomeStore, performance
+from monitoring.settings import MonitorSettings
+from monitoring.windows import BatchIds, Window, Job, merge_jobs
 
 logger = logging.getLogger("pverisk.monitor")
 
@@ -40,197 +57,14 @@ BANDS = ("low", "intermediate", "high")
 QUANTILES = pr.SCORE_QUANTILES
 
 
-def _default_store() -> Path:
-    return DataSettings().data_dir / "monitoring" / "predictions.db"
-
-
-class MonitorSettings(BaseSettings):
-    """PVERISK_MONITOR_*: drift windows, thresholds that alerting uses, shadow mode, outcome store."""
-
-    model_config = SettingsConfigDict(env_prefix="PVERISK_MONITOR_")
-    enabled: bool = True
-    # Rolling window of inputs and scores: this many seconds, kept in `window_slots` time slots
-    # (the oldest slot drops out whole).
-    window_seconds: float = Field(86_400, gt=0)
-    window_slots: int = Field(24, ge=1, le=1440)
-    # How often derived values (PSI, quantiles, drift flags) are recomputed and published.
-    refresh_seconds: float = Field(2.0, gt=0)
-    # Drift flag: PSI above this, or the missing share moved by more than this, once the window
-    # holds at least `drift_min_patients` (PSI of small samples is biased upwards: ~bins/n).
-    psi_threshold: float = Field(0.2, gt=0)
-    missing_share_threshold: float = Field(0.15, gt=0, le=1)
-    drift_min_patients: int = Field(100, ge=1)
-    # Shadow mode: also score every request with the imported challenger, after answering.
-    shadow: bool = False
-    # Pinned challenger tag; default: the newest imported model labelled `challenger`.
-    challenger_tag: str | None = None
-    # The prediction-outcome link (SQLite); a git-ignored data folder by default.
-    store: Path = Field(default_factory=_default_store)
-    store_retention_days: float = Field(730, gt=0)
-    # Live performance over the most recent predictions with an outcome.
-    performance_window: int = Field(500, ge=10)
-    # Requests waiting for the monitor beyond this are not monitored (counted): the service keeps answering.
-    max_pending: int = Field(10_000, ge=10)
-
-
-MODEL = ["model_name", "model_version"]
-MODEL_INFO = bentoml.metrics.Gauge(
-    name="pverisk_model_info", documentation="The served model (role=serving) and the shadow challenger "
-    "(role=shadow): 1 per live version, with its alias and BentoML tag",
-    labelnames=[*MODEL, "alias", "role", "bento_tag", "data_kind"], multiprocess_mode="livemax")
-WINDOW_PATIENTS = bentoml.metrics.Gauge(
-    name="pverisk_window_patients", documentation="Patients scored in the rolling window",
-    labelnames=MODEL, multiprocess_mode="livesum")
-WINDOW_BIN = bentoml.metrics.Gauge(
-    name="pverisk_window_feature_bin_patients", documentation="Patients per input bin (reference bins) in the "
-    "rolling window", labelnames=[*MODEL, "feature", "bin"], multiprocess_mode="livesum")
-WINDOW_SCORE = bentoml.metrics.Gauge(
-    name="pverisk_window_score_bin_patients", documentation="Patients per score bin of width 0.01 (label: lower "
-    "edge) in the rolling window", labelnames=[*MODEL, "bin"], multiprocess_mode="livesum")
-WINDOW_BAND = bentoml.metrics.Gauge(
-    name="pverisk_window_risk_band_patients", documentation="Patients per risk band in the rolling window",
-    labelnames=[*MODEL, "risk_band"], multiprocess_mode="livesum")
-PSI = bentoml.metrics.Gauge(
-    name="pverisk_feature_psi", documentation="Population stability index of an input, rolling window vs the "
-    "training reference (value bins and a missing bin)", labelnames=[*MODEL, "feature"],
-    multiprocess_mode="livemostrecent")
-MISSING_SHARE = bentoml.metrics.Gauge(
-    name="pverisk_feature_missing_share", documentation="Share of patients without this input, rolling window",
-    labelnames=[*MODEL, "feature"], multiprocess_mode="livemostrecent")
-REF_MISSING_SHARE = bentoml.metrics.Gauge(
-    name="pverisk_feature_reference_missing_share", documentation="Share without this input in the training "
-    "reference", labelnames=[*MODEL, "feature"], multiprocess_mode="livemostrecent")
-DRIFT = bentoml.metrics.Gauge(
-    name="pverisk_feature_drift", documentation="1 when the input drifted beyond the configured thresholds "
-    "(PSI or missing share, with enough patients in the window); 0 otherwise", labelnames=[*MODEL, "feature"],
-    multiprocess_mode="livemostrecent")
-DRIFT_THRESHOLD = bentoml.metrics.Gauge(
-    name="pverisk_drift_threshold", documentation="Configured drift thresholds (psi, missing_share, min_patients)",
-    labelnames=[*MODEL, "threshold"], multiprocess_mode="livemostrecent")
-SCORE_PSI = bentoml.metrics.Gauge(
-    name="pverisk_score_psi", documentation="PSI of the risk score, rolling window vs held-out training scores "
-    "(reference deciles)", labelnames=MODEL, multiprocess_mode="livemostrecent")
-SCORE_QUANTILE = bentoml.metrics.Gauge(
-    name="pverisk_window_score_quantile", documentation="Quantiles of the risk score in the rolling window "
-    "(to within 0.01)", labelnames=[*MODEL, "quantile"], multiprocess_mode="livemostrecent")
-REJECTIONS = bentoml.metrics.Counter(
-    name="pverisk_validation_rejections_total", documentation="Requests (or batch rows) rejected by "
-    "validation, by endpoint and field", labelnames=[*MODEL, "endpoint", "field"])
-SHADOW = bentoml.metrics.Counter(
-    name="pverisk_shadow_predictions_total", documentation="Patients scored by the shadow challenger, by change "
-    "of risk band against the champion (same, up, down)",
-    labelnames=[*MODEL, "challenger_version", "band_change"])
-SHADOW_FAILED = bentoml.metrics.Counter(
-    name="pverisk_shadow_failed_total", documentation="Patients the challenger could not score (its own "
-    "required inputs absent)", labelnames=[*MODEL, "challenger_version"])
-# Absolute differences: a histogram's _sum must only grow (Prometheus reads a fall as a counter reset);
-# the signed mean difference is a window gauge below.
-SHADOW_DIFF = bentoml.metrics.Histogram(
-    name="pverisk_shadow_abs_score_difference", documentation="|challenger - champion| risk, per patient",
-    labelnames=[*MODEL, "challenger_version"], buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, float("inf")))
-WINDOW_SHADOW = bentoml.metrics.Gauge(
-    name="pverisk_window_shadow_patients", documentation="Patients scored by the shadow challenger in the "
-    "rolling window", labelnames=MODEL, multiprocess_mode="livesum")
-WINDOW_SHADOW_DIFF = bentoml.metrics.Gauge(
-    name="pverisk_window_shadow_score_difference_sum", documentation="Sum of challenger minus champion risk in "
-    "the rolling window (divide by pverisk_window_shadow_patients for the mean)", labelnames=MODEL,
-    multiprocess_mode="livesum")
-DROPPED = bentoml.metrics.Counter(
-    name="pverisk_monitor_dropped_total", documentation="Patients not monitored because the monitor fell "
-    "behind (the answers were served)", labelnames=MODEL)
-OUTCOMES = bentoml.metrics.Counter(
-    name="pverisk_outcomes_recorded_total", documentation="Observed outcomes recorded by prediction id",
-    labelnames=["result"])
-LIVE = bentoml.metrics.Gauge(
-    name="pverisk_live_performance", documentation="Live performance over the most recent predictions with "
-    "an observed outcome: auroc, calibration_in_the_large (observed minus expected rate), brier, n, events",
-    labelnames=[*MODEL, "alias", "metric"], multiprocess_mode="livemostrecent")
-
-
-def new_prediction_id() -> str:
-    return uuid.uuid4().hex
-
-
-class BatchIds(list):  # type: ignore[type-arg]
-    """A batch call's prediction ids, `<batch_id>-<index>`: the outcome store keeps them as one row."""
-
-    batch_id: str
-    positions: np.ndarray  # the scored patients' indexes in the request
-    size: int  # patients in the request, scored or not
-
-
-def batch_prediction_ids(index: Sequence[int] | np.ndarray, size: int) -> list[str]:
-    """One random id per batch call, each scored patient's index in the request after it (an
-    invalid patient skipped leaves a gap, never shifts the others)."""
-    base = uuid.uuid4().hex
-    positions = np.asarray(index, dtype=np.int64)
-    ids = BatchIds(f"{base}-{i}" for i in positions.tolist())
-    ids.batch_id, ids.positions, ids.size = base, positions, int(size)
-    return ids
-
-
 def probabilities(risk: Any, X: np.ndarray) -> np.ndarray:
     """Calibrated risks only (no explanations): what the shadow challenger needs."""
-    raw = risk.booster.inplace_predict(X, missing=np.nan, validate_features=False)
-    return apply_calibration(np.asarray(raw, dtype=float), risk.metadata.get("calibration"))
+    return risk.probabilities(X)
 
 
 def bands_of(p: np.ndarray, low_below: float, high_from: float) -> np.ndarray:
     """0 low, 1 intermediate, 2 high."""
     return (p >= low_below).astype(np.int64) + (p >= high_from).astype(np.int64)
-
-
-@dataclass
-class _Job:
-    columns: Mapping[str, Any]  # request columns (fine and coarse inputs as sent), the scored rows only
-    n: int
-    probs: Any
-    ids: list[str]
-    at: float
-    X: np.ndarray | None = None  # the champion's model matrix of these rows, when the request path has it
-
-    def take(self) -> "_Job":
-        """The columns as arrays (in the background thread)."""
-        cols = {k: _array(v) for k, v in self.columns.items()}
-        return _Job(cols, self.n, np.asarray(self.probs, dtype=float), self.ids, self.at, X=self.X)
-
-
-def _array(values: Any) -> np.ndarray:
-    # a float column stays one: encoding it again as objects cost more than the rest of a batch's monitoring
-    return values.reshape(-1) if isinstance(values, np.ndarray) else np.asarray(values, dtype=object).reshape(-1)
-
-
-def _merge(jobs: list[_Job]) -> dict[str, np.ndarray]:
-    """Concatenate the jobs' columns (absent in a job: missing)."""
-    keys = {k for j in jobs for k in j.columns}
-    out = {}
-    for k in keys:
-        parts = [_array(j.columns[k]) if k in j.columns else np.full(j.n, None, dtype=object) for j in jobs]
-        out[k] = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    return out
-
-
-class Window:
-    """Counts in time slots; the window is the sum of the slots younger than window_seconds."""
-
-    def __init__(self, size: int, seconds: float, slots: int) -> None:
-        self.slot_seconds = seconds / slots
-        self.slots = slots
-        self.counts = np.zeros((slots, size))
-        self.ids = np.full(slots, -1, dtype=np.int64)
-
-    def add(self, counts: np.ndarray, now: float) -> None:
-        sid = int(now // self.slot_seconds)
-        pos = sid % self.slots
-        if self.ids[pos] != sid:
-            self.counts[pos] = 0
-            self.ids[pos] = sid
-        self.counts[pos] += counts
-
-    def total(self, now: float) -> np.ndarray:
-        sid = int(now // self.slot_seconds)
-        live = self.ids > sid - self.slots
-        return self.counts[live].sum(axis=0)
 
 
 class Monitor:
@@ -281,7 +115,7 @@ class Monitor:
             DROPPED.labels(**self.labels).inc(n)
             return
         self._pending += 1  # approximate under threads; a bound, not an accounting
-        self._queue.put(_Job(columns, n, probs, ids, time.time(), X))
+        self._queue.put(Job(columns, n, probs, ids, time.time(), X))
 
     def rejected(self, endpoint: str, fields: list[str]) -> None:
         for field in fields:
@@ -326,7 +160,7 @@ class Monitor:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            jobs = [i for i in items if isinstance(i, _Job)]
+            jobs = [i for i in items if isinstance(i, Job)]
             events = [i for i in items if isinstance(i, threading.Event)]
             try:
                 if jobs:
@@ -341,9 +175,9 @@ class Monitor:
                 e.set()
 
     # ---- background work ----------------------------------------------------------------
-    def _process(self, jobs: list[_Job]) -> None:
+    def _process(self, jobs: list[Job]) -> None:
         jobs = [j.take() for j in jobs]
-        columns = _merge(jobs)
+        columns = merge_jobs(jobs)
         probs = np.concatenate([j.probs for j in jobs])
         ids = [i for j in jobs for i in j.ids]
         at = np.concatenate([np.full(j.n, j.at) for j in jobs])
@@ -369,7 +203,7 @@ class Monitor:
         if self.store is not None:
             self._store(jobs, models, ids, at)
 
-    def _store(self, jobs: list[_Job], models: list[tuple[Any, np.ndarray]], ids: list[str], at: np.ndarray) -> None:
+    def _store(self, jobs: list[Job], models: list[tuple[Any, np.ndarray]], ids: list[str], at: np.ndarray) -> None:
         """The outcome link: a batch call as one row per model, single predictions row by row."""
         rows, start = [], 0
         for j in jobs:
@@ -561,59 +395,3 @@ def _score_label(k: int) -> str:
     return f"{k / pr.SCORE_FINE_BINS:.2f}"
 
 
-def rejected_fields(status: int, body: bytes) -> list[str]:
-    """Fields named in one of our 400 bodies (pydantic `loc`, our `field`, batch rows' errors)."""
-    import orjson
-
-    if status != 400:
-        return []
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return ["body"]
-    if not isinstance(doc, dict):
-        return ["body"]
-    fields: list[str] = []
-    for d in doc.get("detail") or []:
-        if isinstance(d, dict):
-            loc = d.get("loc")
-            fields.append(str(d.get("field") or (loc[-1] if isinstance(loc, list) and loc else "body")))
-    for row in doc.get("invalid") or []:
-        for e in (row.get("errors") or []) if isinstance(row, dict) else []:
-            fields.append(str(e.get("field", "body")))
-    for e in doc.get("column_errors") or []:  # the columnar route's whole-column problems
-        if isinstance(e, dict):
-            fields.append(str(e.get("field", "body")))
-    return fields or ["body"]
-
-
-class RejectionMiddleware:
-    """Counts validation rejections by field from the 400 answers of the prediction routes (pydantic
-    rejects a request before our code runs, so the answer is where the field is named)."""
-
-    ROUTES = {"/v1/predict": "predict", "/v1/predict/batch": "batch", "/v1/predict/columns": "columns"}
-
-    def __init__(self, app: Any, labels: Mapping[str, str]) -> None:
-        self.app = app
-        self.labels = dict(labels)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        endpoint = self.ROUTES.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if endpoint is None:
-            await self.app(scope, receive, send)
-            return
-        status = 0
-        chunks: list[bytes] = []
-
-        async def watch(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body" and status == 400:
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    for field in rejected_fields(status, b"".join(chunks)):
-                        REJECTIONS.labels(**self.labels, endpoint=endpoint, field=field).inc()
-            await send(message)
-
-        await self.app(scope, receive, watch)

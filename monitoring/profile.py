@@ -5,7 +5,7 @@ on its held-out scores; the profile travels with the model (MLmodel metadata). T
 bins live requests with the same bins and compares counts: only aggregate counts exist on
 either side, never a patient's value.
 
-Everything works on the encoded model matrix (`contract.encode_array`), so training, the
+Everything works on the encoded model matrix (`feature_store.encoding.encode_array`), so training, the
 service and the drift report bin exactly the same representation, whole batches at a time.
 """
 

@@ -46,6 +46,9 @@ from ehr.fhir_out import risk_assessment  # noqa: E402
 from serving.model_check import check_stored_model  # noqa: E402
 from serving.import_model import newest_champion_tag  # noqa: E402
 from monitoring import monitor as mon  # noqa: E402
+from monitoring.rejections import RejectionMiddleware  # noqa: E402
+from monitoring.settings import MonitorSettings  # noqa: E402
+from monitoring.windows import batch_prediction_ids, new_prediction_id  # noqa: E402
 from model_runtime.scoring import CoarseConflict, MissingRequired, RiskModel, served_inputs  # noqa: E402
 from feature_store.scores import SCORE_NOTES  # noqa: E402
 from ehr.cds_models import discovery  # noqa: E402
@@ -226,7 +229,7 @@ async def predict_columns(request: StarletteRequest) -> Response:
     body = await request.body()
     ans = await run_in_threadpool(columnar.answer, body, request.headers.get("content-type"),
                                   request.headers.get("accept"), request.query_params, risk, SERVED.accepted,
-                                  SERVED.used, svc.settings.max_columnar_rows, mon.batch_prediction_ids)
+                                  SERVED.used, svc.settings.max_columnar_rows, batch_prediction_ids)
     if ans.n_invalid:
         REJECTED.labels(risk.identity.version, "columns").inc(ans.n_invalid)
     if ans.scored is not None:
@@ -302,7 +305,7 @@ class PVERisk:
 
     def _start_monitor(self, risk: RiskModel) -> "mon.Monitor":
         """Drift windows, the shadow challenger (if on and imported) and the outcome link."""
-        settings = mon.MonitorSettings()
+        settings = MonitorSettings()
         challenger = None
         tag = find_challenger(settings.challenger_tag) if settings.shadow and settings.enabled else None
         if settings.shadow and settings.enabled and tag is None:
@@ -336,7 +339,7 @@ class PVERisk:
             ctx.response.status_code = 400
             return JSONResponse({"error": "contradictory inputs", "detail": [  # type: ignore[return-value]
                 {"field": name, "problem": p} for name, p in zip(exc.conflicts, exc.problems())]}, status_code=400)
-        out["prediction_id"] = pid = mon.new_prediction_id()
+        out["prediction_id"] = pid = new_prediction_id()
         if ctx.request.query_params.get("format") == "fhir":
             out["fhir_risk_assessment"] = risk_assessment(out)
         self.monitor.observe({k: [v] for k, v in patient.items()}, 1, [out["probability"]], [pid])  # type: ignore[union-attr]
@@ -375,7 +378,7 @@ class PVERisk:
                          "(send partial=true to score the valid ones)",
                 "invalid": [{"index": i, "errors": problems[i]} for i in invalid]}, status_code=400)
         valid = checked.valid
-        ids = mon.batch_prediction_ids(valid, n)
+        ids = batch_prediction_ids(valid, n)
         scored = risk.score_arrays(checked.columns, len(valid), explain=output == "full") if len(valid) else None
         rows: list[dict[str, Any]] = [] if scored is None else risk.records(
             scored, checked.columns, len(valid), lead={"index": valid.tolist(), "prediction_id": ids})
@@ -403,7 +406,7 @@ class PVERisk:
         risk = self._model()
         status, body = predict_bundle(bundle, risk, self.ehr_settings, ctx.request.query_params.get("decision_date"))
         if status == 200:
-            body["prediction_id"] = pid = mon.new_prediction_id()
+            body["prediction_id"] = pid = new_prediction_id()
             self.monitor.observe({k: [v] for k, v in body["inputs"].items()}, 1, [body["probability"]], [pid])  # type: ignore[union-attr]
             PREDICTIONS.labels(risk.identity.name, risk.identity.version, "fhir", body["risk_band"]).inc()
         ctx.response.status_code = status  # with a Context parameter BentoML takes the status from it
@@ -472,6 +475,6 @@ PVERisk.add_asgi_middleware(GuardMiddleware, present_openapi=present_openapi)
 # feature store, then validated and scored as an explicit request (serving/online.py; Feast loads lazily).
 PVERisk.add_asgi_middleware(PatientLookupMiddleware, model=_IDENTITY["name"], version=_IDENTITY["version"],
                             features=SERVED.features)
-PVERisk.add_asgi_middleware(mon.RejectionMiddleware, labels={"model_name": _IDENTITY["name"],
+PVERisk.add_asgi_middleware(RejectionMiddleware, labels={"model_name": _IDENTITY["name"],
                                                                "model_version": _IDENTITY["version"]})
 quiet_client_error_logs()

@@ -7,7 +7,7 @@ import sqlite3
 
 import numpy as np
 
-from monitoring.monitor import BatchIds, batch_prediction_ids
+from monitoring.windows import BatchIds, batch_prediction_ids
 from monitoring.outcomes import OutcomeStore
 
 

@@ -9,7 +9,8 @@ from feature_store import contract as c
 from feature_store.encoding import encode_array, encode_record
 from monitoring import profile as pr
 from feature_store.simulate import simulate_cohort
-from monitoring.monitor import Window, rejected_fields
+from monitoring.rejections import rejected_fields
+from monitoring.windows import Window
 from monitoring.outcomes import auroc, performance
 
 FEATURES = c.fine_feature_names()
