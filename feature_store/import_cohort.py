@@ -17,136 +17,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from feature_store import contract as c
 from feature_store.coarse import derive_coarse
+from feature_store.mapping import ColumnMap, Mapping, load_mapping
 from feature_store.simulate import conform
-from feature_store.study import StudyDesign, write_with_design
+from feature_store.study import write_with_design
 from feature_store.units import UNIT_FACTORS
 from feature_store.validate import Problem, validate_frame
 
 DAYS_PER_MONTH = 365.25 / 12
-
-
-class ColumnMap(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    source: str | None = None
-    unit: str | None = None
-    missing_values: list[Any] = Field(default_factory=list)
-    recode: dict[Any, Any] = Field(default_factory=dict)
-    # Dates instead of an interval: months (or weeks) between two date columns.
-    months_between: tuple[str, str] | None = None
-    weeks_between: tuple[str, str] | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "ColumnMap":
-        given = [x for x in (self.source, self.months_between, self.weeks_between) if x is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of source, months_between, weeks_between")
-        return self
-
-    def source_columns(self) -> list[str]:
-        return [self.source] if self.source else list(self.months_between or self.weeks_between or ())
-
-
-class Mapping(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    delimiter: str = ","
-    sheet: str | int | None = None
-    missing_values: list[Any] = Field(default_factory=lambda: ["", "NA", "N/A", "n/a", "-999", "-99", "."])
-    id_column: str | None = None
-    decision_date: str | None = None
-    outcome_date: str | None = None
-    date_format: str | None = None
-    # Kept for older mappings; the study block's progression_definition is the place for it.
-    progression_definition: str | None = None
-    study: StudyDesign | None = None
-    # None: patients to score (`pverisk score`), not a cohort to train on (training refuses it).
-    outcome: ColumnMap | None = None
-    non_resection_reason: ColumnMap | None = None
-    columns: dict[str, ColumnMap] = Field(default_factory=dict)
-    # Contract features this registry did not record: absent from the cohort, never invented.
-    not_collected: list[str] = Field(default_factory=list)
-    # Clinical scores the registry recorded itself (fong_crs, game_score, m_crs,
-    # tumour_burden_score, or a local score's name): baselines, never inputs.
-    scores: dict[str, ColumnMap] = Field(default_factory=dict)
-    # Date columns of each source's records (contract source groups: laboratory, imaging, ...): the
-    # feature store dates each record by them (point-in-time training). Absent: the decision date.
-    record_dates: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _targets_known(self) -> "Mapping":
-        unknown = [t for t in [*self.columns, *self.not_collected] if t not in c.BY_NAME]
-        if unknown:
-            raise ValueError(f"not features of the contract: {', '.join(unknown)} "
-                             "(see feature_store/DATA_DICTIONARY.md for the names)")
-        both = [t for t in self.not_collected if t in self.columns]
-        if both:
-            raise ValueError(f"both mapped under `columns` and listed as `not_collected`: {', '.join(both)}")
-        for target, cm in self.columns.items():
-            unit = c.BY_NAME[target].unit
-            if cm.unit is not None and (unit, cm.unit) not in UNIT_FACTORS:
-                known = sorted(s for t, s in UNIT_FACTORS if t == unit)
-                raise ValueError(f"columns.{target}.unit: no conversion from {cm.unit!r} to {unit!r}; known: {known}")
-        unknown_sources = [g for g in self.record_dates if g not in c.SOURCE_GROUPS]
-        if unknown_sources:
-            raise ValueError(f"record_dates: not source groups of the contract: {', '.join(unknown_sources)}; "
-                             f"known: {', '.join(c.SOURCE_GROUPS)}")
-        bad_scores = [k for k in self.scores if not k.replace("_", "").isalnum()]
-        if bad_scores:
-            raise ValueError(f"scores: names must be letters, digits and underscores: {', '.join(bad_scores)}")
-        if self.progression_definition is not None:
-            if self.progression_definition not in c.PROGRESSION_DEFINITIONS:
-                raise ValueError(f"progression_definition must be one of {', '.join(c.PROGRESSION_DEFINITIONS)}")
-            design = self.study or StudyDesign()
-            if design.progression_definition not in (None, self.progression_definition):
-                raise ValueError("progression_definition differs from study.progression_definition")
-            self.study = design.model_copy(update={"progression_definition": self.progression_definition})
-        return self
-
-    def design(self) -> StudyDesign | None:
-        return self.study
-
-
-class MappingError(ValueError):
-    """The mapping file is wrong: each problem names the mapping key, in plain words."""
-
-    def __init__(self, path: Path, problems: list[str]):
-        self.problems = problems
-        super().__init__(f"mapping {path}: " + "; ".join(problems))
-
-
-def _plain_error(e: dict[str, Any]) -> str:
-    where = ".".join(str(x) for x in e["loc"]) or "(top level)"
-    kind = e["type"]
-    if kind == "missing":
-        return f"`{where}` is required but not given"
-    if kind == "extra_forbidden":
-        return f"`{where}` is not a mapping key we know (check its spelling and indentation)"
-    if kind in ("model_type", "dict_type"):
-        return f"`{where}` should be a block of keys (for a column: `{{source: COLUMN}}`)"
-    if kind == "literal_error":
-        return f"`{where}`: {e['msg'].replace('Input should be', 'should be')}"
-    msg = e["msg"].removeprefix("Value error, ")
-    return f"`{where}`: {msg}"
-
-
-def load_mapping(path: Path) -> Mapping:
-    """Read and check a mapping; MappingError names every wrong key in plain words."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise MappingError(path, [f"not valid YAML{where}"]) from None
-    if not isinstance(raw, dict):
-        raise MappingError(path, ["the file should hold mapping keys (outcome, columns, ...), not a list or text"])
-    try:
-        return Mapping.model_validate(raw)
-    except ValidationError as exc:
-        raise MappingError(path, [_plain_error(e) for e in exc.errors(include_input=False)]) from None
 
 
 @dataclass
@@ -236,60 +116,23 @@ def _sniff_hint(raw: pd.DataFrame, mapping: Mapping) -> str:
 
 def map_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, list[Problem]]:
     """Rename, recode, convert units and blank sentinels; report missing source columns."""
-    problems: list[Problem] = []
-    present = set(map(str, raw.columns))
-    hint = _sniff_hint(raw, mapping)
     wanted: list[tuple[str, ColumnMap]] = [*([(c.OUTCOME, mapping.outcome)] if mapping.outcome else []),
                                            *mapping.columns.items(),
                                            *[(c.RECORDED_SCORE_PREFIX + k, v) for k, v in mapping.scores.items()]]
     if mapping.non_resection_reason is not None:
         wanted.append((c.NON_RESECTION_REASON, mapping.non_resection_reason))
-    for target, cm in wanted:
-        for src in cm.source_columns():
-            if src not in present:
-                problems.append(Problem(None, target, None, f"source column {src!r} not in the file{hint}"))
-    for meta, src in ((c.PATIENT_ID, mapping.id_column), (c.EVENT_TIMESTAMP, mapping.decision_date),
-                      (c.OUTCOME_DATE, mapping.outcome_date)):
-        if src and src not in present:
-            problems.append(Problem(None, meta, None, f"source column {src!r} not in the file{hint}"))
+    problems = _absent_sources(raw, mapping, wanted)
     if problems:
         return pd.DataFrame(index=raw.index), problems
-
     global_missing = {_norm(v) for v in mapping.missing_values}
     out = pd.DataFrame(index=raw.index)
     for target, cm in wanted:
         sentinels = global_missing | {_norm(v) for v in cm.missing_values}
         if cm.source:
-            col = raw[cm.source].astype("object").map(lambda v: None if v is None or _norm(v) in sentinels else v)
-            if cm.recode:
-                recode = {_norm(k): v for k, v in cm.recode.items()}
-                # unknown codes are kept as written so validation reports them
-                col = col.map(lambda v: recode.get(_norm(v), v) if v is not None else None)
-            if cm.unit is not None and target in c.BY_NAME:
-                factor = UNIT_FACTORS[(c.BY_NAME[target].unit, cm.unit)]
-                num = pd.to_numeric(col, errors="coerce")
-                converted = (num * factor).astype("object")
-                # non-numbers pass through unchanged for the validator to name
-                col = converted.where(num.notna(), col)
-            out[target] = col
+            out[target] = _mapped_column(raw[cm.source], target, cm, sentinels)
         else:
-            a, b = cm.months_between or cm.weeks_between  # type: ignore[misc]
-            start = pd.to_datetime(raw[a].where(~raw[a].map(_norm).isin(sentinels)), errors="coerce",
-                                   format=mapping.date_format)
-            end = pd.to_datetime(raw[b].where(~raw[b].map(_norm).isin(sentinels)), errors="coerce",
-                                 format=mapping.date_format)
-            for col, parsed in ((a, start), (b, end)):
-                given = ~raw[col].map(_norm).isin(sentinels).to_numpy() & raw[col].notna().to_numpy()
-                bad = given & parsed.isna().to_numpy()
-                fmt = f" with date_format {mapping.date_format!r}" if mapping.date_format else ""
-                if bad.any() and bad.sum() == given.sum():  # the format, not the rows, is wrong
-                    problems.append(Problem(None, target, None, f"none of the dates in {col!r} parse{fmt}: "
-                                                                "check `date_format` in the mapping"))
-                else:
-                    problems += [Problem(int(i) + 1, target, str(raw[col].iloc[i])[:40],
-                                         f"{col}: not a date{fmt}") for i in np.flatnonzero(bad)]
-            days = (end - start).dt.days.astype("float64")
-            out[target] = (days / DAYS_PER_MONTH).round(1) if cm.months_between else (days / 7).round(1)
+            out[target], bad_dates = _interval(raw, target, cm, sentinels, mapping.date_format)
+            problems += bad_dates
     if mapping.id_column:
         out[c.PATIENT_ID] = raw[mapping.id_column].astype("string")
     dated = [(c.EVENT_TIMESTAMP, mapping.decision_date), (c.OUTCOME_DATE, mapping.outcome_date),
@@ -301,6 +144,59 @@ def map_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, list
             problems += [Problem(int(i) + 1, meta, str(raw[src].iloc[i])[:40], "not a date") for i in np.flatnonzero(bad)]
             out[meta] = dates
     return out, problems
+
+
+def _absent_sources(raw: pd.DataFrame, mapping: Mapping, wanted: list[tuple[str, ColumnMap]]) -> list[Problem]:
+    """A whole-column problem for every source column the mapping names and the file lacks."""
+    problems: list[Problem] = []
+    present = set(map(str, raw.columns))
+    hint = _sniff_hint(raw, mapping)
+    for target, cm in wanted:
+        for src in cm.source_columns():
+            if src not in present:
+                problems.append(Problem(None, target, None, f"source column {src!r} not in the file{hint}"))
+    for meta, src in ((c.PATIENT_ID, mapping.id_column), (c.EVENT_TIMESTAMP, mapping.decision_date),
+                      (c.OUTCOME_DATE, mapping.outcome_date)):
+        if src and src not in present:
+            problems.append(Problem(None, meta, None, f"source column {src!r} not in the file{hint}"))
+    return problems
+
+
+def _mapped_column(raw: pd.Series, target: str, cm: ColumnMap, sentinels: set[str]) -> pd.Series:
+    """One source column in contract terms: sentinels blanked, codes recoded, units converted."""
+    col = raw.astype("object").map(lambda v: None if v is None or _norm(v) in sentinels else v)
+    if cm.recode:
+        recode = {_norm(k): v for k, v in cm.recode.items()}
+        # unknown codes are kept as written so validation reports them
+        col = col.map(lambda v: recode.get(_norm(v), v) if v is not None else None)
+    if cm.unit is not None and target in c.BY_NAME:
+        factor = UNIT_FACTORS[(c.BY_NAME[target].unit, cm.unit)]
+        num = pd.to_numeric(col, errors="coerce")
+        converted = (num * factor).astype("object")
+        # non-numbers pass through unchanged for the validator to name
+        col = converted.where(num.notna(), col)
+    return col
+
+
+def _interval(raw: pd.DataFrame, target: str, cm: ColumnMap, sentinels: set[str], date_format: str | None
+              ) -> tuple[pd.Series, list[Problem]]:
+    """Months (or weeks) between two date columns, and the dates that do not parse."""
+    problems: list[Problem] = []
+    a, b = cm.months_between or cm.weeks_between  # type: ignore[misc]
+    start = pd.to_datetime(raw[a].where(~raw[a].map(_norm).isin(sentinels)), errors="coerce", format=date_format)
+    end = pd.to_datetime(raw[b].where(~raw[b].map(_norm).isin(sentinels)), errors="coerce", format=date_format)
+    for col, parsed in ((a, start), (b, end)):
+        given = ~raw[col].map(_norm).isin(sentinels).to_numpy() & raw[col].notna().to_numpy()
+        bad = given & parsed.isna().to_numpy()
+        fmt = f" with date_format {date_format!r}" if date_format else ""
+        if bad.any() and bad.sum() == given.sum():  # the format, not the rows, is wrong
+            problems.append(Problem(None, target, None, f"none of the dates in {col!r} parse{fmt}: "
+                                                        "check `date_format` in the mapping"))
+        else:
+            problems += [Problem(int(i) + 1, target, str(raw[col].iloc[i])[:40],
+                                 f"{col}: not a date{fmt}") for i in np.flatnonzero(bad)]
+    days = (end - start).dt.days.astype("float64")
+    return ((days / DAYS_PER_MONTH).round(1) if cm.months_between else (days / 7).round(1)), problems
 
 
 def _recorded_scores(frame: pd.DataFrame, rows: np.ndarray) -> tuple[pd.DataFrame, list[Problem]]:
@@ -422,28 +318,43 @@ def import_cohort(
         result.problems.append(Problem(None, "*", None, "the file has no data rows"))
         result.reason = "the file has no data rows"
     else:
-        mapped, problems = map_columns(raw, mapping)
-        result.problems += problems
-        whole = [p for p in problems if p.row is None]
-        if whole:
-            result.reason = (f"{whole[0].column}: {whole[0].rule} (a whole-column problem: dropping rows cannot "
-                             "fix it; fix the mapping or the export)")
-        else:
-            rows = np.arange(1, len(mapped) + 1)
-            cleaned, vproblems = validate_frame(mapped, names=result.features,
-                                                require_outcome=mapping.outcome is not None)
-            cleaned, sproblems = _recorded_scores(cleaned, rows)
-            result.problems += vproblems + sproblems + _non_resection(cleaned, rows) + _contradictions(cleaned, rows)
-            result.warnings += _unit_hints(mapped, cleaned, mapping, vproblems)
-            design = mapping.design()
-            if design and design.progression_definition:
-                cleaned[c.PROGRESSION_DEFINITION] = design.progression_definition
-            if c.PATIENT_ID not in cleaned:
-                cleaned[c.PATIENT_ID] = [f"ROW-{i + 1}" for i in range(len(cleaned))]
-            result.cohort = cleaned
+        _map_and_validate(raw, mapping, result)
     result.problems.sort(key=lambda p: (p.row if p.row is not None else 0, p.column))
-    column_level = [p for p in result.problems if p.row is None]
     bad = sorted({p.row for p in result.problems if p.row is not None})
+    _decide(result, bad, drop_invalid, max_drop)
+    if result.cohort is not None and result.reason is None:
+        _write(result, bad, out, mapping)
+    if report is not None:
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
+        Path(report).write_text(json.dumps(result.report(), indent=2))
+    return result
+
+
+def _map_and_validate(raw: pd.DataFrame, mapping: Mapping, result: ImportResult) -> None:
+    """The mapped, validated cohort on `result` (or the whole-column reason it cannot be had)."""
+    mapped, problems = map_columns(raw, mapping)
+    result.problems += problems
+    whole = [p for p in problems if p.row is None]
+    if whole:
+        result.reason = (f"{whole[0].column}: {whole[0].rule} (a whole-column problem: dropping rows cannot "
+                         "fix it; fix the mapping or the export)")
+        return
+    rows = np.arange(1, len(mapped) + 1)
+    cleaned, vproblems = validate_frame(mapped, names=result.features, require_outcome=mapping.outcome is not None)
+    cleaned, sproblems = _recorded_scores(cleaned, rows)
+    result.problems += vproblems + sproblems + _non_resection(cleaned, rows) + _contradictions(cleaned, rows)
+    result.warnings += _unit_hints(mapped, cleaned, mapping, vproblems)
+    design = mapping.design()
+    if design and design.progression_definition:
+        cleaned[c.PROGRESSION_DEFINITION] = design.progression_definition
+    if c.PATIENT_ID not in cleaned:
+        cleaned[c.PATIENT_ID] = [f"ROW-{i + 1}" for i in range(len(cleaned))]
+    result.cohort = cleaned
+
+
+def _decide(result: ImportResult, bad: list[int], drop_invalid: bool, max_drop: float) -> None:
+    """Why nothing can be written, if anything stops it (result.reason), and the dropped rows' split."""
+    column_level = [p for p in result.problems if p.row is None]
     if result.cohort is not None and column_level and result.reason is None:
         result.reason = "a whole column is wrong: dropping rows cannot fix it (fix the mapping or the export)"
     elif result.cohort is not None and bad and not drop_invalid:
@@ -459,22 +370,21 @@ def import_cohort(
                              f"than --max-drop {max_drop:.0%}: fix the mapping or the export first")
         elif len(bad) == result.rows_in:
             result.reason = "no valid rows left to write"
-    if result.cohort is not None and result.reason is None:
-        keep = np.ones(len(result.cohort), dtype=bool)
-        if bad:
-            keep[np.array(bad, dtype=int) - 1] = False
-            result.dropped_rows = bad
-        kept = result.cohort[keep]
-        if out is None:
-            result.reason = "no output file given"
-        else:
-            write_with_design(conform(kept.reset_index(drop=True)), Path(out), mapping.design(), {
-                "not_collected": result.not_collected, "unmapped": result.unmapped,
-                "recorded_scores": result.recorded_scores, "source_rows": result.rows_in,
-                "dropped_rows": len(bad), "has_outcome": mapping.outcome is not None})
-            result.written = Path(out)
-            result.cohort = kept
-    if report is not None:
-        Path(report).parent.mkdir(parents=True, exist_ok=True)
-        Path(report).write_text(json.dumps(result.report(), indent=2))
-    return result
+
+
+def _write(result: ImportResult, bad: list[int], out: Path | None, mapping: Mapping) -> None:
+    """The valid rows to Parquet with the study design and what the mapping said in its metadata."""
+    keep = np.ones(len(result.cohort), dtype=bool)  # type: ignore[arg-type]
+    if bad:
+        keep[np.array(bad, dtype=int) - 1] = False
+        result.dropped_rows = bad
+    kept = result.cohort[keep]  # type: ignore[index]
+    if out is None:
+        result.reason = "no output file given"
+        return
+    write_with_design(conform(kept.reset_index(drop=True)), Path(out), mapping.design(), {
+        "not_collected": result.not_collected, "unmapped": result.unmapped,
+        "recorded_scores": result.recorded_scores, "source_rows": result.rows_in,
+        "dropped_rows": len(bad), "has_outcome": mapping.outcome is not None})
+    result.written = Path(out)
+    result.cohort = kept

@@ -97,7 +97,8 @@ def import_cohort_cmd(
 ) -> None:
     """Import a real cohort: map columns and units onto the contract and validate every row."""
     from feature_store import contract as c
-    from feature_store.import_cohort import MappingError, import_cohort
+    from feature_store.import_cohort import import_cohort
+    from feature_store.mapping import MappingError
 
     try:
         result = import_cohort(source, mapping, out, drop_invalid=drop_invalid, max_drop=max_drop, report=report)

@@ -137,7 +137,7 @@ def test_unmapped_feature_is_absent_not_a_problem(tmp_path):
 
 
 def test_mapping_mistakes_are_named_in_plain_words(tmp_path):
-    from feature_store.import_cohort import MappingError
+    from feature_store.mapping import MappingError
 
     m = tmp_path / "m.yaml"
     m.write_text(MAPPING.replace("  sex: {source: Sex, recode: {1: male, 2: female}}", "  sex: Sex")
@@ -201,7 +201,7 @@ def test_cli_exit_code_table_and_report(tmp_path, mapping):
 
 
 def test_example_mapping_is_valid():
-    from feature_store.import_cohort import load_mapping
+    from feature_store.mapping import load_mapping
     m = load_mapping(Path(c.__file__).parent / "mapping_example.yaml")
     assert m.delimiter == ";" and "largest_metastasis_cm" in m.columns
 
