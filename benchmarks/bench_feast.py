@@ -44,14 +44,15 @@ def _redis() -> tuple[subprocess.Popen | None, int | None]:
 
 def _build(settings, cohort, models) -> dict[str, float]:  # type: ignore[no-untyped-def]
     from feature_store import feast_repo as fr
+    from feature_store import feast_data as fd
 
     t0 = time.perf_counter()
-    fr.apply(settings, models=models)
+    fd.apply(settings, models=models)
     t1 = time.perf_counter()
-    fr.ingest(cohort, settings)
+    fd.ingest(cohort, settings)
     t2 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        fr.materialize(fr.open_store(settings))
+        fd.materialize(fr.open_store(settings))
     t3 = time.perf_counter()
     return {"apply": t1 - t0, "ingest": t2 - t1, "materialize": t3 - t2}
 

@@ -68,7 +68,7 @@ class OnlineFeatures:
             logger.warning("opening the feature store failed: %s", type(exc).__name__)
 
     def lookup(self, patient_id: str) -> Any:
-        from feature_store.feast_repo import online_lookup
+        from feature_store.feast_data import online_lookup
 
         try:
             store, service = self._open()

@@ -30,7 +30,8 @@ def apply_cmd() -> None:
     """Write feature_store.yaml and register the entity, one view per source group and one feature
     service per registered model version (all generated from the contract)."""
     from feature_store import contract as c
-    from feature_store.feast_repo import apply, groups
+    from feature_store.feast_repo import groups
+    from feature_store.feast_data import apply
     from feature_store.feast_settings import FeastSettings
 
     settings = FeastSettings()
@@ -53,7 +54,8 @@ def ingest_file(data: Path, simulate_dates: bool | None = None, recent: bool = F
     import pandas as pd
 
     from feature_store import contract as c
-    from feature_store.feast_repo import RECORDED_AT_PREFIX, apply, ingest, remember_cohort
+    from feature_store.feast_repo import RECORDED_AT_PREFIX
+    from feature_store.feast_data import apply, ingest, remember_cohort
     from feature_store.feast_settings import FeastSettings
     from feature_store.simulate import simulate_record_dates
     from feature_store.study import read_cohort_metadata
@@ -110,7 +112,8 @@ def ingest_cmd(
 
 
 def materialize_all() -> dict[str, float]:
-    from feature_store.feast_repo import groups, materialize, open_store
+    from feature_store.feast_repo import groups, open_store
+    from feature_store.feast_data import materialize
     from feature_store.feast_settings import FeastSettings
 
     store = open_store(FeastSettings())
@@ -139,7 +142,7 @@ def training_set_cmd(
     out: Optional[Path] = typer.Option(None, help="Parquet to write (default under data/feast/training/)."),
 ) -> None:
     """Build the point-in-time training table for an entity file (what `pverisk train --entities` trains on)."""
-    from feature_store.feast_repo import training_cohort
+    from feature_store.feast_data import training_cohort
 
     with _progress() as progress:
         progress.add_task("point-in-time join", total=None)
@@ -149,7 +152,7 @@ def training_set_cmd(
 
 def point_in_time_cohort(entities: Path) -> Path:
     """`pverisk train --entities`: the training table from Feast's point-in-time join."""
-    from feature_store.feast_repo import training_cohort
+    from feature_store.feast_data import training_cohort
 
     with _progress() as progress:
         progress.add_task(f"point-in-time join for {entities.name}", total=None)
@@ -166,7 +169,7 @@ def demo_store(cohort: Path) -> str:
     """`make demo`: the simulated cohort's records into the store (dates made recent), materialized;
     returns a patient id to look up."""
     from feature_store import contract as c
-    from feature_store.feast_repo import apply
+    from feature_store.feast_data import apply
     from feature_store.feast_settings import FeastSettings
     from feature_store.tables import read_table
 

@@ -8,6 +8,7 @@ import pandas as pd
 
 from feature_store import contract as c
 from feature_store import feast_repo as fr
+from feature_store import feast_data as fd
 from feature_store.feast_settings import FeastSettings
 from feature_store.simulate import simulate_cohort, simulate_record_dates
 
@@ -28,7 +29,7 @@ def recent_cohort(n: int = 12, seed: int = 5, stale_labs: int = 1) -> pd.DataFra
 
 def build_store(repo: Path, models: list[fr.ModelVersion], cohort: pd.DataFrame, **settings: str) -> FeastSettings:
     s = FeastSettings(repo_dir=repo, **settings)
-    fr.apply(s, models=models)
-    fr.ingest(cohort, s)
-    fr.materialize(fr.open_store(s))
+    fd.apply(s, models=models)
+    fd.ingest(cohort, s)
+    fd.materialize(fr.open_store(s))
     return s

@@ -15,6 +15,7 @@ import pytest
 
 from feature_store import contract as c
 from feature_store import feast_repo as fr
+from feature_store import feast_data as fd
 from tests.feast_fixtures import build_store, recent_cohort
 from tests.servers import free_port
 
@@ -53,10 +54,10 @@ def test_redis_online_store_by_configuration(tmp_path, redis_port):
     settings = build_store(tmp_path, [MODEL], cohort, online_store="redis", redis=f"127.0.0.1:{redis_port}")
     store = fr.open_store(settings)
     svc = store.get_feature_service(fr.service_name(MODEL.name, MODEL.version))
-    got = fr.online_lookup(store, cohort[c.PATIENT_ID].iloc[2], svc)
+    got = fd.online_lookup(store, cohort[c.PATIENT_ID].iloc[2], svc)
     assert got.found and got.values["age_years"] == cohort["age_years"].iloc[2]
     assert got.values["n_liver_metastases"] == cohort["n_liver_metastases"].iloc[2]
-    assert not fr.online_lookup(store, "NOBODY", svc).found
+    assert not fd.online_lookup(store, "NOBODY", svc).found
     import redis
 
     assert redis.Redis(port=redis_port).dbsize() > 0  # the values really are in Redis, not SQLite
@@ -116,7 +117,7 @@ def test_postgres_registry_and_offline_store_by_configuration(tmp_path, postgres
     store = fr.open_store(settings)
     assert {v.name for v in store.list_feature_views()} == set(c.SOURCE_GROUPS)
     assert [s.name for s in store.list_feature_services()] == ["pve_progression_risk_v1"]
-    out = fr.historical_features(store, cohort[[c.PATIENT_ID, c.EVENT_TIMESTAMP, c.OUTCOME]], MODEL.features)
+    out = fd.historical_features(store, cohort[[c.PATIENT_ID, c.EVENT_TIMESTAMP, c.OUTCOME]], MODEL.features)
     assert len(out) == len(cohort)
     assert (out["age_years"].to_numpy() == cohort["age_years"].to_numpy()).all()
     assert pd.isna(out.loc[0, "cea_ng_ml"])  # labs older than the TTL: missing in PostgreSQL too

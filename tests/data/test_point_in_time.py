@@ -8,6 +8,7 @@ import pytest
 
 from feature_store import contract as c
 from feature_store import feast_repo as fr
+from feature_store import feast_data as fd
 from feature_store.feast_settings import FeastSettings
 
 LAB = "laboratory"
@@ -25,7 +26,7 @@ def _labs(rows):
 
 def test_lab_after_decision_not_used_and_older_than_ttl_missing(tmp_path, capsys):
     settings = FeastSettings(repo_dir=tmp_path / "feast")
-    fr.apply(settings, models=[])
+    fd.apply(settings, models=[])
     assert c.SOURCE_GROUPS[LAB].ttl_days == 30
     records = _labs([
         # P1: a CEA two weeks before the decision, and a higher one three days after it
@@ -37,11 +38,11 @@ def test_lab_after_decision_not_used_and_older_than_ttl_missing(tmp_path, capsys
         ("P3", "2023-06-01", 500.0, 2.5),
         ("P3", "2024-03-10", 12.0, 4.0),
     ])
-    fr.write_source(LAB, records, settings, replace=True)
+    fd.write_source(LAB, records, settings, replace=True)
     entities = pd.DataFrame({c.PATIENT_ID: ["P1", "P2", "P3"],
                              c.EVENT_TIMESTAMP: pd.to_datetime(["2024-03-15", "2024-03-15", "2024-03-15"]),
                              c.OUTCOME: [True, False, True]})
-    out = fr.historical_features(fr.open_store(settings), entities, ["cea_ng_ml", "albumin_g_dl"])
+    out = fd.historical_features(fr.open_store(settings), entities, ["cea_ng_ml", "albumin_g_dl"])
     shown = out[[c.PATIENT_ID, c.EVENT_TIMESTAMP, "cea_ng_ml", "albumin_g_dl"]]
     with capsys.disabled():
         print("\nlaboratory records (offline store):")
@@ -72,20 +73,20 @@ def test_one_stale_source_blanks_only_that_source(tmp_path, capsys):
     """Found by the new-user trial: a stale (or post-decision) lab emptied the patient's whole row,
     age and imaging included, so 13% of a cohort trained as blank patients. Only the labs go missing."""
     settings = FeastSettings(repo_dir=tmp_path / "feast")
-    fr.apply(settings, models=[])
-    fr.write_source(LAB, _labs([("P1", "2024-03-18", 95.0, 3.1),    # after the decision
+    fd.apply(settings, models=[])
+    fd.write_source(LAB, _labs([("P1", "2024-03-18", 95.0, 3.1),    # after the decision
                                 ("P2", "2023-11-01", 40.0, 3.9),    # older than the TTL
                                 ("P3", "2024-03-10", 12.0, 4.0)]), settings, replace=True)
-    fr.write_source("imaging", _source("imaging", [("P1", "2024-03-01", 3, 4.5), ("P2", "2024-02-20", 6, 2.0),
+    fd.write_source("imaging", _source("imaging", [("P1", "2024-03-01", 3, 4.5), ("P2", "2024-02-20", 6, 2.0),
                                                    ("P3", "2024-03-05", 1, 7.0)],
                                        ["n_liver_metastases", "largest_metastasis_cm"]), settings, replace=True)
-    fr.write_source("clinical_record", _source("clinical_record", [("P1", "2024-02-01", 61), ("P2", "2024-02-01", 70),
+    fd.write_source("clinical_record", _source("clinical_record", [("P1", "2024-02-01", 61), ("P2", "2024-02-01", 70),
                                                                    ("P3", "2024-02-01", 55)], ["age_years"]),
                     settings, replace=True)
     entities = pd.DataFrame({c.PATIENT_ID: ["P1", "P2", "P3"],
                              c.EVENT_TIMESTAMP: pd.to_datetime(["2024-03-15"] * 3), c.OUTCOME: [True, False, True]})
     names = ["age_years", "n_liver_metastases", "largest_metastasis_cm", "cea_ng_ml"]
-    out = fr.historical_features(fr.open_store(settings), entities, names)
+    out = fd.historical_features(fr.open_store(settings), entities, names)
     with capsys.disabled():
         print("\npoint-in-time rows, three sources (P1 lab after the decision, P2 lab 135 days old):")
         print(out[[c.PATIENT_ID, *names]].to_string(index=False))
@@ -134,7 +135,7 @@ def test_an_import_dates_each_source_by_its_own_column(tmp_path):
     """))
     res = import_cohort(export, mapping, tmp_path / "cohort.parquet")
     assert res.ok, res.problems
-    events = fr.events(pd.read_parquet(tmp_path / "cohort.parquet"))
+    events = fd.events(pd.read_parquet(tmp_path / "cohort.parquet"))
     assert str(events["laboratory"][fr.TIMESTAMP].iloc[0].date()) == "2021-02-20"
     assert len(events["laboratory"]) == 1  # p2 has no lab value: no lab record
     assert [str(d.date()) for d in events["imaging"][fr.TIMESTAMP]] == ["2021-01-10", "2020-06-02"]
