@@ -264,7 +264,7 @@ def promote(
     """A human promotion decision, recorded with who/why/when tags."""
     from mlflow.exceptions import MlflowException
 
-    from training.pipeline import configure_tracking
+    from training.tracking import configure_tracking
     from training.registry import promote as do_promote
     from training.settings import TrackingSettings
 

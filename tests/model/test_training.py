@@ -12,7 +12,8 @@ from feature_store.settings import project_root
 from feature_store.simulate import simulate_cohort
 from feature_store.validate import CohortValidationError
 from tests.conftest import fast_settings, local_tracking
-from training.pipeline import SmallSampleWarning, run_training
+from training.pipeline import run_training
+from training.prepare import SmallSampleWarning
 from training.registry import load_registered, predict_registered
 
 

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_tracking_server_stops_mid_run(tmp_path, cohort_file, monkeypatch):
-    from training.pipeline import TrackingUnavailable, run_training
+    from training.pipeline import run_training
+    from training.tracking import TrackingUnavailable
 
     # MLflow retries a refused call 7 times over about four minutes by default (a short server
     # restart is survived); here one quick retry, so the failure shows at once.
@@ -97,7 +98,7 @@ def _race(uri: str, tracking: TrackingSettings) -> list[tuple[str, str, str]]:
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    from training.pipeline import configure_tracking
+    from training.tracking import configure_tracking
 
     configure_tracking(tracking)
     run_ids = []
