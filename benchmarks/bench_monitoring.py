@@ -85,7 +85,6 @@ def _serve(tag: str, name: str, **env: str) -> tuple[subprocess.Popen, str]:
 def _in_process(champion: str, challenger: str) -> list[list[object]]:
     """CPU time of the monitoring work itself, in this process (thread CPU time: little affected by
     other load on the machine): the request path's enqueue, and the background work per patient."""
-    import bentoml
 
     from feature_store import contract as c
     from feature_store.columns import is_missing
@@ -93,15 +92,9 @@ def _in_process(champion: str, challenger: str) -> list[list[object]]:
     from monitoring.monitor import Monitor
     from monitoring.settings import MonitorSettings
     from monitoring.windows import Job, new_prediction_id
-    from model_runtime.scoring import ModelIdentity, RiskModel
+    from serving.stored import load_risk
 
-    def load(tag: str) -> RiskModel:
-        stored = bentoml.models.get(tag)
-        lab = stored.info.labels
-        return RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), ModelIdentity(
-            lab["registered_model"], lab["version"], lab["alias"], lab["data_kind"], str(stored.tag)))
-
-    champ, chall = load(champion), load(challenger)
+    champ, chall = load_risk(champion), load_risk(challenger)
     cohort = simulate_cohort(1000, seed=5)
     records = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items() if not is_missing(v)}
                for r in cohort[c.fine_feature_names()].to_dict("records")]

@@ -43,24 +43,11 @@ class ScoreResult:
 
 def load_risk_model(model_tag: str | None = None, settings: ServingSettings | None = None) -> Any:
     """The RiskModel of a BentoML store model (default: as the service picks it)."""
-    import bentoml
-
-    from serving.import_model import ModelNotFound, newest_champion_tag
-    from model_runtime.scoring import ModelIdentity, RiskModel
+    from serving.import_model import newest_champion_tag
+    from serving.stored import load_risk
 
     settings = settings or ServingSettings()
-    tag = model_tag or settings.model_tag or newest_champion_tag()
-    try:
-        stored = bentoml.models.get(tag)
-    except bentoml.exceptions.NotFound:
-        raise ModelNotFound(f"model {tag!r} is not in the BentoML store (pverisk import-model)") from None
-    labels = stored.info.labels
-    identity = ModelIdentity(
-        name=labels.get("registered_model", "pve-progression-risk"), version=labels.get("version", "?"),
-        alias=labels.get("alias", "?"), data_kind=labels.get("data_kind", "unknown"), bento_tag=str(stored.tag),
-        run_id=labels.get("run_id", ""),
-        feature_contract_version=labels.get("feature_contract_version", c.CONTRACT_VERSION))
-    return RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), identity, settings)
+    return load_risk(model_tag or settings.model_tag or newest_champion_tag(), settings)
 
 
 def score_file(data: Path, out: Path, model_tag: str | None = None, explain: bool = True, partial: bool = False,
@@ -71,7 +58,8 @@ def score_file(data: Path, out: Path, model_tag: str | None = None, explain: boo
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from serving.columnar import arrow_columns, arrow_table, check_frame, result_columns, table_columns
+    from serving.columnar import check_frame, table_columns
+    from serving.columnar_answer import arrow_columns, arrow_table, result_columns
 
     t_start = time.perf_counter()
     accepted = tuple(c.feature_names())

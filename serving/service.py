@@ -15,7 +15,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from itertools import repeat
-from typing import Any, Literal
+from typing import Any
 
 for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
     os.environ.setdefault(_var, "true")
@@ -28,37 +28,40 @@ import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 from bentoml.exceptions import ServiceUnavailable  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field, StrictBool  # noqa: E402
-from starlette.concurrency import run_in_threadpool  # noqa: E402
-from starlette.requests import Request as StarletteRequest  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
 
-from feature_store import contract as c  # noqa: E402
-from feature_store.record import input_roles, patient_model  # noqa: E402
-from ehr.examples import record_to_bundle  # noqa: E402
-from feature_store.units import warm as warm_units  # noqa: E402
 from ehr.cds import make_app  # noqa: E402
-from serving import columnar  # noqa: E402
-from serving.columnar import openapi_operation as columnar_openapi  # noqa: E402
+from ehr.cds_models import discovery  # noqa: E402
 from ehr.fhir_in import predict_bundle  # noqa: E402
 from ehr.fhir_out import risk_assessment  # noqa: E402
-from serving.model_check import check_stored_model  # noqa: E402
-from serving.import_model import newest_champion_tag  # noqa: E402
+from ehr.settings import EhrSettings  # noqa: E402
+from feature_store import contract as c  # noqa: E402
+from feature_store.record import input_roles, patient_model  # noqa: E402
+from feature_store.scores import SCORE_NOTES  # noqa: E402
+from feature_store.units import warm as warm_units  # noqa: E402
+from model_runtime.scoring import CoarseConflict, MissingRequired, RiskModel, served_inputs  # noqa: E402
 from monitoring import monitor as mon  # noqa: E402
 from monitoring.rejections import RejectionMiddleware  # noqa: E402
 from monitoring.settings import MonitorSettings  # noqa: E402
 from monitoring.windows import batch_prediction_ids, new_prediction_id  # noqa: E402
-from model_runtime.scoring import CoarseConflict, MissingRequired, RiskModel, served_inputs  # noqa: E402
-from feature_store.scores import SCORE_NOTES  # noqa: E402
-from ehr.cds_models import discovery  # noqa: E402
+from serving import columnar  # noqa: E402
+from serving.import_model import newest_champion_tag  # noqa: E402
+from serving.meta_routes import make_meta_app  # noqa: E402
+from serving.metrics import FEEDBACK, PREDICTIONS, REJECTED  # noqa: E402
+from serving.model_check import check_stored_model  # noqa: E402
+from serving.online import PatientLookupMiddleware  # noqa: E402
 from serving.openapi import present  # noqa: E402
-from ehr.prefill import STORE as PREFILL  # noqa: E402
+from serving.schemas import (  # noqa: E402
+    MAX_OUTCOMES,
+    Outcome,
+    OutcomesRequest,
+    PredictionResponse,
+    batch_request_model,
+    fhir_bundle_model,
+)
 from serving.settings import ServingSettings  # noqa: E402
-from ehr.settings import EhrSettings  # noqa: E402
 from serving.stored import find_challenger, identity_of, load_risk  # noqa: E402
 from serving.web import GuardMiddleware, json_errors, quiet_client_error_logs  # noqa: E402
-from serving.online import PatientLookupMiddleware  # noqa: E402
 
 logger = logging.getLogger("pverisk.service")
 
@@ -77,169 +80,12 @@ MODEL_TAG = _model_tag()  # a reference, not a load: `bentoml build` needs it on
 SERVED = served_inputs(bentoml.models.get(MODEL_TAG).path_of("mlflow_model"))
 PatientRecord = patient_model(SERVED.features, SERVED.required)
 
-PREDICTIONS = bentoml.metrics.Counter(
-    name="pverisk_predictions_total",
-    documentation="Patients scored, by model version, endpoint and risk band",
-    labelnames=["model_name", "model_version", "endpoint", "risk_band"],
-)
-REJECTED = bentoml.metrics.Counter(
-    name="pverisk_rejected_patients_total",
-    documentation="Patients rejected by validation, by endpoint",
-    labelnames=["model_version", "endpoint"],
-)
-
-
-class BatchRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"example": {"patients": [c.example_record(SERVED.features),
-                                                    c.example_record(SERVED.features)],
-                                       "partial": False}},
-    )
-    patients: list[dict[str, Any]] = Field(
-        ..., min_length=1, description="Patients, each with the fields of PatientRecord (see /v1/predict).")
-    partial: StrictBool = Field(False, description="Score the valid patients even if some are invalid.")
-    output: Literal["full", "probabilities"] = Field(
-        "full", description="`probabilities`: each patient's probability and risk band only (no clinical scores, "
-        "factors or missing inputs), for bulk scoring; `full`: everything /v1/predict answers.")
-
-
-class Factor(BaseModel):
-    feature: str
-    value: Any = None
-    contribution_log_odds: float
-    direction: str
-
-
-class PredictionResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {
-        "probability": 0.27, "risk_band": "intermediate", "band_thresholds": {"low_below": 0.15, "high_from": 0.35},
-        "clinical_scores": {"tumour_burden_score": 6.3, "fong_crs": 3.0, "game_score": 2.0, "m_crs": 1.0,
-                            "game_group": "medium"},
-        "top_factors": [{"feature": "n_liver_metastases", "value": 5, "contribution_log_odds": 0.21,
-                         "direction": "raises risk"}],
-        "missing_inputs": [], "unused_inputs": [],
-        "missing_handling": "left missing; the model follows its learned default branch",
-        "model": {"name": "pve-progression-risk", "version": "1", "alias": "champion", "data_kind": "simulated",
-                  "bento_tag": "pve-progression-risk:v1", "run_id": "...", "feature_contract_version": "1.0.0"},
-        "data_kind": "simulated", "notice": "Research use only ..."}})
-    probability: float = Field(..., ge=0, le=1, description="Calibrated risk of progression (0-1)")
-    risk_band: str
-    band_thresholds: dict[str, float]
-    clinical_scores: dict[str, Any]
-    top_factors: list[Factor]
-    missing_inputs: list[str]
-    unused_inputs: list[str] = Field(default_factory=list, description="Contract features given that the served "
-                                     "model does not use")
-    missing_handling: str
-    model: dict[str, str]
-    data_kind: str
-    notice: str
-    question_note: str | None = Field(None, description="Present when the training cohort answers a different "
-                                      "question than progression between PVE and the planned resection")
-    predicted_outcome: str | None = Field(None, description="With question_note: what this model's risk is a "
-                                          "risk of, as its training cohort defined it")
-
-
-meta_app = FastAPI(title="pverisk model metadata", docs_url=None, redoc_url=None, openapi_url=None)
+BatchRequest = batch_request_model(SERVED.features)
+FhirBundle = fhir_bundle_model(SERVED.features)
+meta_app = make_meta_app(bentoml.get_current_service, SERVED)
 cds_app = make_app(bentoml.get_current_service)
 json_errors(meta_app)
 json_errors(cds_app)
-FEEDBACK = bentoml.metrics.Counter(
-    name="pverisk_cds_feedback_total",
-    documentation="CDS Hooks card feedback, by outcome and override reason code (no patient data)",
-    labelnames=["outcome", "override_reason"],
-)
-
-
-class FhirBundle(BaseModel):
-    """A FHIR R4 Bundle (transaction, batch, collection or searchset: what EHRs and their test
-    tools export) holding one patient's resources."""
-    # dated today so the documented example is never stale for the mapping
-    model_config = ConfigDict(extra="allow", json_schema_extra={"example": record_to_bundle(
-        c.example_record(SERVED.features), when=datetime.now(timezone.utc).date().isoformat())})
-    resourceType: Literal["Bundle"]
-    type: Literal["transaction", "batch", "collection", "searchset"]
-    entry: list[dict[str, Any]] = Field(default_factory=list)
-
-
-@meta_app.get("/model")
-def get_model() -> Any:
-    """Model card, metrics, feature contract version, training data kind and import time."""
-    svc = bentoml.get_current_service()
-    if svc.risk is None:  # BentoML's 503 exception is not translated inside a mounted FastAPI app
-        return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
-    return svc.model_info()
-
-
-@meta_app.get("/monitoring")
-def get_monitoring() -> Any:
-    """The rolling window against the training reference, as aggregates: per input its bins, counts,
-    PSI, missing shares and drift flag; score quantiles and bins; risk bands (monitoring/monitor.py)."""
-    svc = bentoml.get_current_service()
-    if svc.monitor is None:
-        return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
-    svc.monitor.flush()
-    return mon.finite({**svc.monitor.summary(), "live_performance": svc.monitor.publish_performance(),
-                       "performance_window": svc.monitor.performance_window()})
-
-
-MAX_OUTCOMES = 10_000
-
-
-class Outcome(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # JSON's 0 is not false, "true" is not true
-    prediction_id: str = Field(..., min_length=1, max_length=80, pattern=r"^[A-Za-z0-9-]+$",
-                               description="The prediction_id of a /v1/predict, batch or FHIR answer")
-    outcome: bool = Field(..., description="Progression observed (true) or not (false)")
-
-
-class OutcomesRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"outcomes": [
-        {"prediction_id": "3f1c0b6d2a8e4f7fb1d9c0a2e5f6a7b8", "outcome": False}]}})
-    # the bound is in the description and enforced by the handler: BentoML's copy of this model loses
-    # maxItems, and a body over the route's size limit is refused with 413 before any schema is read
-    outcomes: list[Outcome] = Field(..., min_length=1,
-                                    description=f"At most {MAX_OUTCOMES:,} outcomes per call (400 beyond that)")
-
-
-class PrefillRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {"token": "tq3V9sPpJ0r3n1bRk2oQxY7cL4aHf8dE"}})
-    token: str = Field(..., max_length=64, description="The token from a CDS card's calculator link (#prefill=...)")
-
-
-@meta_app.post("/prefill")
-def get_prefill(request: PrefillRequest) -> Any:
-    """The inputs behind a calculator link from a CDS Hooks card, while it lasts (15 minutes). A POST
-    so that the token stays out of access logs."""
-    inputs = PREFILL.get(request.token)
-    if inputs is None:
-        return JSONResponse({"error": "unknown or expired link; enter the values by hand"}, status_code=404)
-    return {"inputs": inputs, "expires_in_seconds": int(PREFILL.ttl)}
-
-
-@meta_app.post("/predict/columns", openapi_extra=columnar_openapi(SERVED.features), response_model=None)
-async def predict_columns(request: StarletteRequest) -> Response:
-    """Patients as columns (JSON arrays, Arrow IPC stream or Parquet by Content-Type), answered as
-    columns in the same form (or the one Accept names): serving/columnar.py."""
-    svc = bentoml.get_current_service()
-    risk = svc.risk
-    if risk is None:
-        return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
-    body = await request.body()
-    ans = await run_in_threadpool(columnar.answer, body, request.headers.get("content-type"),
-                                  request.headers.get("accept"), request.query_params, risk, SERVED.accepted,
-                                  SERVED.used, svc.settings.max_columnar_rows, batch_prediction_ids)
-    if ans.n_invalid:
-        REJECTED.labels(risk.identity.version, "columns").inc(ans.n_invalid)
-    if ans.scored is not None:
-        for band, n in zip(*np.unique(ans.scored.band, return_counts=True)):
-            PREDICTIONS.labels(risk.identity.name, risk.identity.version, "columns", str(band)).inc(int(n))
-        if svc.monitor is not None and ans.checked is not None and ans.prediction_ids is not None:
-            # bulk traffic is live traffic too: the same drift windows and outcome link as the batch route
-            svc.monitor.observe(ans.checked.columns, len(ans.prediction_ids), ans.scored.answered,
-                                ans.prediction_ids, X=ans.scored.X)
-    return Response(ans.body, status_code=ans.status, media_type=ans.media_type)
 
 
 @bentoml.service(

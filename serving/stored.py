@@ -31,8 +31,12 @@ def identity_of(stored: bentoml.Model) -> "ModelIdentity":
 def load_risk(tag: str, settings: "Options | None" = None) -> "RiskModel":
     """A stored model (name:version) ready to score."""
     from model_runtime.scoring import RiskModel
+    from serving.import_model import ModelNotFound
 
-    stored = bentoml.models.get(tag)
+    try:
+        stored = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        raise ModelNotFound(f"model {tag!r} is not in the BentoML store (pverisk import-model)") from None
     return RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), identity_of(stored), settings)
 
 
