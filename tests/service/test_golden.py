@@ -2,7 +2,7 @@
 
 The expected side never touches `serving/`: it loads the registered version from the MLflow
 registry (native XGBoost flavor: the pyfunc flavor of a classifier returns labels), encodes with
-the contract's training-time encoder (`contract.encode`, as training does), and applies the
+the contract's training-time encoder (`feature_store.encoding.encode`, as training does), and applies the
 calibration logged with the model by its own few lines below. The served side is a real
 `bentoml serve` over HTTP. Dropping or changing calibration, explanations or the model file in
 serving makes these tests fail.
