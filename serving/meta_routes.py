@@ -16,7 +16,7 @@ from ehr.prefill import STORE as PREFILL
 from model_runtime.scoring import ServedInputs
 from monitoring.monitor import finite
 from monitoring.windows import batch_prediction_ids
-from serving import columnar
+from serving import columnar, columnar_answer
 from serving.metrics import PREDICTIONS, REJECTED
 from serving.schemas import PrefillRequest
 
@@ -63,7 +63,7 @@ def make_meta_app(get_service: Any, served: ServedInputs) -> FastAPI:
         if risk is None:
             return JSONResponse(LOADING, status_code=503)
         body = await request.body()
-        ans = await run_in_threadpool(columnar.answer, body, request.headers.get("content-type"),
+        ans = await run_in_threadpool(columnar_answer.answer, body, request.headers.get("content-type"),
                                       request.headers.get("accept"), request.query_params, risk, served.accepted,
                                       served.used, svc.settings.max_columnar_rows, batch_prediction_ids)
         if ans.n_invalid:
