@@ -174,10 +174,10 @@ table{{font-size:10px;border-collapse:collapse}} td,th{{padding:0 6px;border-bot
 def main() -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prometheus", default="http://127.0.0.1:9090")
-    parser.add_argument("--out", type=Path, default=Path("build/dashboard.html"))
-    parser.add_argument("--minutes", type=float, default=15.0)
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--prometheus", default="http://127.0.0.1:9090", help="Prometheus that scrapes the service")
+    parser.add_argument("--out", type=Path, default=Path("build/dashboard.html"), help="HTML page to write")
+    parser.add_argument("--minutes", type=float, default=15.0, help="time range of each panel's query")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render_html(load(), args.prometheus, args.minutes))
