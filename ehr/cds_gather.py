@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from ehr.cds_models import CDSRequest, prefetch_templates
+from ehr.cds_models import OPTIONAL_KEYS, CDSRequest, prefetch_templates
 from ehr.fhir_read import Problem, bundle_entries
 from ehr.settings import EhrSettings
 
@@ -96,9 +96,16 @@ def gather(req: CDSRequest, settings: EhrSettings, problems: list[Problem] | Non
             failed.append(k)
         else:
             entries += got
+    can_fetch = bool(req.fhirServer and req.fhirAuthorization)
+    if not can_fetch and (optional := [k for k in failed if k in OPTIONAL_KEYS]):
+        # the core keys are enough for a card: these inputs are read from what the other keys carry
+        for k in optional:
+            problems.append(Problem("absent", f"prefetch key {k!r}", "absent and no fhirServer to fetch it: "
+                                    f"{', '.join(OPTIONAL_KEYS[k])} read only from the other keys"))
+        failed = [k for k in failed if k not in OPTIONAL_KEYS]
     if not failed:
         return entries
-    if not req.fhirServer or not req.fhirAuthorization:
+    if not can_fetch:
         why = {k: ("absent" if prefetch.get(k) is None else "an OperationOutcome"
                    if isinstance(prefetch.get(k), dict) and prefetch[k].get("resourceType") == "OperationOutcome"
                    else "not a FHIR resource of the expected type") for k in failed}
@@ -110,11 +117,19 @@ def gather(req: CDSRequest, settings: EhrSettings, problems: list[Problem] | Non
         with httpx.Client(timeout=settings.cds_fhir_timeout_s, headers=headers) as client:
             for k in failed:
                 path = templates[k].replace("{{context.patientId}}", req.context.patientId)
-                body = _fetch(client, f"{base}/{path}", k, base, settings.cds_fhir_max_pages)
-                got = _prefetch_entries(k, body, req.context.patientId, problems)
-                if got is None:
-                    raise DataUnavailable(f"FHIR server answered no usable resource for prefetch key {k!r}",
-                                          "fhir_server")
+                try:
+                    body = _fetch(client, f"{base}/{path}", k, base, settings.cds_fhir_max_pages)
+                    got = _prefetch_entries(k, body, req.context.patientId, problems)
+                    if got is None:
+                        raise DataUnavailable(f"FHIR server answered no usable resource for prefetch key {k!r}",
+                                              "fhir_server")
+                except DataUnavailable as exc:
+                    if k not in OPTIONAL_KEYS:
+                        raise
+                    # a server without that resource type (404) still serves the core keys: say what is missing
+                    problems.append(Problem("absent", f"prefetch key {k!r}", f"{exc}: "
+                                            f"{', '.join(OPTIONAL_KEYS[k])} read only from the other keys"))
+                    continue
                 entries += got
     except (httpx.InvalidURL, UnicodeError):  # not HTTPErrors: were 500s (found by benchmarks.bench_fuzz)
         raise DataUnavailable("fhirServer is not a usable http(s) URL", "fhir_server") from None
