@@ -13,6 +13,7 @@ from ehr.chart_observations import observation_queries
 from feature_store import contract as c
 from feature_store import standard_codes as sc
 from feature_store.codes import LOCAL_SYSTEM, RXNORM
+from feature_store.standard_codes import local_code
 
 SERVICE_ID = "pve-progression-risk"
 
@@ -147,8 +148,7 @@ def prefetch_templates(features: list[str] | tuple[str, ...] | None = None) -> d
         obs += ["|".join(x) for x in sc.N_CATEGORY_CODES]
     if used & {"ras_status", "braf_v600e"}:
         obs += ["|".join(sc.VARIANT), "|".join(sc.REGION_STUDIED)]
-    obs += [f"{LOCAL_SYSTEM}|{f.name}" for f in c.features()
-            if f.name in used and f.name not in ("age_years", "sex", "primary_side")]
+    obs += [f"{LOCAL_SYSTEM}|{f.name}" for f in c.features() if f.name in used and local_code(f.name)]
     meds = ",".join(f"{RXNORM}|{code}" for code in {**sc.CHEMOTHERAPY, **sc.BEVACIZUMAB})
     out = {
         "patient": "Patient/{{context.patientId}}",

@@ -122,7 +122,10 @@ class Mcode:
             kind = any(p for p, *_ in self.n)
             _, span, positive, ref = max((x for x in self.n if x[0] == kind), key=lambda x: x[1][0])
             source = "mCODE TNM regional nodes category (" + ("pathological" if kind else "clinical") + ")"
-            self.pool.offer(c.BY_NAME["node_positive_primary"], span, positive, ref, ref, source)
+            # The primary's nodal status is a fact of the primary, like its Condition: read whatever its age (a
+            # metachronous patient's resection is years old). A tumour board's restated value (local code) is a
+            # record of its own and keeps the clinical record's TTL.
+            self.pool.offer(c.BY_NAME["node_positive_primary"], None, positive, ref, ref, source)
         g = self.geno
         ras = [x for gene in ("KRAS", "NRAS") for x in g.present.get(gene, [])]
         source = "genomics-reporting Variant / Region Studied"

@@ -12,9 +12,11 @@ from ehr.fhir_read import BOUND, MALFORMED, UNDATED, VALID_STATUS, Mapped, Probl
 from ehr.fhir_refs import TARGET, UNRESOLVED, PatientRefs
 from feature_store import contract as c
 from feature_store.codes import LOCAL_SYSTEM
+from feature_store.standard_codes import FROM_PATIENT_AND_CONDITIONS
 
+SYSTEM_NAMES = {c.LOINC: "LOINC", c.SNOMED: "SNOMED CT"}
 # Features read from the Patient and the problem list, not from Observations.
-DEMOGRAPHIC = {"age_years", "sex", "primary_side"}
+DEMOGRAPHIC = FROM_PATIENT_AND_CONDITIONS
 
 
 def _feature_codes() -> dict[tuple[str, str], tuple[c.Feature, c.Code | None]]:
@@ -106,7 +108,7 @@ def read_observation(res: dict[str, Any], index: int, entry_url: str | None, ref
         if not pool.fresh(f, span, where):
             continue
         value, kind, message = read_value(holder, f, code)
-        source = "local code" if code is None else f"{code.system.rsplit('/', 1)[-1].upper()} {code.code}"
+        source = "local code" if code is None else f"{SYSTEM_NAMES.get(code.system, code.system)} {code.code}"
         if kind:
             out.problems.append(Problem(kind, where, message or "", f.name))
             if kind == BOUND:  # a bound hides older values: the newest result is not a value

@@ -140,7 +140,8 @@ ROWS: tuple[Row, ...] = (
     Row(("node_positive_primary",), "tnm-n", "Observation",
         "code SNOMED CT 371494008 (pN) / 399534004 (cN) / 277206009, or LOINC 21900-6 / 21906-3; value AJCC N "
         "category (SNOMED CT 1229xxxxxx or cancerstaging.org)",
-        "pathological N when staged, else clinical: N0 negative, N1-N3 positive, NX not known",
+        "pathological N when staged, else clinical: N0 negative, N1-N3 positive, NX not known; a fact of the "
+        "primary, read whatever its age (as the primary Condition)",
         short="pN / cN category"),
     Row(("n_liver_metastases", "largest_metastasis_cm", "bilobar_disease"), "tumor", "BodyStructure",
         "one BodyStructure per tumour, location SNOMED CT 10200004 (liver), locationQualifier 24028007 right / "
@@ -199,12 +200,16 @@ NO_STANDARD = {
 }
 
 
+# Inputs read only from the Patient and the problem list (never from a local-coded Observation).
+FROM_PATIENT_AND_CONDITIONS = frozenset({"age_years", "sex", "primary_side"})
+
+
 def rows_for(name: str) -> list[Row]:
     return [r for r in ROWS if name in r.features]
 
 
-def local_code(name: str) -> str:
-    return f"{LOCAL_SYSTEM}|{name}"
+def local_code(name: str) -> str | None:
+    return None if name in FROM_PATIENT_AND_CONDITIONS else f"{LOCAL_SYSTEM}|{name}"
 
 
 __all__ = ["AJCC", "HGNC", "RXNORM", "ROWS", "Row", "rows_for", "local_code", "NO_STANDARD", "PROFILES"]
