@@ -40,7 +40,7 @@ def _agents(concepts: list[Any]) -> set[str]:
         texts = [cc.get("text")]
         for cd in cc.get("coding") or [] if isinstance(cc.get("coding"), list) else []:
             if isinstance(cd, dict):
-                if cd.get("system") == RXNORM and cd.get("code") in AGENTS:
+                if cd.get("system") == RXNORM and type(cd.get("code")) is str and cd["code"] in AGENTS:
                     out.add(AGENTS[cd["code"]])
                 texts.append(cd.get("display"))
         for t in texts:
@@ -103,7 +103,7 @@ class Treatment:
         label = label_of(res, index)
         if not about_patient(res, label, url, self.refs, self.out):
             return
-        status = res.get("status")
+        status = res.get("status") if type(res.get("status")) is str else None  # a list would be unhashable
         if res["resourceType"] == "MedicationAdministration":
             span = _when(res, "effective")
             if status in GIVEN and span and span[0] <= self.decision:
@@ -137,7 +137,7 @@ class Treatment:
         label = label_of(res, index)
         if not about_patient(res, label, url, self.refs, self.out):
             return
-        status = res.get("status")
+        status = res.get("status") if type(res.get("status")) is str else None
         if res["resourceType"] == "Procedure":
             span = _when(res, "performed")
             if pve and span and status in ("completed", "in-progress", "preparation"):

@@ -116,7 +116,7 @@ def _index(entries: list[tuple[str | None, Any]], out: Mapped) -> _Chart:
         rtype = res.get("resourceType")
         if full_url is not None and type(full_url) is str:
             chart.full_urls[full_url] = res
-        if rtype not in READ:
+        if type(rtype) is not str or rtype not in READ:  # a list here would be unhashable: type first
             continue
         rid = res.get("id")
         if rtype == "Patient":
