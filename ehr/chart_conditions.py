@@ -178,6 +178,7 @@ def read_patient(res: dict[str, Any], index: int, decision: datetime, out: Mappe
     gender = res.get("gender")
     if gender in ("male", "female"):
         out.record["sex"] = gender
+        out.sources["sex"] = "US Core Patient.gender"
     died_at: datetime | None = None
     if "deceasedBoolean" in res and res["deceasedBoolean"] is not None:
         if res["deceasedBoolean"] is True:

@@ -85,7 +85,8 @@ def predict_bundle(bundle: dict[str, Any], risk: Any, settings: EhrSettings, dec
         return _reject(422, {
             "error": text, "share_of_inputs": round(a.share, 2), "missing_required": a.missing_required,
             "missing_inputs": [f for f in risk.features if a.record.get(f) is None],
-            "inputs": a.record, "notes": a.notes, "problems": listed, "problem_counts": a.counts(),
+            "inputs": a.record, "input_sources": mapped.sources if mapped else {}, "notes": a.notes,
+            "problems": listed, "problem_counts": a.counts(),
             "operation_outcome": operation_outcome(
                 [("error", "insufficient", f"{text}; missing required: {', '.join(a.missing_required) or 'none'}")]
                 + [("warning", p.kind, p.text()) for p in (mapped.problems if mapped else [])][:100])},

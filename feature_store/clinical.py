@@ -15,7 +15,7 @@ def clinical_round(name: str, value: Any) -> Any:
     f = c.BY_NAME.get(name)
     if f is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
-    if f.kind is c.Kind.INTEGER:
+    if f.kind is c.Kind.INTEGER or f.decimals == 0:  # 230 platelets, not 230.0
         return int(round(value))
     return round(float(value), f.decimals)
 
