@@ -55,7 +55,7 @@ def _read_request(raw: bytes) -> tuple[CDSRequest, dict[str, Any] | None]:
     member)."""
     try:
         fast = fhir_scan.decode_request(raw)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, RecursionError):  # orjson names nesting too deep as invalid JSON (400)
         req = CDSRequest.model_validate(orjson.loads(raw))
         return req, req.prefetch
     return CDSRequest.model_validate(fast.members()), fast.prefetch or None  # UNSET and null: no prefetch

@@ -55,3 +55,13 @@ def test_entries_without_a_resource_and_nested_bundles():
                                                                    {"resource": inner}, {"resource": None}]}
     fast, slow, _, _ = _both(bundle, ch.patient_id)
     assert fast.record == slow.record and fast.counts()["malformed"] == 1
+
+
+def test_nesting_too_deep_is_invalid_json_not_an_error():
+    """Found by tests/service/test_hostile.py: msgspec raises RecursionError where orjson says invalid JSON."""
+    import orjson
+
+    from ehr.cds import _read_request
+
+    with pytest.raises(orjson.JSONDecodeError):
+        _read_request(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
