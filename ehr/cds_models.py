@@ -4,6 +4,7 @@ the prefetch templates the served model's inputs call for."""
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from datetime import datetime
 from typing import Any, Literal
 
@@ -135,6 +136,12 @@ OPTIONAL_KEYS = {
 
 
 def prefetch_templates(features: list[str] | tuple[str, ...] | None = None) -> dict[str, str]:
+    """The prefetch templates for these model inputs (computed once per model: every call asks)."""
+    return dict(_templates(tuple(features) if features is not None else None))
+
+
+@lru_cache(maxsize=8)
+def _templates(features: tuple[str, ...] | None) -> dict[str, str]:
     """The prefetch the served model's inputs call for, from the mapping table (feature_store/standard_codes.py):
     the Patient; the problem list (small; mCODE codes cancers by any SNOMED CT or ICD-10 concept with a
     bodySite, which no short code list covers); the Observations coded for the inputs (US Core labs, tumour
