@@ -60,3 +60,14 @@ def test_the_indicator_follows_the_band(band, indicator):
 def test_links_are_relative_without_a_public_url():
     card = _card()
     assert card.source.url == "/model" and all(link.url.startswith("/") for link in card.links)
+
+
+def test_the_jwt_audience_needs_the_configured_url():
+    """The audience was the request's Host when no public URL was set: whatever the caller sent."""
+    from pydantic import ValidationError
+
+    from ehr.settings import EhrSettings
+
+    with pytest.raises(ValidationError, match="PVERISK_SERVE_PUBLIC_URL"):
+        EhrSettings(cds_jwt_required=True)
+    assert EhrSettings(cds_jwt_required=True, public_url="https://pverisk.example").public_url
