@@ -15,6 +15,7 @@ from ehr.fhir_map import map_chart
 from ehr.fhir_read import REFUSED, Mapped, Problem
 from ehr.settings import EhrSettings
 from feature_store import contract as c
+from feature_store.clinical import clinical_record
 from feature_store.columns import is_missing
 from feature_store.record import patient_model
 
@@ -40,11 +41,36 @@ def refused_fields(record: dict[str, Any], features: list[str] | tuple[str, ...]
     return fields, refused
 
 
-# Applicability checks, by the name the log line uses.
+# Why no risk is given, by the name the log line uses. The first two are the model not applying (no card);
+# the others are a chart that cannot be read safely, and say so.
 NOT_APPLICABLE = {
     "deceased": "the patient is deceased",
     "no_liver_metastasis": "no active liver-metastasis Condition in the chart",
+    "unreadable": "a field that decides whether the model applies could not be read",
+    "unresolved_references": "the chart refers to its patient through urn:uuid references that no entry with that "
+                             "fullUrl resolves (a prefetch cut out of a transaction Bundle): send server references "
+                             "(Patient/<id>), or the Bundle's entries with their fullUrls and the Patient entry",
 }
+
+
+def declined(mapped: Mapped) -> str | None:
+    """Why the chart gets no risk (a key of NOT_APPLICABLE), or None. Fails closed: an unreadable safety
+    field is never taken as alive or active."""
+    if mapped.deceased:
+        return "deceased"
+    if mapped.unreadable:
+        return "unreadable"
+    if mapped.liver_metastasis:
+        return None
+    return "unresolved_references" if mapped.unresolved_liver else "no_liver_metastasis"
+
+
+def reason(a: "Assessment") -> str:
+    """The plain reason behind a decline, naming the unreadable fields (never values)."""
+    why = NOT_APPLICABLE[a.declined or "no_liver_metastasis"]
+    if a.declined == "unreadable" and a.mapped:
+        why += ": " + "; ".join(a.mapped.unreadable)
+    return why
 
 
 @dataclass
@@ -69,22 +95,20 @@ class Assessment:
 
 def assess(resources: list[dict[str, Any]] | Entries, risk: Any, settings: EhrSettings,
            decision: datetime | None = None, patient_id: str | None = None,
-           problems: list[Problem] | None = None) -> Assessment:
+           problems: list[Problem] | None = None, fhir_server: str | None = None) -> Assessment:
     """FHIR resources -> contract record -> a prediction, or None when too little is known, the
-    chart is someone else's, or the patient is not a candidate (deceased, no liver metastasis).
-    Shared by the CDS service and POST /v1/predict/fhir."""
+    chart is someone else's, or the patient is not a candidate (deceased, no liver metastasis, a safety
+    field unreadable). Shared by the CDS service and POST /v1/predict/fhir."""
     entries = [e if isinstance(e, tuple) else (None, e) for e in resources]
-    mapped = map_chart(entries, decision=decision, max_age_days=settings.cds_max_observation_age_days,
-                       patient_id=patient_id, problems=problems)
+    mapped = map_chart(entries, decision=decision, patient_id=patient_id, problems=problems, fhir_server=fhir_server)
     if mapped.identity_conflict:
         return Assessment(None, {}, mapped.notes, 0.0, [], [], mapped.patient_id, mapped,
                           identity_conflict=mapped.identity_conflict)
-    declined = "deceased" if mapped.deceased else None if mapped.liver_metastasis else "no_liver_metastasis"
     record, refused = refused_fields(mapped.record, risk.features)
     for name, msg in refused:
         mapped.problems.append(Problem(REFUSED, "input", f"{msg}; refused", name))
     return score_assessment(Assessment(None, record, mapped.notes, 0.0, [], mapped.basis, mapped.patient_id, mapped,
-                                       declined=declined), risk, settings)
+                                       declined=declined(mapped)), risk, settings)
 
 
 def score_assessment(a: Assessment, risk: Any, settings: EhrSettings) -> Assessment:
@@ -108,7 +132,7 @@ def fill_from_store(a: Assessment, values: dict[str, Any], ages: dict[str, float
                     settings: EhrSettings) -> Assessment:
     """Inputs the chart lacked, taken from the online feature store's fresh values, then scored again."""
     wanted = missing_from_chart(a, risk)
-    taken = {f: values[f] for f in wanted if f in values}
+    taken = clinical_record({f: values[f] for f in wanted if f in values})
     if not taken:
         return a
     a.record = {**a.record, **taken}

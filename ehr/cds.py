@@ -12,16 +12,19 @@ import logging
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+import msgspec
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from ehr.assess import Assessment, assess, fill_from_store, missing_from_chart
-from ehr.cards import build_cards
+from ehr.assess import Assessment, assess, fill_from_store, missing_from_chart, reason
+from ehr.cards import build_cards, not_assessed
 from ehr.cds_auth import JwtVerifier
 from ehr.cds_gather import DataUnavailable, gather
 from ehr.cds_models import SERVICE_ID, CDSRequest, Feedback, discovery
+from ehr.dependence import risk_ranges
+from ehr import fhir_scan
 from ehr.fhir_read import Problem
 from ehr.prefill import STORE as PREFILL
 from ehr.settings import EhrSettings
@@ -46,6 +49,18 @@ def _invalid(what: str, exc: ValidationError) -> JSONResponse:
     return JSONResponse({"error": what, "detail": errors}, status_code=400)
 
 
+def _read_request(raw: bytes) -> tuple[CDSRequest, dict[str, Any] | None]:
+    """The request validated by its model and its prefetch: raw bytes per key on the fast path (ehr/fhir_scan.py),
+    parsed on the tolerant one, taken for shapes the fast path does not expect (the model then names the bad
+    member)."""
+    try:
+        fast = fhir_scan.decode_request(raw)
+    except (msgspec.ValidationError, RecursionError):  # orjson names nesting too deep as invalid JSON (400)
+        req = CDSRequest.model_validate(orjson.loads(raw))
+        return req, req.prefetch
+    return CDSRequest.model_validate(fast.members()), fast.prefetch or None  # UNSET and null: no prefetch
+
+
 class _Hooks:
     """The CDS Hooks calls over the running service (`get_service()`: its model, settings and metrics)."""
 
@@ -60,8 +75,10 @@ class _Hooks:
         served = getattr(self.get_service(), "served", None)
         return served.features if served is not None else None
 
-    def base_url(self, request: Request) -> str:
-        return self.settings().public_url or str(request.base_url).rstrip("/")
+    def base_url(self) -> str:
+        """The configured public URL, or "" for links relative to this service: never the request's Host
+        header, which is whatever the caller sends."""
+        return (self.settings().public_url or "").rstrip("/")
 
     def authorise(self, request: Request, path: str) -> JSONResponse | None:
         if not self.settings().cds_jwt_required:
@@ -72,7 +89,8 @@ class _Hooks:
         if self._verifier is None:
             self._verifier = JwtVerifier(self.settings())
         try:
-            self._verifier.verify(auth[7:].strip(), audience=f"{self.base_url(request)}/cds-services/{path}")
+            # the audience is the configured public URL (EhrSettings refuses JWT checks without one)
+            self._verifier.verify(auth[7:].strip(), audience=f"{self.base_url()}/cds-services/{path}")
         except PermissionError as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
         return None
@@ -91,9 +109,8 @@ class _Hooks:
         # resumes (a collection would otherwise walk all of it).
         with _gc_paused():
             try:
-                # orjson then a shallow model: a 1.5 MB prefetch parses in a few ms
-                req = CDSRequest.model_validate(orjson.loads(raw))
-            except orjson.JSONDecodeError:
+                req, prefetch = _read_request(raw)
+            except (orjson.JSONDecodeError, msgspec.DecodeError):
                 return self.reject(400, {"error": "invalid CDS Hooks request", "detail": ["body: not valid JSON"]},
                                    ["json"])
             except ValidationError as exc:
@@ -105,10 +122,11 @@ class _Hooks:
             if risk is None:  # still loading: the service is alive but not ready
                 return JSONResponse({"error": "model is loading; retry when /readyz answers 200"}, status_code=503)
             try:
-                entries = gather(req, self.settings(), problems, self.features())
+                entries = gather(req, self.settings(), problems, self.features(), prefetch)
             except DataUnavailable as exc:
                 return self.reject(412, {"error": str(exc)}, [exc.kind])
-            a = assess(entries, risk, self.settings(), patient_id=req.context.patientId, problems=problems)
+            a = assess(entries, risk, self.settings(), patient_id=req.context.patientId, problems=problems,
+                       fhir_server=req.fhirServer)
             req.prefetch = None
             del entries
         return a
@@ -124,17 +142,23 @@ class _Hooks:
             a = await self.complete_from_store(a, risk)
         if a.identity_conflict:
             return self.reject(412, {"error": f"prefetch refused: {a.identity_conflict}"}, ["identity"])
+        label = f"{risk.identity.name} v{risk.identity.version} ({risk.identity.data_kind} data)"
+        if a.declined == "unresolved_references":
+            return self.reject(412, {"error": f"prefetch refused: {reason(a)}"}, ["unresolved_references"])
+        if a.declined == "unreadable":  # fails closed, and says so: a silent empty answer would hide it
+            logger.info("cds declined check=%s", a.declined)
+            cards = not_assessed(reason(a), self.base_url(), label, risk.notice)
+            return JSONResponse(cards.model_dump(exclude_none=True))
         if a.declined:
             # Not a candidate: no card at all (an info card on every chart open is noise).
             logger.info("cds declined check=%s", a.declined)
             return JSONResponse({"cards": []})
         settings = self.settings()
-        label = f"{risk.identity.name} v{risk.identity.version} ({risk.identity.data_kind} data)"
         token = PREFILL.put(a.record) if a.record else None
-        cards = build_cards(a.prediction, a.record, a.notes, self.base_url(request), a.missing_required, a.share,
-                            settings.cds_min_input_share, risk.notice, label, a.mapped,
-                            settings.cds_max_observation_age_days, risk.features, prefill_token=token,
-                            from_store=a.from_store)
+        ranges = risk_ranges(a.record, a.prediction["missing_inputs"], risk) if a.prediction else {}
+        cards = build_cards(a.prediction, a.record, self.base_url(), a.missing_required, a.share,
+                            settings.cds_min_input_share, risk.notice, label, a.mapped, risk.features,
+                            prefill_token=token, from_store=a.from_store, ranges=ranges)
         return JSONResponse(cards.model_dump(exclude_none=True))
 
     async def complete_from_store(self, a: Assessment, risk: Any) -> Assessment:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import msgspec
 
-from ehr.cds_models import CDSRequest, prefetch_templates
+from ehr import fhir_scan
+from ehr.cds_models import OPTIONAL_KEYS, CDSRequest, prefetch_templates
 from ehr.fhir_read import Problem, bundle_entries
 from ehr.settings import EhrSettings
 
@@ -24,9 +26,36 @@ class DataUnavailable(Exception):
 Entries = list[tuple[str | None, dict[str, Any]]]
 
 
+def _raw_entries(key: str, raw: msgspec.Raw, patient_id: str, problems: list[Problem]) -> Entries | None:
+    """_prefetch_entries for a value still raw (the CDS Hooks body read by ehr/fhir_scan.py): only the resources
+    the mapping reads are built."""
+    kind, entries = fhir_scan.scan(raw, problems)
+    if kind is None or kind == "OperationOutcome":
+        return None
+    if kind == "Bundle":
+        return entries
+    return _prefetch_entries(key, fhir_scan.resource(raw), patient_id, problems)
+
+
+def _why(value: Any) -> str:
+    """Why a prefetch value failed, for the 412 (never its content)."""
+    if isinstance(value, msgspec.Raw):
+        kind = fhir_scan.value_kind(value)
+        if kind is None:
+            return "absent" if bytes(value).strip() == b"null" else "not a FHIR resource of the expected type"
+        value = {"resourceType": kind}
+    if value is None:
+        return "absent"
+    if isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
+        return "an OperationOutcome"
+    return "not a FHIR resource of the expected type"
+
+
 def _prefetch_entries(key: str, value: Any, patient_id: str, problems: list[Problem]) -> Entries | None:
     """The (fullUrl, resource) pairs of one prefetch value; None when the prefetch failed
     (absent, null, an OperationOutcome, not a resource): the caller fetches it or answers 412."""
+    if isinstance(value, msgspec.Raw):
+        return _raw_entries(key, value, patient_id, problems)
     if not isinstance(value, dict) or value.get("resourceType") == "OperationOutcome":
         return None
     if value.get("resourceType") == "Bundle":
@@ -81,27 +110,39 @@ def _fetch(client: httpx.Client, url: str, key: str, base: str, max_pages: int) 
 
 
 def gather(req: CDSRequest, settings: EhrSettings, problems: list[Problem] | None = None,
-           features: list[str] | tuple[str, ...] | None = None) -> Entries:
-    """Resources from prefetch; keys that are absent or failed (null, an OperationOutcome, not a
-    resource) are fetched from the FHIR server (one try each, with a timeout: no retry storm
-    against the EHR), else the request gets a 412 naming them."""
+           features: list[str] | tuple[str, ...] | None = None, prefetch: dict[str, Any] | None = None) -> Entries:
+    """Resources from prefetch (parsed, or raw from ehr/fhir_scan.py); keys that are absent or failed (null, an
+    OperationOutcome, not a resource) are fetched from the FHIR server (one try each, with a timeout: no retry
+    storm against the EHR), else the request gets a 412 naming them. A value sent again under another key
+    (a whole chart under every key) is read once."""
     problems = problems if problems is not None else []
     templates = prefetch_templates(features)
-    prefetch = req.prefetch or {}
+    prefetch = prefetch if prefetch is not None else req.prefetch or {}
     entries: Entries = []
     failed: list[str] = []
+    read: list[msgspec.Raw] = []
     for k in templates:
-        got = _prefetch_entries(k, prefetch.get(k), req.context.patientId, problems)
+        value = prefetch.get(k)
+        if isinstance(value, msgspec.Raw) and any(len(r) == len(value) and r == value for r in read):
+            continue  # the same bytes under another key: already read
+        got = _prefetch_entries(k, value, req.context.patientId, problems)
         if got is None:
             failed.append(k)
         else:
             entries += got
+            if isinstance(value, msgspec.Raw):
+                read.append(value)
+    can_fetch = bool(req.fhirServer and req.fhirAuthorization)
+    if not can_fetch and (optional := [k for k in failed if k in OPTIONAL_KEYS]):
+        # the core keys are enough for a card: these inputs are read from what the other keys carry
+        for k in optional:
+            problems.append(Problem("absent", f"prefetch key {k!r}", "absent and no fhirServer to fetch it: "
+                                    f"{', '.join(OPTIONAL_KEYS[k])} read only from the other keys"))
+        failed = [k for k in failed if k not in OPTIONAL_KEYS]
     if not failed:
         return entries
-    if not req.fhirServer or not req.fhirAuthorization:
-        why = {k: ("absent" if prefetch.get(k) is None else "an OperationOutcome"
-                   if isinstance(prefetch.get(k), dict) and prefetch[k].get("resourceType") == "OperationOutcome"
-                   else "not a FHIR resource of the expected type") for k in failed}
+    if not can_fetch:
+        why = {k: _why(prefetch.get(k)) for k in failed}
         raise DataUnavailable("prefetch " + ", ".join(f"{k!r} {v}" for k, v in why.items())
                               + "; no fhirServer/fhirAuthorization to fetch them")
     headers = {"Authorization": f"Bearer {req.fhirAuthorization.access_token}", "Accept": "application/fhir+json"}
@@ -110,11 +151,19 @@ def gather(req: CDSRequest, settings: EhrSettings, problems: list[Problem] | Non
         with httpx.Client(timeout=settings.cds_fhir_timeout_s, headers=headers) as client:
             for k in failed:
                 path = templates[k].replace("{{context.patientId}}", req.context.patientId)
-                body = _fetch(client, f"{base}/{path}", k, base, settings.cds_fhir_max_pages)
-                got = _prefetch_entries(k, body, req.context.patientId, problems)
-                if got is None:
-                    raise DataUnavailable(f"FHIR server answered no usable resource for prefetch key {k!r}",
-                                          "fhir_server")
+                try:
+                    body = _fetch(client, f"{base}/{path}", k, base, settings.cds_fhir_max_pages)
+                    got = _prefetch_entries(k, body, req.context.patientId, problems)
+                    if got is None:
+                        raise DataUnavailable(f"FHIR server answered no usable resource for prefetch key {k!r}",
+                                              "fhir_server")
+                except DataUnavailable as exc:
+                    if k not in OPTIONAL_KEYS:
+                        raise
+                    # a server without that resource type (404) still serves the core keys: say what is missing
+                    problems.append(Problem("absent", f"prefetch key {k!r}", f"{exc}: "
+                                            f"{', '.join(OPTIONAL_KEYS[k])} read only from the other keys"))
+                    continue
                 entries += got
     except (httpx.InvalidURL, UnicodeError):  # not HTTPErrors: were 500s (found by benchmarks.bench_fuzz)
         raise DataUnavailable("fhirServer is not a usable http(s) URL", "fhir_server") from None

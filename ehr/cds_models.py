@@ -4,14 +4,17 @@ the prefetch templates the served model's inputs call for."""
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ehr.fhir_map import LOCAL_SYSTEM, observation_queries
+from ehr.chart_observations import observation_queries
 from feature_store import contract as c
-from feature_store.codes import LIVER_METASTASIS_CODES, PRIMARY_SITE_ICD10, PRIMARY_SITE_SNOMED
+from feature_store import standard_codes as sc
+from feature_store.codes import LOCAL_SYSTEM, RXNORM
+from feature_store.standard_codes import local_code
 
 SERVICE_ID = "pve-progression-risk"
 
@@ -121,23 +124,53 @@ OVERRIDE_REASONS = [
 ]
 
 
+# Prefetch keys a model needs beyond the core three, and the inputs each one carries. An EHR that leaves one
+# out (and gives no fhirServer to fetch it) still gets a card: those inputs are read from the other keys.
+OPTIONAL_KEYS = {
+    "tumours": ("n_liver_metastases", "largest_metastasis_cm", "bilobar_disease"),
+    "medications": ("chemo_cycles_pre_pve", "bevacizumab_pre_pve"),
+    "medication_requests": ("chemo_cycles_pre_pve", "bridging_chemo_planned"),
+    "orders": ("planned_interval_weeks", "bridging_chemo_planned"),
+    "procedures": ("planned_interval_weeks",),
+}
+
+
 def prefetch_templates(features: list[str] | tuple[str, ...] | None = None) -> dict[str, str]:
-    """Patient, the liver-metastasis and primary-site Conditions, and the Observations the
-    contract maps for the served model's inputs (LOINC, plus the local code system for features
-    without a standard code; a coarse input brings its fine sources)."""
+    """The prefetch templates for these model inputs (computed once per model: every call asks)."""
+    return dict(_templates(tuple(features) if features is not None else None))
+
+
+@lru_cache(maxsize=8)
+def _templates(features: tuple[str, ...] | None) -> dict[str, str]:
+    """The prefetch the served model's inputs call for, from the mapping table (feature_store/standard_codes.py):
+    the Patient; the problem list (small; mCODE codes cancers by any SNOMED CT or ICD-10 concept with a
+    bodySite, which no short code list covers); the Observations coded for the inputs (US Core labs, tumour
+    markers, Tumor Size, TNM N category, genomic variants and regions studied, local codes); and, for the
+    inputs that need them, the liver tumours, cancer medications, and the PVE and hepatectomy orders."""
     used = set(c.input_names(features)) if features is not None else set(c.feature_names())
-    cond = [f"{x.system}|{x.code}" for x in LIVER_METASTASIS_CODES]
-    if "primary_side" in used:
-        cond += [f"{system}|{x}" for system in (c.ICD10, c.ICD10CM) for x in PRIMARY_SITE_ICD10]
-        cond += [f"{c.SNOMED}|{x}" for x in PRIMARY_SITE_SNOMED]
     obs = [f"{c.LOINC}|{code}" for name, codes in observation_queries().items() if name in used for code in codes]
-    obs += [f"{LOCAL_SYSTEM}|{f.name}" for f in c.features()
-            if f.name in used and f.name not in ("age_years", "sex", "primary_side")]
-    return {
+    if used & {"n_liver_metastases", "largest_metastasis_cm", "bilobar_disease"}:
+        obs.append("|".join(sc.TUMOR_SIZE))
+    if "node_positive_primary" in used:
+        obs += ["|".join(x) for x in sc.N_CATEGORY_CODES]
+    if used & {"ras_status", "braf_v600e"}:
+        obs += ["|".join(sc.VARIANT), "|".join(sc.REGION_STUDIED)]
+    obs += [f"{LOCAL_SYSTEM}|{f.name}" for f in c.features() if f.name in used and local_code(f.name)]
+    meds = ",".join(f"{RXNORM}|{code}" for code in {**sc.CHEMOTHERAPY, **sc.BEVACIZUMAB})
+    out = {
         "patient": "Patient/{{context.patientId}}",
-        "conditions": "Condition?patient={{context.patientId}}&code=" + ",".join(cond),
-        "observations": "Observation?patient={{context.patientId}}&code=" + ",".join(obs),
+        "conditions": "Condition?patient={{context.patientId}}",
+        "observations": "Observation?patient={{context.patientId}}&code=" + ",".join(dict.fromkeys(obs)),
     }
+    optional = {
+        "tumours": "BodyStructure?patient={{context.patientId}}",
+        "medications": "MedicationAdministration?patient={{context.patientId}}&code=" + meds,
+        "medication_requests": "MedicationRequest?patient={{context.patientId}}&code=" + meds,
+        "orders": "ServiceRequest?patient={{context.patientId}}&status=active,draft,on-hold,completed",
+        "procedures": "Procedure?patient={{context.patientId}}&code=" + "|".join(sc.EMBOLIZATION),
+    }
+    out.update({k: v for k, v in optional.items() if used & set(OPTIONAL_KEYS[k])})
+    return out
 
 
 def discovery(features: list[str] | tuple[str, ...] | None = None) -> Discovery:
@@ -146,6 +179,8 @@ def discovery(features: list[str] | tuple[str, ...] | None = None) -> Discovery:
         description="Risk that colorectal liver metastases progress between portal vein embolization and "
                     "resection, with the clinical scores and the main factors. Research use only.",
         prefetch=prefetch_templates(features),
-        usageRequirements="Research use only. Needs the Patient, liver-metastasis Conditions and the "
-                          "Observations in the prefetch templates (or FHIR server access).",
+        usageRequirements="Research use only. Needs the Patient, the problem list and the Observations in the "
+                          "prefetch templates (or FHIR server access); the other keys (tumours, medications, "
+                          "orders) add the inputs they carry when given. References must resolve: server "
+                          "references (Patient/<id>), or urn:uuid references with their entries in the prefetch.",
     )])

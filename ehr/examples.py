@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ehr.fhir_map import DEMOGRAPHIC, LOCAL_SYSTEM
+from ehr.chart_observations import DEMOGRAPHIC
+from feature_store.codes import LOCAL_SYSTEM
 from feature_store import contract as c
 from feature_store.units import CONTRACT_UCUM
 

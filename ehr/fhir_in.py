@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timezone
 from typing import Any
 
 from ehr.fhir_read import Problem, bundle_entries
-from ehr.assess import NOT_APPLICABLE, assess
+from ehr.assess import assess, reason
 from ehr.fhir_out import operation_outcome, risk_assessment
 from ehr.settings import EhrSettings
 
@@ -40,9 +40,26 @@ def _problem_list(problems: list[Problem]) -> list[dict[str, Any]]:
     return [{"kind": p.kind, "resource": p.ref, "feature": p.feature, "problem": p.message} for p in problems]
 
 
+BUNDLE_TYPES = ("transaction", "batch", "collection", "searchset")
+
+
+def bundle_problem(bundle: Any) -> str | None:
+    """What makes a body not one patient's Bundle, in words that name the field and the allowed values (never
+    the value sent, nor an internal class)."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        return "resourceType: must be Bundle (one patient's chart as a FHIR Bundle)"
+    if bundle.get("type") not in BUNDLE_TYPES:
+        return f"type: Bundle type not supported; send one of {', '.join(BUNDLE_TYPES)}"
+    if bundle.get("entry") is not None and not isinstance(bundle.get("entry"), list):
+        return "entry: must be a list of Bundle entries"
+    return None
+
+
 def predict_bundle(bundle: dict[str, Any], risk: Any, settings: EhrSettings, decision_date: str | None = None
                    ) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) for one patient's Bundle (transaction, batch, collection or searchset)."""
+    if (problem := bundle_problem(bundle)) is not None:
+        return _reject(400, {"error": "not a supported FHIR Bundle", "detail": [problem]}, ["bundle"])
     try:
         decision = parse_decision_date(decision_date)
     except ValueError:
@@ -58,8 +75,9 @@ def predict_bundle(bundle: dict[str, Any], risk: Any, settings: EhrSettings, dec
                              "operation_outcome": operation_outcome([("error", "identity", a.identity_conflict)])},
                        ["identity"])
     if a.declined:
-        why = NOT_APPLICABLE[a.declined]
-        return _reject(422, {"error": f"not applicable: {why}", "not_applicable": a.declined, "problems": listed,
+        why = reason(a)
+        prefix = "not assessed" if a.declined in ("unreadable", "unresolved_references") else "not applicable"
+        return _reject(422, {"error": f"{prefix}: {why}", "not_applicable": a.declined, "problems": listed,
                              "operation_outcome": operation_outcome([("error", "not_applicable", why)])},
                        [a.declined])
     if a.prediction is None:
@@ -67,11 +85,12 @@ def predict_bundle(bundle: dict[str, Any], risk: Any, settings: EhrSettings, dec
         return _reject(422, {
             "error": text, "share_of_inputs": round(a.share, 2), "missing_required": a.missing_required,
             "missing_inputs": [f for f in risk.features if a.record.get(f) is None],
-            "inputs": a.record, "notes": a.notes, "problems": listed, "problem_counts": a.counts(),
+            "inputs": a.record, "input_sources": mapped.sources if mapped else {}, "notes": a.notes,
+            "problems": listed, "problem_counts": a.counts(),
             "operation_outcome": operation_outcome(
                 [("error", "insufficient", f"{text}; missing required: {', '.join(a.missing_required) or 'none'}")]
                 + [("warning", p.kind, p.text()) for p in (mapped.problems if mapped else [])][:100])},
             ["insufficient", *a.counts()])
     ra = risk_assessment(a.prediction, f"Patient/{a.patient_id}" if a.patient_id else None, a.basis, decision)
-    return 200, {**a.prediction, "inputs": a.record, "notes": a.notes, "problems": listed,
-                 "problem_counts": a.counts(), "fhir_risk_assessment": ra}
+    return 200, {**a.prediction, "inputs": a.record, "input_sources": mapped.sources if mapped else {},
+                 "notes": a.notes, "problems": listed, "problem_counts": a.counts(), "fhir_risk_assessment": ra}

@@ -65,7 +65,7 @@ ISSUE_CODE = {"stale": "business-rule", "unit": "value", "bound": "value", "othe
               "malformed": "structure", "future": "business-rule", "undated": "required",
               "unknown_code": "code-invalid", "imprecise_date": "informational", "conflict": "conflict",
               "refused": "value", "identity": "conflict", "not_applicable": "not-supported",
-              "insufficient": "incomplete"}
+              "insufficient": "incomplete", "partial": "incomplete", "absent": "incomplete"}
 
 
 def operation_outcome(issues: list[tuple[str, str, str]]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ CODE = "unknown_code"
 IMPRECISE = "imprecise_date"
 CONFLICT = "conflict"
 REFUSED = "refused"
+PARTIAL = "partial"  # the chart gives only part of an input (a coarse form, a lower bound)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,15 @@ class Mapped:
     deceased: bool = False
     # Why the chart cannot be scored for this patient (another patient's Patient, two Patients).
     identity_conflict: str | None = None
+    # Safety fields that could not be read (deceased, a liver metastasis's clinical or verification status):
+    # the chart fails closed on them. Field names and resources only, never values.
+    unreadable: list[str] = field(default_factory=list)
+    # Coded resources skipped because their subject is a `urn:` reference no entry of the chart resolves
+    # (a prefetch cut out of a transaction Bundle), and whether a liver-metastasis Condition was among them.
+    unresolved: int = 0
+    unresolved_liver: bool = False
+    # Which profile or rule each input came from (the API's input_sources).
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def notes(self) -> list[str]:
@@ -135,13 +145,6 @@ def parse_when(value: Any) -> tuple[datetime, datetime, str] | None:
         return None
     dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
     return dt, dt, "time"
-
-
-def point_in_span(span: tuple[datetime, datetime, str], decision: datetime) -> datetime:
-    """One instant for a partial date: the middle of the part of its span before the decision."""
-    lo, hi, _ = span
-    hi = min(hi, decision) if lo <= decision else hi
-    return lo + (hi - lo) / 2
 
 
 def observed_at(obs: dict[str, Any]) -> tuple[datetime, datetime, str] | None:

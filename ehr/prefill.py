@@ -1,7 +1,8 @@
 """Short-lived tokens that open the calculator prefilled with a CDS Hooks patient's mapped inputs.
 
 The card's link carries only a random token (in the URL fragment, which browsers do not send to
-servers or write to access logs); the inputs stay in this process's memory and expire. One
+servers or write to access logs); the inputs stay in this process's memory, expire, and are handed out
+once. One
 process holds them: with several BentoML workers a token is redeemable only at the worker that
 made it, so the service keeps the default of one worker.
 """
@@ -36,10 +37,11 @@ class PrefillStore:
         return token
 
     def get(self, token: str) -> dict[str, Any] | None:
-        """The inputs behind a token, or None when it is unknown or expired."""
+        """The inputs behind a token, or None when it is unknown, expired or already redeemed: a token opens
+        the calculator once (a link copied from the card, or read over a shoulder, is worth nothing after)."""
         with self._lock:
             self._purge(self._clock())
-            item = self._items.get(token)
+            item = self._items.pop(token, None)
         return dict(item[1]) if item else None
 
     def _purge(self, now: float) -> None:

@@ -1,5 +1,6 @@
-"""Code systems and the standard codes the contract and the EHR mapping read: one place for each
-code (LOINC, SNOMED CT, ICD-10), with what it means for the contract."""
+"""Code systems and the codes the contract's features are defined with (LOINC, SNOMED CT, ICD-10), with what
+they mean for the contract. Where each input lives in a standard chart (mCODE, US Core, genomics
+reporting) is the mapping table in feature_store/standard_codes.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ SNOMED = "http://snomed.info/sct"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 UCUM = "http://unitsofmeasure.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+HGNC = "http://www.genenames.org/geneId"  # as the genomics-reporting IG and mCODE write gene ids
+AJCC = "http://cancerstaging.org"  # AJCC staging codes (mCODE STU2 examples; STU3 uses SNOMED CT)
+# The project's own code system for inputs no standard code carries: code = contract feature name.
+LOCAL_SYSTEM = "urn:pverisk:feature"
 
 
 @dataclass(frozen=True)
@@ -22,8 +28,6 @@ class Code:
     molar_mass: float | None = None
     # Coded answers of a qualitative test: ((system, code), contract category).
     answers: tuple[tuple[tuple[str, str], str], ...] = ()
-    # A tumour genotype does not go stale like a lab value: read whatever its age.
-    never_stale: bool = False
 
 
 # Bilirubin (C33H36N4O6, 584.66 g/mol): the molar mass that gives the conventional factor labs and
@@ -41,12 +45,6 @@ MUTATION_ANSWERS: tuple[tuple[tuple[str, str], str], ...] = (
     ((SNOMED, "260385009"), "wild_type"),  # Negative
 )
 
-# Applicability: an active Condition with one of these codes makes a patient a candidate.
-LIVER_METASTASIS_CODES: tuple[Code, ...] = (
-    Code(SNOMED, "94381002", "Secondary malignant neoplasm of liver"),
-    Code(ICD10, "C78.7", "Secondary malignant neoplasm of liver and intrahepatic bile duct"),
-    Code(ICD10CM, "C78.7", "Secondary malignant neoplasm of liver and intrahepatic bile duct"),
-)
 # Primary site -> primary_side, for problem lists coded in SNOMED CT (ICD-10 C18-C20 are read by
 # their structure: C18.0-C18.4 right, C18.5-C18.7 and C19 left, C20 rectum). Only codes checked
 # against a published SNOMED CT expansion are listed; unspecified "colon" codes give no side.
@@ -58,4 +56,3 @@ PRIMARY_SITE_SNOMED: dict[str, str] = {
     "93980002": "left_colon",  # Primary malignant neoplasm of rectosigmoid junction
     "93984006": "rectum",  # Primary malignant neoplasm of rectum
 }
-PRIMARY_SITE_ICD10 = tuple(f"C18.{i}" for i in range(10)) + ("C19", "C20")

@@ -93,6 +93,8 @@ class Feature:
     # The record the value comes from (a key of SOURCE_GROUPS): its feature view in the feature
     # store and how long a value stays current. A coarse form is recorded with its fine source.
     recorded_in: str | None = None
+    # How a clinician names the input (cards, coverage, the calculator): never the code name.
+    label: str = ""
 
     @property
     def source_group(self) -> "SourceGroup":
@@ -101,6 +103,18 @@ class Feature:
         if self.recorded_in is None:
             raise ValueError(f"{self.name}: no source group (recorded_in) in the contract")
         return SOURCE_GROUPS[self.recorded_in]
+
+    @property
+    def decimals(self) -> int:
+        """Clinical precision: values are stated (mapped from FHIR, echoed, prefilled, shown) at this many
+        decimals, the precision labs and imaging report them at (a converted 17.1 umol/L bilirubin is
+        1.0 mg/dL, not 0.99999999999927)."""
+        return DECIMALS_BY_UNIT.get(self.unit or "", 2)
+
+    @property
+    def ttl_days(self) -> int | None:
+        """How long a value stays current for a decision (its source group's TTL; None: never stale)."""
+        return self.source_group.ttl_days
 
     @property
     def coarse(self) -> bool:
@@ -129,6 +143,14 @@ class Feature:
         return (self.name,)
 
 
+# Decimals a clinician reads a value at, by contract unit (a lab prints bilirubin 1.1, not 1.1228).
+# Intervals keep one decimal: a disease-free interval of 11.6 months must not become 12 (Fong's cut-off).
+DECIMALS_BY_UNIT = {"years": 0, "count": 0, "cycles": 0, "10^9/L": 0, "%": 0, "months": 1, "weeks": 1,
+                    "ratio": 1, "mg/dL": 1, "g/dL": 1, "ng/mL": 1, "cm": 1, "percentage points": 1, "%/week": 1}
+# Units as a clinician writes them (cards and the coverage listing).
+UNIT_TEXT = {"10^9/L": "×10⁹/L", "ratio": "", "count": "", "%": "%", "percentage points": "percentage points"}
+
+
 def _fmt(x: float | None) -> str:
     if x is None:
         return "-"
@@ -137,93 +159,93 @@ def _fmt(x: float | None) -> str:
 
 FEATURES: tuple[Feature, ...] = (
     Feature(
-        "age_years", Kind.NUMBER, "Age at the PVE decision", recorded_in="clinical_record", unit="years",
+        "age_years", Kind.NUMBER, "Age at the PVE decision", label="Age", recorded_in="clinical_record", unit="years",
         minimum=18, maximum=100, source="Hitpass, Cancers 2020: mean 61 +/- 9",
         codes=(Code(LOINC, "30525-0", "Age", "a"),), example=62,
     ),
     Feature(
-        "sex", Kind.CATEGORY, "Administrative sex (FHIR Patient.gender)", recorded_in="clinical_record",
+        "sex", Kind.CATEGORY, "Administrative sex (FHIR Patient.gender)", label="Sex", recorded_in="clinical_record",
         categories=("female", "male"), example="male",
     ),
     Feature(
         "primary_side", Kind.CATEGORY,
-        "Side of the primary tumour: right colon (ICD-10 C18.0-C18.4), left colon (C18.5-C18.7, C19), rectum (C20)", recorded_in="clinical_record",
+        "Side of the primary tumour: right colon (ICD-10 C18.0-C18.4), left colon (C18.5-C18.7, C19), rectum (C20)", label="Primary tumour side", recorded_in="clinical_record",
         categories=("right_colon", "left_colon", "rectum"), example="left_colon",
         source="Hitpass 2020: right-sided HR 2.24 (1.13-4.47)",
         codes=(Code(ICD10, "C18", "Malignant neoplasm of colon"), Code(ICD10, "C19", "Rectosigmoid junction"),
                Code(ICD10, "C20", "Malignant neoplasm of rectum")),
     ),
     Feature(
-        "node_positive_primary", Kind.BOOLEAN, "Lymph-node-positive primary tumour (part of Fong, GAME, m-CRS)", recorded_in="clinical_record",
+        "node_positive_primary", Kind.BOOLEAN, "Lymph-node-positive primary tumour (part of Fong, GAME, m-CRS)", label="Node-positive primary", recorded_in="clinical_record",
         example=True, codes=(Code(SNOMED, "443493003", "Metastasis to regional lymph node"),),
     ),
     Feature(
-        "synchronous_metastases", Kind.BOOLEAN, "Liver metastases found with or within 3 months of the primary", recorded_in="clinical_record",
+        "synchronous_metastases", Kind.BOOLEAN, "Liver metastases found with or within 3 months of the primary", label="Synchronous liver metastases", recorded_in="clinical_record",
         example=True,
     ),
     Feature(
         "disease_free_interval_months", Kind.NUMBER,
-        "Months from primary diagnosis to liver metastases (0 when synchronous; part of Fong)", recorded_in="clinical_record",
+        "Months from primary diagnosis to liver metastases (0 when synchronous; part of Fong)", label="Disease-free interval", recorded_in="clinical_record",
         unit="months", minimum=0, maximum=240, example=0,
     ),
     Feature(
-        "ras_status", Kind.CATEGORY, "KRAS/NRAS mutation status of the tumour", recorded_in="tumour_genotype",
+        "ras_status", Kind.CATEGORY, "KRAS/NRAS mutation status of the tumour", label="RAS (KRAS/NRAS)", recorded_in="tumour_genotype",
         categories=("wild_type", "mutant", "unknown"), unknown_categories=("unknown",), example="wild_type",
-        codes=(Code(LOINC, "21702-6", "KRAS gene mutations found", answers=MUTATION_ANSWERS, never_stale=True),),
+        codes=(Code(LOINC, "21702-6", "KRAS gene mutations found", answers=MUTATION_ANSWERS),),
     ),
     Feature(
-        "braf_v600e", Kind.CATEGORY, "BRAF V600E mutation status", recorded_in="tumour_genotype",
+        "braf_v600e", Kind.CATEGORY, "BRAF V600E mutation status", label="BRAF V600E", recorded_in="tumour_genotype",
         categories=("wild_type", "mutant", "unknown"), unknown_categories=("unknown",), example="unknown",
-        codes=(Code(LOINC, "58415-1", "BRAF gene mutations found", answers=MUTATION_ANSWERS, never_stale=True),),
+        codes=(Code(LOINC, "58415-1", "BRAF gene mutations found", answers=MUTATION_ANSWERS),),
     ),
     Feature(
-        "n_liver_metastases", Kind.INTEGER, "Number of liver metastases on pre-PVE imaging", recorded_in="imaging",
+        "n_liver_metastases", Kind.INTEGER, "Number of liver metastases on pre-PVE imaging", label="Number of liver metastases", recorded_in="imaging",
         unit="count", minimum=1, maximum=100, example=5, monotone=1,
         source="> 4 metastases: OR 4.7 for PVE failure (Arch Med Sci 2013, n=38)",
     ),
     Feature(
-        "largest_metastasis_cm", Kind.NUMBER, "Diameter of the largest liver metastasis", recorded_in="imaging",
+        "largest_metastasis_cm", Kind.NUMBER, "Diameter of the largest liver metastasis", label="Largest liver metastasis", recorded_in="imaging",
         unit="cm", minimum=0.2, maximum=30, example=3.8, monotone=1,
         codes=(Code(LOINC, "33728-7", "Size.maximum dimension in Tumor", "cm"),),
     ),
-    Feature("bilobar_disease", Kind.BOOLEAN, "Metastases in both liver lobes", recorded_in="imaging", example=True),
-    Feature("extrahepatic_disease", Kind.BOOLEAN, "Extrahepatic disease at the PVE decision (part of GAME)", recorded_in="imaging",
+    Feature("bilobar_disease", Kind.BOOLEAN, "Metastases in both liver lobes", label="Bilobar disease", recorded_in="imaging", example=True),
+    Feature("extrahepatic_disease", Kind.BOOLEAN, "Extrahepatic disease at the PVE decision (part of GAME)", label="Extrahepatic disease", recorded_in="imaging",
             example=False),
     Feature(
-        "cea_ng_ml", Kind.NUMBER, "Serum carcinoembryonic antigen before PVE (ug/L is the same number)", recorded_in="laboratory",
+        "cea_ng_ml", Kind.NUMBER, "Serum carcinoembryonic antigen before PVE (ug/L is the same number)", label="CEA", recorded_in="laboratory",
         unit="ng/mL", minimum=0, maximum=100000, example=12.5,
         codes=(Code(LOINC, "2039-6", "Carcinoembryonic Ag [Mass/volume] in Serum or Plasma", "ng/mL"),
                Code(LOINC, "83085-1", "Carcinoembryonic Ag [Mass/volume] in Serum or Plasma by Immunoassay",
                     "ng/mL")),
     ),
     Feature(
-        "chemo_cycles_pre_pve", Kind.INTEGER, "Cycles of systemic chemotherapy before PVE", recorded_in="treatment_plan",
+        "chemo_cycles_pre_pve", Kind.INTEGER, "Cycles of systemic chemotherapy before PVE", label="Chemotherapy cycles before PVE", recorded_in="treatment_plan",
         unit="cycles", minimum=0, maximum=60, example=6,
         source="Pommier 2014; Passot 2016: > 6 cycles linked to two-stage failure",
     ),
     Feature(
-        "chemo_response", Kind.CATEGORY, "Best radiological response to chemotherapy before PVE (RECIST 1.1)", recorded_in="imaging",
+        "chemo_response", Kind.CATEGORY, "Best radiological response to chemotherapy before PVE (RECIST 1.1)", label="Response to chemotherapy", recorded_in="imaging",
         categories=("complete", "partial", "stable", "progressive"), ordered=True, example="partial", monotone=1,
         source="Pommier 2014; Giuliante 2014",
     ),
-    Feature("bevacizumab_pre_pve", Kind.BOOLEAN, "Bevacizumab given before PVE", recorded_in="treatment_plan", example=False,
+    Feature("bevacizumab_pre_pve", Kind.BOOLEAN, "Bevacizumab given before PVE", label="Bevacizumab before PVE", recorded_in="treatment_plan", example=False,
             source="Simoneau 2012: about 53%, no effect"),
-    Feature("bridging_chemo_planned", Kind.BOOLEAN, "Chemotherapy planned between PVE and surgery", recorded_in="treatment_plan",
+    Feature("bridging_chemo_planned", Kind.BOOLEAN, "Chemotherapy planned between PVE and surgery", label="Bridging chemotherapy planned", recorded_in="treatment_plan",
             example=False),
     Feature(
-        "sflr_percent", Kind.NUMBER, "Standardized future liver remnant before PVE", recorded_in="imaging",
+        "sflr_percent", Kind.NUMBER, "Standardized future liver remnant before PVE", label="Standardized future liver remnant", recorded_in="imaging",
         unit="%", minimum=5, maximum=80, example=28.0, source="median 33% (18-54%), Surgery 2018",
     ),
     Feature(
-        "planned_interval_weeks", Kind.NUMBER, "Planned interval from PVE to surgery", recorded_in="treatment_plan",
+        "planned_interval_weeks", Kind.NUMBER, "Planned interval from PVE to surgery", label="Planned PVE-to-surgery interval", recorded_in="treatment_plan",
         unit="weeks", minimum=1, maximum=26, example=5.0,
     ),
     Feature(
-        "embolic_agent", Kind.CATEGORY, "Embolic agent planned for PVE", recorded_in="treatment_plan",
+        "embolic_agent", Kind.CATEGORY, "Embolic agent planned for PVE", label="Embolic agent", recorded_in="treatment_plan",
         categories=("nbca", "particles_coils", "other"), example="nbca",
     ),
     Feature(
-        "bilirubin_mg_dl", Kind.NUMBER, "Total serum bilirubin", recorded_in="laboratory", unit="mg/dL", minimum=0.05, maximum=30,
+        "bilirubin_mg_dl", Kind.NUMBER, "Total serum bilirubin", label="Total bilirubin", recorded_in="laboratory", unit="mg/dL", minimum=0.05, maximum=30,
         example=0.6,
         codes=(Code(LOINC, "1975-2", "Bilirubin.total [Mass/volume] in Serum or Plasma", "mg/dL",
                     molar_mass=BILIRUBIN_G_MOL),
@@ -231,15 +253,15 @@ FEATURES: tuple[Feature, ...] = (
                     molar_mass=BILIRUBIN_G_MOL)),
     ),
     Feature(
-        "albumin_g_dl", Kind.NUMBER, "Serum albumin", recorded_in="laboratory", unit="g/dL", minimum=1, maximum=7, example=4.1,
+        "albumin_g_dl", Kind.NUMBER, "Serum albumin", label="Albumin", recorded_in="laboratory", unit="g/dL", minimum=1, maximum=7, example=4.1,
         codes=(Code(LOINC, "1751-7", "Albumin [Mass/volume] in Serum or Plasma", "g/dL"),),
     ),
     Feature(
-        "inr", Kind.NUMBER, "International normalized ratio", recorded_in="laboratory", unit="ratio", minimum=0.5, maximum=10,
+        "inr", Kind.NUMBER, "International normalized ratio", label="INR", recorded_in="laboratory", unit="ratio", minimum=0.5, maximum=10,
         example=1.0, codes=(Code(LOINC, "6301-6", "INR in Platelet poor plasma by Coagulation assay", "{INR}"),),
     ),
     Feature(
-        "platelets_10e9_l", Kind.NUMBER, "Platelet count", recorded_in="laboratory", unit="10^9/L", minimum=5, maximum=2000,
+        "platelets_10e9_l", Kind.NUMBER, "Platelet count", label="Platelets", recorded_in="laboratory", unit="10^9/L", minimum=5, maximum=2000,
         example=240,
         codes=(Code(LOINC, "777-3", "Platelets [#/volume] in Blood by Automated count", "10*3/uL"),
                Code(LOINC, "26515-7", "Platelets [#/volume] in Blood", "10*3/uL")),
@@ -247,39 +269,39 @@ FEATURES: tuple[Feature, ...] = (
     # Coarse forms: what registries built around the clinical scores keep instead of the value
     # (domain brief, "What real cohorts look like"). Each derives from the fine feature(s).
     Feature(
-        "multiple_liver_metastases", Kind.BOOLEAN, "More than one liver metastasis (coarse form of the count)",
+        "multiple_liver_metastases", Kind.BOOLEAN, "More than one liver metastasis (coarse form of the count)", label="More than one liver metastasis",
         derivation=threshold("n_liver_metastases", ">", 1), monotone=1, example=True,
         source="Fong, Ann Surg 1999: more than one tumour (Fong CRS item)",
     ),
     Feature(
-        "more_than_4_liver_metastases", Kind.BOOLEAN, "More than 4 liver metastases (coarse form of the count)",
+        "more_than_4_liver_metastases", Kind.BOOLEAN, "More than 4 liver metastases (coarse form of the count)", label="More than 4 liver metastases",
         derivation=threshold("n_liver_metastases", ">", 4), monotone=1, example=True,
         source="> 4 metastases: OR 4.7 for PVE failure (Arch Med Sci 2013, n=38)",
     ),
     Feature(
-        "largest_metastasis_over_5cm", Kind.BOOLEAN, "Largest liver metastasis larger than 5 cm (coarse form)",
+        "largest_metastasis_over_5cm", Kind.BOOLEAN, "Largest liver metastasis larger than 5 cm (coarse form)", label="Largest metastasis over 5 cm",
         derivation=threshold("largest_metastasis_cm", ">", 5), monotone=1, example=False,
         source="Fong, Ann Surg 1999 (Fong CRS item); Brudvik, Ann Surg 2019 (m-CRS item)",
     ),
     Feature(
-        "cea_over_200", Kind.BOOLEAN, "CEA above 200 ng/mL (coarse form)",
+        "cea_over_200", Kind.BOOLEAN, "CEA above 200 ng/mL (coarse form)", label="CEA over 200 ng/mL",
         derivation=threshold("cea_ng_ml", ">", 200), example=False,
         source="Fong, Ann Surg 1999 (Fong CRS item)",
     ),
     Feature(
-        "cea_20_or_more", Kind.BOOLEAN, "CEA 20 ng/mL or more (coarse form)",
+        "cea_20_or_more", Kind.BOOLEAN, "CEA 20 ng/mL or more (coarse form)", label="CEA 20 ng/mL or more",
         derivation=threshold("cea_ng_ml", ">=", 20), example=False,
         source="Margonis, Br J Surg 2018 (GAME item)",
     ),
     Feature(
         "disease_free_interval_under_12_months", Kind.BOOLEAN,
-        "Less than 12 months from primary to liver metastases (coarse form)",
+        "Less than 12 months from primary to liver metastases (coarse form)", label="Disease-free interval under 12 months",
         derivation=threshold("disease_free_interval_months", "<", 12), example=True,
         source="Fong, Ann Surg 1999 (Fong CRS item)",
     ),
     Feature(
         "tumour_burden_band", Kind.CATEGORY,
-        "Tumour Burden Score band: sqrt(largest cm^2 + count^2) under 3, 3 to 8, 9 or more (coarse form)",
+        "Tumour Burden Score band: sqrt(largest cm^2 + count^2) under 3, 3 to 8, 9 or more (coarse form)", label="Tumour Burden Score band",
         categories=TBS_BANDS, ordered=True, monotone=1, example="3_to_8",
         derivation=Derivation(("n_liver_metastases", "largest_metastasis_cm"),
                               "TBS = sqrt(largest_metastasis_cm^2 + n_liver_metastases^2): < 3, 3-8, >= 9",
@@ -288,11 +310,11 @@ FEATURES: tuple[Feature, ...] = (
     ),
     # Known only after PVE: never inputs of the pre-PVE model (leakage).
     Feature(
-        "degree_hypertrophy_pp", Kind.NUMBER, "Degree of FLR hypertrophy after PVE", recorded_in="imaging", unit="percentage points",
+        "degree_hypertrophy_pp", Kind.NUMBER, "Degree of FLR hypertrophy after PVE", label="Degree of FLR hypertrophy", recorded_in="imaging", unit="percentage points",
         minimum=-20, maximum=60, timing=Timing.POST_PVE, source="Shindoh, JACS 2013: DH >= 7.5",
     ),
     Feature(
-        "kinetic_growth_rate_pct_week", Kind.NUMBER, "Kinetic growth rate of the FLR after PVE", recorded_in="imaging",
+        "kinetic_growth_rate_pct_week", Kind.NUMBER, "Kinetic growth rate of the FLR after PVE", label="Kinetic growth rate of the FLR", recorded_in="imaging",
         unit="%/week", minimum=-10, maximum=30, timing=Timing.POST_PVE, source="Shindoh, JACS 2013: KGR >= 2%/week",
     ),
 )

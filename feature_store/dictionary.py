@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from feature_store import contract as c
+from feature_store.standard_codes import rows_for
 
 
 @lru_cache(maxsize=1)
@@ -25,6 +26,7 @@ def contract_summary() -> dict[str, Any]:
                 "timing": f.timing.value,
                 "coarse_of": list(f.derivation.sources) if f.derivation else [],
                 "derivation": f.derivation.rule if f.derivation else None,
+                "label": f.label,
                 "description": f.description,
                 "codes": [{"system": x.system, "code": x.code, "display": x.display} for x in f.codes],
                 "source": f.source,
@@ -49,15 +51,18 @@ def data_dictionary_markdown() -> str:
         "either way. Post-PVE features are known only after the embolization and are refused as "
         "inputs of the pre-PVE model.",
         "",
-        "| feature | type | unit | allowed | known | derived from | codes | description | source |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| feature | label | type | unit | allowed | known | derived from | codes | in a standard chart | description "
+        "| source |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in c.FEATURES:
         codes = "; ".join(f"{x.system.rsplit('/', 1)[-1]} {x.code}" for x in f.codes) or "-"
         derived = f.derivation.rule if f.derivation else "-"
+        ehr = "; ".join(dict.fromkeys(r.profile_title for r in rows_for(f.name))) or (
+            "local code only" if not f.derivation else "from its fine form")
         lines.append(
-            f"| `{f.name}` | {f.kind.value} | {f.unit or '-'} | {f.range_text} | "
-            f"{f.timing.value} | {derived} | {codes} | {f.description} | {f.source} |"
+            f"| `{f.name}` | {f.label} | {f.kind.value} | {f.unit or '-'} | {f.range_text} | "
+            f"{f.timing.value} | {derived} | {codes} | {ehr} | {f.description} | {f.source} |"
         )
     lines += [
         "",

@@ -29,7 +29,7 @@ SOURCE_GROUPS: dict[str, SourceGroup] = {g.name: g for g in (
     SourceGroup(
         "tumour_genotype", "molecular pathology report", None,
         "a tumour's RAS/BRAF genotype does not go stale: the test is done once (the FHIR mapping reads it "
-        "whatever its age too, Code.never_stale)"),
+        "whatever its age too)"),
     SourceGroup(
         "imaging", "imaging and volumetry", 60,
         "metastases grow or shrink under chemotherapy within weeks; PVE and resection are planned on "

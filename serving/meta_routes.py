@@ -47,11 +47,11 @@ def make_meta_app(get_service: Any, served: ServedInputs) -> FastAPI:
 
     @app.post("/prefill")
     def get_prefill(request: PrefillRequest) -> Any:
-        """The inputs behind a calculator link from a CDS Hooks card, while it lasts (15 minutes). A POST
+        """The inputs behind a calculator link from a CDS Hooks card, once, while it lasts (15 minutes). A POST
         so that the token stays out of access logs."""
         inputs = PREFILL.get(request.token)
         if inputs is None:
-            return JSONResponse({"error": "unknown or expired link; enter the values by hand"}, status_code=404)
+            return JSONResponse({"error": "unknown, expired or already used link (a link opens the calculator once); enter the values by hand"}, status_code=404)
         return {"inputs": inputs, "expires_in_seconds": int(PREFILL.ttl)}
 
     @app.post("/predict/columns", openapi_extra=columnar.openapi_operation(served.features), response_model=None)

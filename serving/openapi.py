@@ -39,7 +39,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/cds-services/pve-progression-risk": ("EHR integration", "CDS Hooks patient-view: a risk card"),
     "/cds-services/pve-progression-risk/feedback": ("EHR integration", "CDS Hooks card feedback"),
     "/v1/model": ("Model", "Model card, metrics and inputs of the served model"),
-    "/v1/prefill": ("Model", "Inputs behind a calculator link from a CDS card (expires)"),
+    "/v1/prefill": ("Model", "Inputs behind a calculator link from a CDS card (once; expires)"),
     "/v1/outcomes": ("Operations", "Observed outcomes by prediction id: live AUROC, calibration and Brier follow"),
     "/v1/monitoring": ("Operations", "Rolling window vs the training reference: drift per input (aggregates only)"),
     "/healthz": ("Operations", "Health (alias of /livez)"),
@@ -169,13 +169,16 @@ def present(spec: dict[str, Any], *, model: dict[str, str], features: tuple[str,
                 content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
                     "model": {"name": model.get("name"), "version": model.get("version"), "alias": model.get("alias"),
                               "data_kind": model.get("data_kind")},
-                    "features": list(features), "model_card": {"intended_use": {"purpose": "..."}}}
+                    "features": list(features), "model_card": {"intended_use": {"purpose": "..."}},
+                    "ehr_coverage": {"standard_inputs": 20, "total_inputs": 24, "standard_share": 0.833,
+                                     "local_only": ["extrahepatic_disease", "chemo_response", "sflr_percent",
+                                                    "embolic_agent"], "inputs": ["..."]}}
             elif path == "/cds-services/pve-progression-risk":
                 content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {"cards": [{
-                    "summary": "PVE progression risk 27% (intermediate) - research use only", "indicator": "warning",
+                    "summary": "PVE progression risk 27% (intermediate) - research use only", "indicator": "info",
                     "detail": "**Estimated risk of liver progression between PVE and resection: 27% ...",
                     "source": {"label": "pve-progression-risk v1 (simulated data)", "url": "https://host/model"},
-                    "links": [{"label": "Open in the risk calculator (prefilled; link valid 15 minutes)",
+                    "links": [{"label": "Open in the risk calculator (prefilled; link valid 15 minutes, once)",
                                "url": "https://host/#prefill=<token>", "type": "absolute"}]}]}
             elif path == "/cds-services/pve-progression-risk/feedback":
                 content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {}

@@ -39,9 +39,12 @@ def fhir_bundle_model(features: tuple[str, ...]) -> type[BaseModel]:
         # dated today so the documented example is never stale for the mapping
         model_config = ConfigDict(extra="allow", json_schema_extra={"example": record_to_bundle(
             c.example_record(features), when=datetime.now(timezone.utc).date().isoformat())})
-        resourceType: Literal["Bundle"]
-        type: Literal["transaction", "batch", "collection", "searchset"]
-        entry: list[dict[str, Any]] = Field(default_factory=list)
+        # Checked by the route (ehr/fhir_in.py: bundle_problem), which names the field and the allowed values;
+        # the request model's own message would name an internal class.
+        resourceType: Any = Field(None, description="Required: Bundle.", json_schema_extra={"enum": ["Bundle"]})
+        type: Any = Field(None, description="Required: the Bundle type.",
+                          json_schema_extra={"enum": ["transaction", "batch", "collection", "searchset"]})
+        entry: Any = Field(None, json_schema_extra={"type": "array", "items": {"type": "object"}})
 
     return FhirBundle
 

@@ -36,6 +36,7 @@ from ehr.fhir_in import predict_bundle  # noqa: E402
 from ehr.fhir_out import risk_assessment  # noqa: E402
 from ehr.settings import EhrSettings  # noqa: E402
 from feature_store import contract as c  # noqa: E402
+from feature_store.coverage import coverage  # noqa: E402
 from feature_store.record import input_roles, patient_model  # noqa: E402
 from feature_store.scores import SCORE_NOTES  # noqa: E402
 from feature_store.units import warm as warm_units  # noqa: E402
@@ -295,6 +296,8 @@ class PVERisk:
             "gate_reason": meta.get("gate_reason"),
             "band_thresholds": {"low_below": self.settings.band_low_below,
                                 "high_from": self.settings.band_high_from},
+            # which inputs a standard (mCODE / US Core) chart carries, and which need a local code
+            "ehr_coverage": coverage(risk.features),
             "model_card": self._card,
             "clinical_score_notes": SCORE_NOTES,
             # calibration and decision-curve plots from training, as data: URIs (see import_model)

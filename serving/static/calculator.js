@@ -190,7 +190,7 @@
       history.replaceState(null, "", location.pathname);
       const p = await pv.post("/v1/prefill", {token});  // POST: the token stays out of access logs
       if (p.ok) { fill((await p.json()).inputs); form.requestSubmit(); }
-      else document.getElementById("form-errors").textContent = "The link from the EHR has expired; enter the values by hand.";
+      else document.getElementById("form-errors").textContent = "The link from the EHR has expired or was already used; enter the values by hand.";
     }
     form.dataset.ready = "true";
   }

@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, urlencode, urlparse
 from tests.fixtures.fhir import patient_resources, searchset
 
 TOKEN = "fixture-token-123"
+# Types the server knows but holds none of for its fixture patients (the tumour, medication and order keys).
+EMPTY_TYPES = ("BodyStructure", "MedicationAdministration", "MedicationRequest", "ServiceRequest", "Procedure")
 
 
 class FhirServer:
@@ -59,6 +61,8 @@ class FhirServer:
                 if parts[0] in ("Condition", "Observation") and q.get("patient", [""])[0] in server.patients:
                     key = "conditions" if parts[0] == "Condition" else "observations"
                     return self._send(200, server.page(url.path, q, server.patients[q["patient"][0]][key]))
+                if parts[0] in EMPTY_TYPES and q.get("patient", [""])[0] in server.patients:
+                    return self._send(200, server.page(url.path, q, []))  # none recorded for the fixture patients
                 return self._send(404, {"resourceType": "OperationOutcome"})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -38,21 +38,26 @@ def test_discovery_lists_the_service_with_prefetch(server):
     svc = d.services[0]
     assert svc.id == "pve-progression-risk" and svc.hook == "patient-view"
     assert svc.prefetch["patient"] == "Patient/{{context.patientId}}"
-    assert "http://snomed.info/sct|94381002" in svc.prefetch["conditions"]
-    assert "http://hl7.org/fhir/sid/icd-10|C78.7" in svc.prefetch["conditions"]
-    for code in ("2039-6", "83085-1", "1975-2", "14631-6", "1751-7", "6301-6", "777-3"):
+    # the whole problem list: mCODE codes a cancer by any concept and puts the liver in bodySite
+    assert svc.prefetch["conditions"] == "Condition?patient={{context.patientId}}"
+    for code in ("2039-6", "83085-1", "1975-2", "14631-6", "1751-7", "6301-6", "777-3",
+                 "21889-1", "69548-6", "53041-0", "21900-6"):  # labs, Tumor Size, genomics, pN
         assert f"http://loinc.org|{code}" in svc.prefetch["observations"]
+    assert svc.prefetch["tumours"] == "BodyStructure?patient={{context.patientId}}"
+    assert "http://www.nlm.nih.gov/research/umls/rxnorm|253337" in svc.prefetch["medications"]
+    assert svc.prefetch["orders"].startswith("ServiceRequest?patient={{context.patientId}}")
 
 
 def test_high_and_low_risk_cards_with_prefetch(server):
     hi = CardsResponse.model_validate(cards(server, hook_request("hi-1", True)).json()).cards[0]
     lo = CardsResponse.model_validate(cards(server, hook_request("lo-1", False)).json()).cards[0]
     assert len(hi.summary) <= 140 and "research use" in hi.summary
-    assert hi.indicator in ("warning", "critical") and lo.indicator == "info"
+    assert hi.indicator == "warning" and lo.indicator == "info"  # the band decides; never "critical"
     hi_p = int(hi.summary.split("risk ")[1].split("%")[0])
     lo_p = int(lo.summary.split("risk ")[1].split("%")[0])
     assert hi_p > lo_p
-    assert "Top factors" in hi.detail and "Fong CRS" in hi.detail and "Research use only" in hi.detail
+    assert "What drives this estimate" in hi.detail and "Fong CRS" in hi.detail and "Research use only" in hi.detail
+    assert "log-odds" not in hi.detail and "_mg_dl" not in hi.detail and "raises the risk" in hi.detail
     assert "SIMULATED" in hi.detail and "simulated data" in hi.source.label
     assert "#prefill=" in hi.links[0].url and hi.links[1].url.endswith("/model") and hi.overrideReasons
 
@@ -76,7 +81,8 @@ def test_too_little_data_gives_an_info_card_not_a_number(server):
     body["prefetch"]["observations"] = searchset([])
     card = CardsResponse.model_validate(cards(server, body).json()).cards[0]
     assert card.indicator == "info" and "not enough data" in card.summary
-    assert "n_liver_metastases" in card.detail and "%" not in card.summary.replace("research", "")
+    assert "Number of liver metastases" in card.detail and "%" not in card.summary.replace("research", "")
+    assert "n_liver_metastases" not in card.detail and "mCODE Tumor" in card.detail  # what would carry it
 
 
 def _card_text(response: httpx.Response) -> tuple[str, str | None, str]:

@@ -1,7 +1,7 @@
 """Property: no FHIR shape gives a 5xx, on either endpoint, over real HTTP.
 
-Hypothesis takes a small valid chart and breaks it at the members the mapper reads (every
-level: Bundle, entry, resource, CodeableConcept, Coding, Quantity, Reference, component):
+Hypothesis takes a small valid chart (US Core and mCODE resources) and breaks it at the members the mapper
+reads (every level: Bundle, entry, resource, CodeableConcept, Coding, Quantity, Reference, component):
 null, empty, wrongly typed, strings in numeric values, impossible dates, unknown codes. Each
 variant goes to POST /v1/predict/fhir and to the CDS Hooks service; the answer must be a 4xx
 or a 200, with a JSON body. Bounded and deterministic (derandomize) to keep CI time modest.
@@ -18,14 +18,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures.charts import prefetch_filtered, whole_chart
+from tests.fixtures.mcode import mcode_chart
 
 pytestmark = pytest.mark.slow
 
 EXAMPLES = 200
 BASE = whole_chart(21, years=0.5, visits_per_year=6, other_patient=True)
 PREFETCH = prefetch_filtered(BASE, since_days=200)
+# and the mCODE resources the mapping reads (tumours and their sizes, staging, genomics, medications, orders),
+# about the same patient
+MCODE = [r for r in (e["resource"] for e in mcode_chart(BASE.patient_id).bundle["entry"])
+         if r["resourceType"] != "Patient"]
 RESOURCES: list[dict[str, Any]] = [PREFETCH["patient"]] + [
-    e["resource"] for k in ("conditions", "observations") for e in PREFETCH[k]["entry"]]
+    e["resource"] for k in ("conditions", "observations") for e in PREFETCH[k]["entry"]] + MCODE
 
 
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -48,7 +53,13 @@ EXTRA = {
     "Observation": [("valueQuantity",), ("valueQuantity", "comparator"), ("valueCodeableConcept",),
                     ("valueCodeableConcept", "coding"), ("valueInteger",), ("valueBoolean",), ("valueString",),
                     ("component",), ("effectivePeriod",), ("effectivePeriod", "end"), ("issued",),
-                    ("dataAbsentReason",), ("status",)],
+                    ("dataAbsentReason",), ("status",), ("focus",), ("focus", 0, "reference")],
+    "BodyStructure": [("active",), ("location",), ("locationQualifier",), ("patient",)],
+    "MedicationAdministration": [("status",), ("medicationReference",), ("effectiveDateTime",),
+                                 ("effectivePeriod",)],
+    "MedicationRequest": [("status",), ("dosageInstruction",), ("dispenseRequest",), ("authoredOn",),
+                          ("medicationReference",)],
+    "ServiceRequest": [("status",), ("category",), ("bodySite",), ("occurrencePeriod",), ("authoredOn",)],
 }
 PATHS = [(i, p) for i, r in enumerate(RESOURCES) for p in _paths(r) + EXTRA.get(r["resourceType"], [])]
 

@@ -133,10 +133,12 @@ def test_cds_card_takes_a_lacking_input_from_the_store_and_says_so(online_server
     # the chart has no CEA (LOINC 2039-6); the store has a fresh one for this patient
     card = httpx.post(url, json=_without(hook_request(pid, False), "2039-6"), timeout=60).json()["cards"][0]
     line = _store_line(card)
-    assert "`cea_ng_ml`" in line and "days ago" in line
-    assert "CEA" not in card["detail"].split("Missing inputs:")[-1].split("\n")[0]
+    assert "CEA " in line and "ng/mL (recorded" in line and "days ago" in line
+    detail = card["detail"]
+    not_known = detail.split("**Not known**", 1)[1].split("**Clinical scores**")[0] if "**Not known**" in detail else ""
+    assert "CEA" not in not_known  # taken from the store: known
     with_chart = httpx.post(url, json=hook_request(pid, False), timeout=60).json()["cards"][0]
-    assert "`cea_ng_ml`" not in _store_line(with_chart)  # the chart's own value first
+    assert "CEA" not in _store_line(with_chart)  # the chart's own value first
     unknown = httpx.post(url, json=_without(hook_request("CHART-ONLY-1", False), "2039-6"), timeout=60)
     assert unknown.status_code == 200 and "From the feature store" not in unknown.json()["cards"][0]["detail"]
 

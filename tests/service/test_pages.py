@@ -135,22 +135,27 @@ def test_model_card_page(server, browser, tmp_path):
 
 @needs_chromium
 def test_cds_card_opens_the_calculator_prefilled_without_values_in_the_url(server, browser):
-    body = httpx.post(f"{server.url}/cds-services/pve-progression-risk", json=hook_request("hi-1", True)).json()
-    card = body["cards"][0]
-    link = next(ln["url"] for ln in card["links"] if "calculator" in ln["label"])
-    assert link.startswith(f"{server.url}/#prefill=")
-    token = link.split("#prefill=", 1)[1]
+    def card_link():
+        body = httpx.post(f"{server.url}/cds-services/pve-progression-risk", json=hook_request("hi-1", True)).json()
+        card = body["cards"][0]
+        link = next(ln["url"] for ln in card["links"] if "calculator" in ln["label"])
+        assert link.startswith("/#prefill=")  # relative: no PVERISK_SERVE_PUBLIC_URL, never the Host header
+        return card, link, link.split("#prefill=", 1)[1]
+
+    card, link, token = card_link()
     assert "=" not in token and "&" not in token  # a token, no field=value pairs
     prefill = httpx.post(f"{server.url}/v1/prefill", json={"token": token}).json()["inputs"]
     for value in prefill.values():  # no patient value in the link
         assert str(value) not in token or len(str(value)) < 2
+    card, link, token = card_link()  # a token is single-use: a new card's for the page
     page, requests = _page(browser, WIDTHS["desktop"])
-    page.goto(link)
+    page.goto(f"{server.url}{link}")
     page.wait_for_selector("#probability")
     p_page = float(page.get_attribute("#probability", "data-probability"))
     assert round(100 * p_page) == int(card["summary"].split("risk ")[1].split("%")[0])
     assert page.evaluate("location.hash") == ""  # the token leaves the address bar once used
     page.close()
+    assert httpx.post(f"{server.url}/v1/prefill", json={"token": token}).status_code == 404  # redeemed by the page
     assert httpx.post(f"{server.url}/v1/prefill", json={"token": "not-a-token"}).status_code == 404
     log = server.flushed_log()
     assert token not in log  # neither the fragment nor the POST body reaches the server's access log
@@ -163,6 +168,8 @@ def test_prefill_tokens_expire():
     store = PrefillStore(ttl_seconds=60, clock=lambda: now[0])
     token = store.put({"age_years": 62})
     assert store.get(token) == {"age_years": 62}
+    assert store.get(token) is None  # once
+    token = store.put({"age_years": 62})
     now[0] = 61.0
     assert store.get(token) is None
 

@@ -89,3 +89,19 @@ def test_artifacts_live_beside_a_local_store_unless_told_otherwise(tmp_path):
     default = TrackingSettings(tracking_uri=f"sqlite:///{project_root() / 'mlflow' / 'mlflow.db'}")
     assert default.artifact_root == project_root() / "mlflow" / "artifacts"
     assert TrackingSettings(tracking_uri="sqlite:///x.db", artifact_root=tmp_path / "a").artifact_root == tmp_path / "a"
+
+
+def test_ehr_coverage_lists_what_a_standard_chart_carries():
+    from feature_store.coverage import coverage
+
+    res = runner.invoke(app, ["ehr-coverage", "--features", "cea_ng_ml,sflr_percent,more_than_4_liver_metastases",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    cov = json.loads(res.stdout)
+    assert cov == json.loads(json.dumps(coverage(["cea_ng_ml", "sflr_percent", "more_than_4_liver_metastases"])))
+    assert cov["standard_inputs"] == 2 and cov["local_only"] == ["sflr_percent"]
+    assert cov["inputs"][2]["derived_from"] == ["n_liver_metastases"]
+    res = runner.invoke(app, ["ehr-coverage", "--features", "cea_ng_ml,sflr_percent"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "1 of 2 inputs (50%)" in res.output and "--features cea_ng_ml" in res.output
+    bad = runner.invoke(app, ["ehr-coverage", "--features", "progression"])
+    assert bad.exit_code == 1 and "not known at the PVE decision" in bad.output

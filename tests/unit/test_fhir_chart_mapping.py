@@ -191,11 +191,17 @@ def test_mutation_answer_codes():
 
 
 def test_card_values_at_clinical_precision_and_absent_scores_left_out():
-    from ehr.cards import _score_line, clinical_value
+    from ehr.cards import _score_line
+    from feature_store.clinical import clinical_round, value_text
 
-    assert clinical_value("bilirubin_mg_dl", 1.1228442443195346) == "1.1 mg/dL"
-    assert clinical_value("platelets_10e9_l", 210.4) == "210 10^9/L" and clinical_value("sflr_percent", 19.04) == "19%"
-    assert clinical_value("age_years", 63.4) == "63 years" and clinical_value("inr", 1.1) == "1.1"
+    assert value_text("bilirubin_mg_dl", 1.1228442443195346) == "1.1 mg/dL"
+    assert value_text("platelets_10e9_l", 210.4) == "210 ×10⁹/L" and value_text("sflr_percent", 19.04) == "19%"
+    assert value_text("age_years", 63.4) == "63 years" and value_text("inr", 1.1) == "1.1"
+    assert value_text("n_liver_metastases", 14) == "14" and value_text("bridging_chemo_planned", False) == "no"
+    assert value_text("ras_status", "wild_type") == "wild type" and value_text("cea_ng_ml", None) == "not known"
+    assert clinical_round("bilirubin_mg_dl", 17.1 / 17.1000000000001) == 1.0
+    assert clinical_round("disease_free_interval_months", 11.64) == 11.6  # not 12: Fong's cut-off is < 12
+    assert clinical_round("n_liver_metastases", 3.0) == 3 and isinstance(clinical_round("n_liver_metastases", 3.0), int)
     assert _score_line({"fong_crs": None, "game_score": None, "game_group": None, "m_crs": 1.0,
                         "tumour_burden_score": 6.3245}) == "m-CRS 1; TBS 6.3"
     assert _score_line({"fong_crs": None, "game_score": None, "m_crs": None, "tumour_burden_score": None}) is None

@@ -43,7 +43,7 @@ def test_latest_value_before_decision_and_stale_ignored():
         quantity_obs("stale", "p1", LOINC, "1751-7", 2.0, "g/dL", days_ago=400),
         quantity_obs("void", "p1", LOINC, "2039-6", 555.0, "ng/mL", days_ago=1, status="entered-in-error"),
     ]
-    m = map_resources(res, decision=decision, max_age_days=120)
+    m = map_resources(res, decision=decision)
     assert m.record["cea_ng_ml"] == 20.0
     assert m.record["albumin_g_dl"] == pytest.approx(3.8)  # the fresh one, not the stale one
     assert any("future" in n and "after the decision" in n for n in m.notes)
