@@ -55,6 +55,7 @@ from serving.schemas import (  # noqa: E402
     MAX_OUTCOMES,
     Outcome,
     OutcomesRequest,
+    PatientStructs,
     PredictionResponse,
     batch_request_model,
     fhir_bundle_model,
@@ -163,13 +164,22 @@ class PVERisk:
                            "no drift metrics")
         return mon.Monitor(risk, settings, challenger).start()
 
+    @bentoml.on_shutdown
+    def close_monitor(self) -> None:
+        """A clean stop (SIGTERM, Ctrl-C) first writes the monitoring still pending: every prediction
+        answered is then in the outcome link (monitoring/monitor.py groups that work per interval)."""
+        if self.monitor is not None and not self.monitor.close():
+            logger.warning("monitoring did not finish writing within its shutdown timeout")
+
     def record_feedback(self, outcome: str, reason: str | None) -> None:
         FEEDBACK.labels(outcome, reason or "none").inc()
 
     @bentoml.api(route="/v1/predict", input_spec=PatientRecord)
-    def predict(self, ctx: bentoml.Context, **patient: Any) -> PredictionResponse:
+    async def predict(self, ctx: bentoml.Context, **patient: Any) -> PredictionResponse:
         """Risk for one patient at the PVE decision, with the clinical scores, the top factors and
         the inputs that were missing. `?format=fhir` adds a FHIR R4 RiskAssessment. Research use only."""
+        # Answered on the event loop (about a millisecond of work): a sync API is handed to a worker
+        # thread and back, which cost more than the answer once the loop and the thread contend for the GIL.
         risk = self._model()
         try:
             out = risk.score_record(patient)
@@ -204,11 +214,14 @@ class PVERisk:
             return JSONResponse({"error": f"{len(patients)} patients in one call; at most "
                                           f"{self.settings.max_batch} allowed"}, status_code=413)  # type: ignore[return-value]
         n = len(patients)
-        # The records pivoted into columns and checked by the columnar endpoint's code (same
-        # validator, rules and words): no DataFrame of 10,000 dicts (serving/columnar.py).
-        names = set().union(*patients)
-        order = [f for f in SERVED.accepted if f in names] + sorted(names - set(SERVED.accepted))
-        columns = {k: list(map(dict.get, patients, repeat(k))) for k in order}  # absent and null: both missing
+        # The records as columns, checked by the columnar endpoint's code (same validator, rules and
+        # words): read by msgspec when plainly valid (serving/schemas.py), else pivoted from dicts.
+        if isinstance(patients, PatientStructs):
+            columns = patients.columns()
+        else:
+            names = set().union(*patients)
+            order = [f for f in SERVED.accepted if f in names] + sorted(names - set(SERVED.accepted))
+            columns = {k: list(map(dict.get, patients, repeat(k))) for k in order}  # absent and null: both missing
         checked = columnar.check_frame(columns, n, risk, SERVED.accepted, SERVED.used,
                                        {k: set(map(type, v)) for k, v in columns.items()})
         problems = checked.problems
