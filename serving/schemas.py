@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from functools import lru_cache
+from itertools import repeat
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -32,6 +33,16 @@ class PatientStructs(list):  # type: ignore[type-arg]
             if any(v is not None for v in values):
                 out[name] = list(values)
         return out
+
+
+def record_columns(patients: list[dict[str, Any]] | PatientStructs, accepted: tuple[str, ...]) -> dict[str, list[Any]]:
+    """A records batch as columns (field -> one value per patient; absent and null both None): the
+    contract's fields in its order, then any other key a patient gave (reported as unknown)."""
+    if isinstance(patients, PatientStructs):
+        return patients.columns()
+    names = set().union(*patients)
+    order = [f for f in accepted if f in names] + sorted(names - set(accepted))
+    return {k: list(map(dict.get, patients, repeat(k))) for k in order}
 
 
 @lru_cache(maxsize=1)

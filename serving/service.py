@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from datetime import datetime, timezone
-from itertools import repeat
 from typing import Any
 
 for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
@@ -55,10 +54,10 @@ from serving.schemas import (  # noqa: E402
     MAX_OUTCOMES,
     Outcome,
     OutcomesRequest,
-    PatientStructs,
     PredictionResponse,
     batch_request_model,
     fhir_bundle_model,
+    record_columns,
 )
 from serving.settings import ServingSettings  # noqa: E402
 from serving.stored import find_challenger, identity_of, load_risk  # noqa: E402
@@ -218,12 +217,7 @@ class PVERisk:
         n = len(patients)
         # The records as columns, checked by the columnar endpoint's code (same validator, rules and
         # words): read by msgspec when plainly valid (serving/schemas.py), else pivoted from dicts.
-        if isinstance(patients, PatientStructs):
-            columns = patients.columns()
-        else:
-            names = set().union(*patients)
-            order = [f for f in SERVED.accepted if f in names] + sorted(names - set(SERVED.accepted))
-            columns = {k: list(map(dict.get, patients, repeat(k))) for k in order}  # absent and null: both missing
+        columns = record_columns(patients, SERVED.accepted)
         checked = columnar.check_frame(columns, n, risk, SERVED.accepted, SERVED.used,
                                        {k: set(map(type, v)) for k, v in columns.items()})
         problems = checked.problems
