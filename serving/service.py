@@ -119,6 +119,7 @@ class PVERisk:
             risk = RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), identity, self.settings)
             self._metadata = stored.info.metadata
             self._card = json.loads(stored.info.metadata.get("model_card_json") or "{}")
+            risk.explainer.warm()  # explanation tables from synthetic rows: one patient is then a lookup
             example = c.example_record(SERVED.features)
             for _ in range(self.settings.warmup_requests):
                 risk.score_record(example)
