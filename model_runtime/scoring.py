@@ -130,10 +130,14 @@ class RiskModel:
                 self.booster.feature_names and list(self.booster.feature_names) != self.columns):
             raise ValueError("the model's columns do not match this feature contract; re-train or upgrade")
         owner = c.column_owner()
-        # column -> feature folding matrix, so explanations are per clinical feature, not per one-hot level
-        self._fold = np.zeros((len(self.columns), len(self.features)))
-        for i, col in enumerate(self.columns):
-            self._fold[i, self.features.index(owner[col])] = 1.0
+        # Explanations per clinical feature, not per one-hot level: sums over each feature's run of model
+        # columns (a feature's columns are adjacent). Not a folding matrix product: that goes through
+        # BLAS, whose threads spin on a busy machine.
+        of = [self.features.index(owner[col]) for col in self.columns]
+        self._fold_starts = np.array([i for i in range(len(of)) if i == 0 or of[i] != of[i - 1]], dtype=np.intp)
+        self._fold_features = np.array([of[i] for i in self._fold_starts], dtype=np.intp)
+        if len(set(self._fold_features.tolist())) != len(self._fold_features):
+            raise ValueError("a feature's model columns are not adjacent")
         self.notice = SIMULATED_NOTICE if self.identity.data_kind == "simulated" else REAL_NOTICE
         self._model_block = self.identity.as_dict()
         self._bands = {"low_below": self.settings.band_low_below, "high_from": self.settings.band_high_from}
@@ -197,10 +201,17 @@ class RiskModel:
                         np.where(p >= self.settings.band_high_from, "high", "intermediate"))
         if not explain:
             return Scored(p, band, X=X)
-        contribs = self.explainer.contributions(X).astype("float64") @ self._fold
+        contribs = self._by_feature(np.add.reduceat(self.explainer.contributions(X).astype("float64"),
+                                                    self._fold_starts, axis=1))
         # a feature is missing when all its model columns are NaN ("unknown" encodes as NaN)
-        missing = (np.isnan(X).astype(float) @ self._fold) == self._fold.sum(axis=0)
+        missing = self._by_feature(np.logical_and.reduceat(np.isnan(X), self._fold_starts, axis=1))
         return Scored(p, band, contribs, score_arrays(columns), missing, X)
+
+    def _by_feature(self, folded: np.ndarray) -> np.ndarray:
+        """Per-feature sums in the order of the model's column runs, put in the model's feature order."""
+        out = np.empty((len(folded), len(self.features)), dtype=folded.dtype)
+        out[:, self._fold_features] = folded
+        return out
 
     def score_columns(self, columns: Mapping[str, Any], n: int, X: np.ndarray | None = None,
                       with_meta: bool = True, explain: bool = True) -> list[dict[str, Any]]:
