@@ -240,16 +240,15 @@ class RiskModel:
         probs = scored.answered.tolist()
         bands = scored.band.tolist()
         keys = list(lead)
-        firsts = [dict(zip(keys, vals)) for vals in zip(*lead.values())] if keys else [{} for _ in range(n)]
+        leads = zip(*lead.values()) if keys else ((),) * n
         if scored.contributions is None or scored.missing is None or scored.scores is None:
-            for row, p, b in zip(firsts, probs, bands):
-                row["probability"] = p
-                row["risk_band"] = b
-            return firsts
+            return [dict(zip(keys, first), probability=p, risk_band=b) for first, p, b in zip(leads, probs, bands)]
         k = min(self.settings.top_factors, len(self.features))
-        # Everything per patient is computed column-wise; the loop below only assembles dicts.
+        # Everything per patient is computed column-wise; what follows only assembles dicts, each
+        # made whole at once (a dict filled key by key grows, and costs more).
         order = np.argsort(-np.abs(scored.contributions), axis=1, kind="stable")[:, :k]
-        sizes = np.round(np.take_along_axis(scored.contributions, order, axis=1), 4).tolist()
+        sizes = np.round(np.take_along_axis(scored.contributions, order, axis=1), 4)
+        directions = np.where(sizes > 0, "raises risk", "lowers risk").tolist()
         values = self.factor_values(columns, order).tolist()
         feats = np.array(self.features, dtype=object)[order].tolist()
         _, cols = np.nonzero(scored.missing)
@@ -258,8 +257,20 @@ class RiskModel:
         missing_lists = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
         score_lists = {key: np.where(np.isnan(arr), None, np.round(arr, 3)).tolist()
                        for key, arr in scored.scores.items()}
-        self._assemble(firsts, probs, bands, feats, sizes, values, score_lists, missing_lists, with_meta)
-        return firsts
+        groups = [None if g is None else game_group(g) for g in score_lists["game_score"]]
+        score_keys = [*score_lists, "game_group"]
+        scores = [dict(zip(score_keys, vals)) for vals in zip(*score_lists.values(), groups)]
+        factors = [[{"feature": f, "value": v, "contribution_log_odds": size, "direction": d}
+                    for f, size, v, d in zip(fs, ss, vs, ds) if size != 0.0]
+                   for fs, ss, vs, ds in zip(feats, sizes.tolist(), values, directions)]
+        rows = [dict(zip(keys, first), probability=p, risk_band=b, clinical_scores=sc, top_factors=tf,
+                     missing_inputs=miss)
+                for first, p, b, sc, tf, miss in zip(leads, probs, bands, scores, factors, missing_lists)]
+        if with_meta:
+            meta = self.meta_block()
+            for row in rows:
+                row.update(meta)
+        return rows
 
     def factor_values(self, columns: Mapping[str, Any], order: np.ndarray) -> np.ndarray:
         """The value of each top factor (n x k objects, None where missing): one pass per feature,
@@ -280,27 +291,6 @@ class RiskModel:
             picked[missing[rows]] = None
             out[hit] = picked
         return out
-
-    def _assemble(self, out: list[dict[str, Any]], probs: list[float], bands: list[str], feats: list[list[str]],
-                  sizes: list[list[float]], values: list[list[Any]], score_lists: dict[str, list[Any]],
-                  missing_lists: list[list[str]], with_meta: bool) -> None:
-        meta = self.meta_block() if with_meta else None
-        score_keys = list(score_lists)
-        game = score_lists["game_score"]
-        groups = [None if g is None else game_group(g) for g in game]
-        for row, s_vals, p, b, fs, ss, vs, miss in zip(out, zip(*score_lists.values(), groups), probs, bands, feats,
-                                                        sizes, values, missing_lists):
-            row["probability"] = p
-            row["risk_band"] = b
-            s = dict(zip(score_keys, s_vals))
-            s["game_group"] = s_vals[-1]
-            row["clinical_scores"] = s
-            row["top_factors"] = [{"feature": f, "value": v, "contribution_log_odds": size,
-                                   "direction": "raises risk" if size > 0 else "lowers risk"}
-                                  for f, size, v in zip(fs, ss, vs) if size != 0.0]
-            row["missing_inputs"] = miss
-            if meta is not None:
-                row.update(meta)
 
     def meta_block(self) -> dict[str, Any]:
         """What every response carries: band thresholds, missing-data handling, model, data kind, notice."""

@@ -30,7 +30,7 @@ class PatientStructs(list):  # type: ignore[type-arg]
         names = record_struct().__struct_fields__
         out = {}
         for name, values in zip(names, zip(*map(msgspec.structs.astuple, self))):
-            if any(v is not None for v in values):
+            if values.count(None) < len(values):
                 out[name] = list(values)
         return out
 
