@@ -92,8 +92,7 @@ def materialize(store: "FeatureStore", end: datetime | None = None, full: bool =
                 writer.write(view, latest, keys)
             created = latest[CREATED].max() if len(latest) else None
             new_created = max(x for x in (created, mark.created if mark else None, EPOCH) if x is not None and x == x)
-            writer.set_watermark(view, Watermark(pd.Timestamp(new_created), end_ts, fingerprint(view)),
-                                 full=mark is None)
+            writer.set_watermark(view, Watermark(pd.Timestamp(new_created), end_ts, fingerprint(view)))
             seconds[name] = time.perf_counter() - t0
             on_view(name, seconds[name])
     finally:

@@ -155,7 +155,7 @@ class SqliteWriter:
         row = self.db.execute(f"SELECT mark FROM {WATERMARKS} WHERE view = ?", (view.name,)).fetchone()
         return Watermark.loads(row[0]) if row else None
 
-    def set_watermark(self, view: "FeatureView", mark: Watermark, full: bool) -> None:
+    def set_watermark(self, view: "FeatureView", mark: Watermark) -> None:
         self.db.execute(f"INSERT OR REPLACE INTO {WATERMARKS} VALUES (?, ?)", (view.name, mark.dumps()))
 
     def write(self, view: "FeatureView", latest: pd.DataFrame, keys: dict[str, bytes]) -> None:
@@ -207,7 +207,7 @@ class RedisWriter:
     def watermark(self, view: "FeatureView") -> Watermark | None:
         return Watermark.loads(self.client.hget(self.mark_key, view.name))
 
-    def set_watermark(self, view: "FeatureView", mark: Watermark, full: bool) -> None:
+    def set_watermark(self, view: "FeatureView", mark: Watermark) -> None:
         self.client.hset(self.mark_key, view.name, mark.dumps())
 
     def write(self, view: "FeatureView", latest: pd.DataFrame, keys: dict[str, bytes], chunk: int = 5000) -> None:

@@ -60,7 +60,7 @@ def read_records(body: bytes | str) -> tuple[PatientStructs, bool, str] | None:
     validator accept too (same types and bounds, from the contract); the validator still checks it."""
     try:
         doc = _records_decoder().decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.MsgspecError, ValueError, RecursionError):
         return None
     return PatientStructs(doc.patients), doc.partial, doc.output
 
