@@ -119,11 +119,21 @@ def ingest(cohort: pd.DataFrame, settings: FeastSettings | None = None,
     return counts
 
 
-def materialize(store: "FeatureStore", end: datetime | None = None,
+def materialize(store: "FeatureStore", end: datetime | None = None, full: bool = False,
                 on_view: Callable[[str, float], None] = lambda v, s: None) -> dict[str, float]:
-    """Load the latest value of every record into the online store, view by view (seconds per view)."""
+    """Bring the online store up to date, view by view (seconds per view): only the patients with
+    records ingested since the last run (`full`: every patient), written in bulk
+    (feature_store/feast_materialize.py). Online stores that writer does not know: Feast's own
+    `materialize` of every record."""
     import time
 
+    from feature_store.feast_materialize import materialize as bulk
+    from feature_store.feast_online_write import Unsupported
+
+    try:
+        return bulk(store, end=end, full=full, on_view=on_view)
+    except Unsupported:
+        pass
     end = end or datetime.now(timezone.utc)
     start = datetime(1970, 1, 2, tzinfo=timezone.utc)  # every record: TTLs are applied when reading
     seconds = {}

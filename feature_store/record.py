@@ -115,3 +115,29 @@ def patient_model(model_features: tuple[str, ...] | None = None, required: tuple
     )
     return create_model(name, __config__=config, __doc__="One patient at the PVE decision. Units are part of "
                         "the contract: see each field's description.", **fields)  # type: ignore[call-overload]
+
+
+def _struct_type(f: c.Feature) -> Any:
+    import msgspec
+
+    # JSON types as the request model takes them (no coercion), within the contract's range; a whole
+    # number may be written 3 or 3.0 (what a DataFrame's float column exports)
+    if f.kind in (c.Kind.NUMBER, c.Kind.INTEGER):
+        meta = msgspec.Meta(ge=f.minimum, le=f.maximum, **({"multiple_of": 1} if f.kind is c.Kind.INTEGER else {}))
+        return Optional[Annotated[float, meta]]
+    if f.kind is c.Kind.BOOLEAN:
+        return Optional[bool]
+    return Optional[Literal[tuple(f.categories)]] if f.categories else Optional[str]  # type: ignore[misc]
+
+
+@lru_cache(maxsize=None)
+def record_struct() -> type:
+    """One patient as a msgspec Struct generated from the contract: every pre-PVE feature optional,
+    typed and bounded as `patient_model` types and bounds it, no other field. For reading large
+    batches without a dict per patient: msgspec refuses what is not plainly valid (the first problem
+    only), and such a body is then read by the request model's path, whose messages name every
+    problem. Absent and null both read as None. Not tracked by the garbage collector (scalars only)."""
+    import msgspec
+
+    fields = [(f.name, _struct_type(f), None) for f in c.features()]
+    return msgspec.defstruct("PatientStruct", fields, forbid_unknown_fields=True, gc=False)

@@ -70,10 +70,13 @@ class ServedInputs:
 
 def read_mlmodel(path: Path) -> dict[str, Any]:
     """The MLmodel file of an MLflow model directory (two file reads; importing mlflow would add
-    seconds to every worker's start-up)."""
+    seconds to every worker's start-up). libyaml's safe loader where PyYAML has it: the same
+    document, ~9x faster than the pure-Python one on a model's metadata (the service reads it at
+    start-up, before it is ready)."""
     import yaml
 
-    return yaml.safe_load((Path(path) / "MLmodel").read_text())
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load((Path(path) / "MLmodel").read_text(), Loader=loader)  # noqa: S506 - a safe loader
 
 
 # Models logged before requirements were per model: the three inputs the contract used to require.
@@ -127,10 +130,14 @@ class RiskModel:
                 self.booster.feature_names and list(self.booster.feature_names) != self.columns):
             raise ValueError("the model's columns do not match this feature contract; re-train or upgrade")
         owner = c.column_owner()
-        # column -> feature folding matrix, so explanations are per clinical feature, not per one-hot level
-        self._fold = np.zeros((len(self.columns), len(self.features)))
-        for i, col in enumerate(self.columns):
-            self._fold[i, self.features.index(owner[col])] = 1.0
+        # Explanations per clinical feature, not per one-hot level: sums over each feature's run of model
+        # columns (a feature's columns are adjacent). Not a folding matrix product: that goes through
+        # BLAS, whose threads spin on a busy machine.
+        of = [self.features.index(owner[col]) for col in self.columns]
+        self._fold_starts = np.array([i for i in range(len(of)) if i == 0 or of[i] != of[i - 1]], dtype=np.intp)
+        self._fold_features = np.array([of[i] for i in self._fold_starts], dtype=np.intp)
+        if len(set(self._fold_features.tolist())) != len(self._fold_features):
+            raise ValueError("a feature's model columns are not adjacent")
         self.notice = SIMULATED_NOTICE if self.identity.data_kind == "simulated" else REAL_NOTICE
         self._model_block = self.identity.as_dict()
         self._bands = {"low_below": self.settings.band_low_below, "high_from": self.settings.band_high_from}
@@ -194,10 +201,17 @@ class RiskModel:
                         np.where(p >= self.settings.band_high_from, "high", "intermediate"))
         if not explain:
             return Scored(p, band, X=X)
-        contribs = self.explainer.contributions(X).astype("float64") @ self._fold
+        contribs = self._by_feature(np.add.reduceat(self.explainer.contributions(X).astype("float64"),
+                                                    self._fold_starts, axis=1))
         # a feature is missing when all its model columns are NaN ("unknown" encodes as NaN)
-        missing = (np.isnan(X).astype(float) @ self._fold) == self._fold.sum(axis=0)
+        missing = self._by_feature(np.logical_and.reduceat(np.isnan(X), self._fold_starts, axis=1))
         return Scored(p, band, contribs, score_arrays(columns), missing, X)
+
+    def _by_feature(self, folded: np.ndarray) -> np.ndarray:
+        """Per-feature sums in the order of the model's column runs, put in the model's feature order."""
+        out = np.empty((len(folded), len(self.features)), dtype=folded.dtype)
+        out[:, self._fold_features] = folded
+        return out
 
     def score_columns(self, columns: Mapping[str, Any], n: int, X: np.ndarray | None = None,
                       with_meta: bool = True, explain: bool = True) -> list[dict[str, Any]]:
@@ -226,16 +240,15 @@ class RiskModel:
         probs = scored.answered.tolist()
         bands = scored.band.tolist()
         keys = list(lead)
-        firsts = [dict(zip(keys, vals)) for vals in zip(*lead.values())] if keys else [{} for _ in range(n)]
+        leads = zip(*lead.values()) if keys else ((),) * n
         if scored.contributions is None or scored.missing is None or scored.scores is None:
-            for row, p, b in zip(firsts, probs, bands):
-                row["probability"] = p
-                row["risk_band"] = b
-            return firsts
+            return [dict(zip(keys, first), probability=p, risk_band=b) for first, p, b in zip(leads, probs, bands)]
         k = min(self.settings.top_factors, len(self.features))
-        # Everything per patient is computed column-wise; the loop below only assembles dicts.
+        # Everything per patient is computed column-wise; what follows only assembles dicts, each
+        # made whole at once (a dict filled key by key grows, and costs more).
         order = np.argsort(-np.abs(scored.contributions), axis=1, kind="stable")[:, :k]
-        sizes = np.round(np.take_along_axis(scored.contributions, order, axis=1), 4).tolist()
+        sizes = np.round(np.take_along_axis(scored.contributions, order, axis=1), 4)
+        directions = np.where(sizes > 0, "raises risk", "lowers risk").tolist()
         values = self.factor_values(columns, order).tolist()
         feats = np.array(self.features, dtype=object)[order].tolist()
         _, cols = np.nonzero(scored.missing)
@@ -244,8 +257,20 @@ class RiskModel:
         missing_lists = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
         score_lists = {key: np.where(np.isnan(arr), None, np.round(arr, 3)).tolist()
                        for key, arr in scored.scores.items()}
-        self._assemble(firsts, probs, bands, feats, sizes, values, score_lists, missing_lists, with_meta)
-        return firsts
+        groups = [None if g is None else game_group(g) for g in score_lists["game_score"]]
+        score_keys = [*score_lists, "game_group"]
+        scores = [dict(zip(score_keys, vals)) for vals in zip(*score_lists.values(), groups)]
+        factors = [[{"feature": f, "value": v, "contribution_log_odds": size, "direction": d}
+                    for f, size, v, d in zip(fs, ss, vs, ds) if size != 0.0]
+                   for fs, ss, vs, ds in zip(feats, sizes.tolist(), values, directions)]
+        rows = [dict(zip(keys, first), probability=p, risk_band=b, clinical_scores=sc, top_factors=tf,
+                     missing_inputs=miss)
+                for first, p, b, sc, tf, miss in zip(leads, probs, bands, scores, factors, missing_lists)]
+        if with_meta:
+            meta = self.meta_block()
+            for row in rows:
+                row.update(meta)
+        return rows
 
     def factor_values(self, columns: Mapping[str, Any], order: np.ndarray) -> np.ndarray:
         """The value of each top factor (n x k objects, None where missing): one pass per feature,
@@ -266,27 +291,6 @@ class RiskModel:
             picked[missing[rows]] = None
             out[hit] = picked
         return out
-
-    def _assemble(self, out: list[dict[str, Any]], probs: list[float], bands: list[str], feats: list[list[str]],
-                  sizes: list[list[float]], values: list[list[Any]], score_lists: dict[str, list[Any]],
-                  missing_lists: list[list[str]], with_meta: bool) -> None:
-        meta = self.meta_block() if with_meta else None
-        score_keys = list(score_lists)
-        game = score_lists["game_score"]
-        groups = [None if g is None else game_group(g) for g in game]
-        for row, s_vals, p, b, fs, ss, vs, miss in zip(out, zip(*score_lists.values(), groups), probs, bands, feats,
-                                                        sizes, values, missing_lists):
-            row["probability"] = p
-            row["risk_band"] = b
-            s = dict(zip(score_keys, s_vals))
-            s["game_group"] = s_vals[-1]
-            row["clinical_scores"] = s
-            row["top_factors"] = [{"feature": f, "value": v, "contribution_log_odds": size,
-                                   "direction": "raises risk" if size > 0 else "lowers risk"}
-                                  for f, size, v in zip(fs, ss, vs) if size != 0.0]
-            row["missing_inputs"] = miss
-            if meta is not None:
-                row.update(meta)
 
     def meta_block(self) -> dict[str, Any]:
         """What every response carries: band thresholds, missing-data handling, model, data kind, notice."""

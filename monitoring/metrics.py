@@ -3,7 +3,10 @@ dashboard and alert files in monitoring/prometheus/ use."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import bentoml
+import numpy as np
 
 
 MODEL = ["model_name", "model_version"]
@@ -120,3 +123,22 @@ LIVE = bentoml.metrics.Gauge(
     name="pverisk_live_performance", documentation="Live performance over the most recent predictions with "
     "an observed outcome: auroc, calibration_in_the_large (observed minus expected rate), brier, n, events",
     labelnames=[*MODEL, "alias", "metric"], multiprocess_mode="livemostrecent")
+
+
+def observe_all(histogram: Any, values: np.ndarray) -> None:
+    """`observe` for many values at once: one increment per bucket, counted by numpy. prometheus_client
+    has no bulk observe, and a call per patient cost ~3 us (30 ms of a worker's time for a batch of
+    10,000). Uses the child's own bucket counters (`_upper_bounds`, `_buckets`, `_sum`), the ones
+    `observe` increments (value <= bound: the first such bucket); plain `observe` if they ever change."""
+    bounds, buckets, total = (getattr(histogram, a, None) for a in ("_upper_bounds", "_buckets", "_sum"))
+    values = np.asarray(values, dtype=float)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values.tolist():
+            histogram.observe(v)
+        return
+    histogram._raise_if_not_observable()
+    total.inc(float(values.sum()))
+    first = np.searchsorted(np.asarray(bounds, dtype=float), values, side="left")  # first bound >= value
+    for i, k in enumerate(np.bincount(first, minlength=len(bounds))[:len(bounds)].tolist()):
+        if k:
+            buckets[i].inc(k)

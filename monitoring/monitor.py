@@ -2,8 +2,11 @@
 model's reference profile, a shadow challenger, and outcome feedback; all exported on /metrics.
 
 The request path only enqueues (a reference to the request's columns and the champion's risks);
-one background thread per worker bins, scores the challenger, writes the prediction-outcome link
-and publishes. So the champion's answer never waits for monitoring.
+one background thread per worker wakes every PVERISK_MONITOR_FLUSH_SECONDS and, for everything
+answered since, bins, scores the challenger, writes the prediction-outcome link (one transaction)
+and publishes. So the champion's answer never waits for monitoring, and the work is done on whole
+groups of patients (per patient, one request at a time, it cost more than the answer itself).
+A clean stop (`close`, BentoML's shutdown hook) writes what is pending.
 
 Multi-worker: BentoML runs prometheus_client in multiprocess mode. Each worker exports its own
 window counts as `livesum` gauges (summed across live workers at scrape time); every worker reads
@@ -46,10 +49,11 @@ from monitoring.metrics import (
     WINDOW_SCORE,
     WINDOW_SHADOW,
     WINDOW_SHADOW_DIFF,
+    observe_all,
 )
 from monitoring.outcomes import OutcomeStore, performance
 from monitoring.settings import MonitorSettings
-from monitoring.windows import BatchIds, Window, Job, merge_jobs
+from monitoring.windows import BatchIds, Job, Window, merge_jobs, merged_probabilities
 
 logger = logging.getLogger("pverisk.monitor")
 
@@ -96,6 +100,8 @@ class Monitor:
         if self.store is not None:
             self.store.forget_before(self.settings.store_retention_days * 86_400)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake = threading.Event()  # flush now (an outcome, /v1/monitoring, a stop) rather than at the interval
+        self._stopping = False
         self._pending = 0
         self._lock = threading.Lock()
         self._last_publish = 0.0
@@ -142,19 +148,29 @@ class Monitor:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything observed so far is binned, stored and published."""
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             return True
         done = threading.Event()
         self._queue.put(done)
+        self._wake.set()
         return done.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """A clean stop: write everything observed so far (windows, shadow scores, the outcome link),
+        then end the background thread. False if that did not finish within `timeout`."""
+        if self._thread is None:
+            return True
+        self._stopping = True
+        done = self.flush(timeout)
+        self._thread.join(timeout)
+        return done and not self._thread.is_alive()
 
     def _run(self) -> None:
         while True:
-            try:
-                item = self._queue.get(timeout=self.settings.refresh_seconds)
-            except queue.Empty:
-                item = None
-            items = [] if item is None else [item]
+            # one wake-up per interval, not one per request: a request's enqueue never wakes this thread
+            self._wake.wait(self.settings.flush_seconds)
+            self._wake.clear()
+            items = []
             while True:
                 try:
                     items.append(self._queue.get_nowait())
@@ -173,56 +189,62 @@ class Monitor:
                 logger.exception("monitoring step failed")
             for e in events:
                 e.set()
+            if self._stopping and self._queue.empty():
+                if self.store is not None:
+                    self.store.close()
+                return
 
     # ---- background work ----------------------------------------------------------------
     def _process(self, jobs: list[Job]) -> None:
-        jobs = [j.take() for j in jobs]
+        """One interval's requests together: binned, shadow-scored, counted and stored at once."""
         columns = merge_jobs(jobs)
-        probs = np.concatenate([j.probs for j in jobs])
+        probs = merged_probabilities(jobs)
         ids = [i for j in jobs for i in j.ids]
-        at = np.concatenate([np.full(j.n, j.at) for j in jobs])
-        n = len(probs)
+        at = np.repeat([j.at for j in jobs], [j.n for j in jobs])
         row = np.zeros(self.window.counts.shape[1])
+        X = self._matrix(jobs, columns) if self.binner is not None or self.challenger is not None else None
         if self.binner is not None:
-            if all(j.X is not None for j in jobs):  # scored from these matrices: bin them as they are
-                X = np.concatenate([j.X for j in jobs]) if len(jobs) > 1 else jobs[0].X
-            else:
-                derived, _ = self.risk.derive(columns)
-                X = encode_array(derived, self.risk.features)
             row[:self._n_bins] = self.binner.counts(X)
         row[self._scores] = pr.score_counts(probs)
         bands = bands_of(probs, *self._bands)
         row[self._band] = np.bincount(bands, minlength=len(BANDS))
-        row[self._patients] = n
+        row[self._patients] = len(probs)
         models = [(self.risk.identity, probs)]
         if self.challenger is not None:
-            shadow, row[self._shadow_n], row[self._shadow_sum] = self._shadow(columns, probs, bands)
+            shadow, row[self._shadow_n], row[self._shadow_sum] = self._shadow(columns, X, probs, bands)
             models.append((self.challenger.identity, shadow))
         with self._lock:
             self.window.add(row, time.time())
         if self.store is not None:
             self._store(jobs, models, ids, at)
 
+    def _matrix(self, jobs: list[Job], columns: Mapping[str, Any]) -> np.ndarray:
+        """The champion's model matrix of the jobs' patients: the ones the request path scored from, else
+        encoded here (single-patient requests)."""
+        if all(j.X is not None for j in jobs):
+            return np.concatenate([j.X for j in jobs]) if len(jobs) > 1 else jobs[0].X  # type: ignore[return-value]
+        derived, _ = self.risk.derive(columns)
+        return encode_array(derived, self.risk.features)
+
     def _store(self, jobs: list[Job], models: list[tuple[Any, np.ndarray]], ids: list[str], at: np.ndarray) -> None:
-        """The outcome link: a batch call as one row per model, single predictions row by row."""
-        rows, start = [], 0
+        """The outcome link, one transaction: a batch call as one row per model, single predictions
+        row by row."""
+        rows, batches, start = [], [], 0
         for j in jobs:
             stop = start + j.n
             for ident, p in models:
                 if isinstance(j.ids, BatchIds):
                     risks = np.full(j.ids.size, np.nan)  # by request index: NaN for a patient not scored
                     risks[j.ids.positions] = p[start:stop]
-                    self.store.add_batch(j.ids.batch_id, ident.name, ident.version, ident.alias,  # type: ignore[union-attr]
-                                         j.at, risks)
+                    batches.append((j.ids.batch_id, ident.name, ident.version, ident.alias, j.at, risks))
                 else:
                     rows += [(pid, ident.name, ident.version, ident.alias, float(t), float(q))
                              for pid, t, q in zip(ids[start:stop], at[start:stop], p[start:stop].tolist())
                              if q == q]  # NaN: the challenger could not score this patient
             start = stop
-        if rows:
-            self.store.add_predictions(rows)  # type: ignore[union-attr]
+        self.store.write(rows, batches)  # type: ignore[union-attr]
 
-    def _shadow(self, columns: Mapping[str, Any], champion: np.ndarray, bands: np.ndarray
+    def _shadow(self, columns: Mapping[str, Any], X: np.ndarray | None, champion: np.ndarray, bands: np.ndarray
                 ) -> tuple[np.ndarray, int, float]:
         """The challenger's risks for the same patients (NaN where it cannot score one), counted as
         band changes and differences; the outcome link stores them under the same prediction ids."""
@@ -232,16 +254,22 @@ class Monitor:
         ok = np.ones(n, dtype=bool)
         for rows in ch.missing_required(columns).values():
             ok[rows] = False
-        derived, conflicts = ch.derive(columns)
-        for rows in conflicts.values():
-            ok[rows] = False
+        if X is not None and list(ch.features) == list(self.risk.features):
+            # the same inputs derived and encoded the same way: the champion's matrix is the challenger's
+            # (a contradictory coarse input was refused before scoring, whichever model reads it)
+            Xc = X
+        else:
+            derived, conflicts = ch.derive(columns)
+            for rows in conflicts.values():
+                ok[rows] = False
+            Xc = encode_array(derived, ch.features)
         if not ok.all():
             SHADOW_FAILED.labels(**labels).inc(int((~ok).sum()))
         full = np.full(n, np.nan)
         if not ok.any():
             return full, 0, 0.0
         idx = np.flatnonzero(ok)
-        X = encode_array({k: np.asarray(v, dtype=object)[idx] for k, v in derived.items()}, ch.features)
+        X = Xc if len(idx) == n else Xc[idx]
         p = probabilities(ch, X)
         change = bands_of(p, *self._bands) - bands[idx]
         for name, k in (("same", int((change == 0).sum())), ("up", int((change > 0).sum())),
@@ -249,9 +277,7 @@ class Monitor:
             if k:
                 SHADOW.labels(**labels, band_change=name).inc(k)
         diff = p - champion[idx]
-        hist = SHADOW_DIFF.labels(**labels)
-        for d in np.abs(diff).tolist():
-            hist.observe(d)
+        observe_all(SHADOW_DIFF.labels(**labels), np.abs(diff))
         full[idx] = p
         return full, len(idx), float(diff.sum())
 

@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS prediction_batches (
 );
 CREATE INDEX IF NOT EXISTS prediction_batches_at ON prediction_batches (predicted_at);
 """
+INSERT_PREDICTION = ("INSERT OR IGNORE INTO predictions (prediction_id, model_name, model_version, alias, predicted_at, "
+                     "probability) VALUES (?, ?, ?, ?, ?, ?)")
+INSERT_BATCH = ("INSERT OR IGNORE INTO prediction_batches (batch_id, model_name, model_version, alias, predicted_at, "
+                "probabilities) VALUES (?, ?, ?, ?, ?, ?)")
 
 
 class OutcomeStore:
@@ -62,24 +66,40 @@ class OutcomeStore:
     def _open(self) -> Iterator[sqlite3.Connection]:
         yield self._connect()
 
-    def add_predictions(self, rows: Iterable[tuple[str, str, str, str, float, float]]) -> None:
-        """(prediction_id, model_name, model_version, alias, predicted_at, probability) rows."""
-        with self._open() as db:
-            db.execute("BEGIN")
-            db.executemany("INSERT OR IGNORE INTO predictions (prediction_id, model_name, model_version, alias, "
-                           "predicted_at, probability) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    def write(self, rows: Sequence[tuple[str, str, str, str, float, float]],
+              batches: Sequence[tuple[str, str, str, str, float, np.ndarray]] = ()) -> None:
+        """One monitoring interval in one transaction: single predictions as rows (prediction_id,
+        model_name, model_version, alias, predicted_at, probability) and batch calls as one row each
+        (batch_id, model_name, model_version, alias, predicted_at, risks by request index; NaN: not
+        scored by this model; prediction ids `<batch_id>-<i>`). Row by row, 10,000 inserts cost ~25 ms
+        of the worker's time per call, and most batch predictions never get an outcome: a row of
+        `predictions` is made when one does."""
+        db = self._connect()
+        db.execute("BEGIN")
+        try:
+            if rows:
+                db.executemany(INSERT_PREDICTION, rows)
+            if batches:
+                db.executemany(INSERT_BATCH, [(*b[:5], np.ascontiguousarray(b[5], dtype="<f8").tobytes())
+                                              for b in batches])
             db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def add_predictions(self, rows: Iterable[tuple[str, str, str, str, float, float]]) -> None:
+        self.write(list(rows))
 
     def add_batch(self, batch_id: str, model_name: str, model_version: str, alias: str, predicted_at: float,
                   probabilities: np.ndarray) -> None:
-        """A batch call's risks in one row (prediction ids `<batch_id>-<i>`; NaN: not scored by
-        this model). Row by row, 10,000 inserts cost ~25 ms of the worker's time per call, and most
-        batch predictions never get an outcome: a row of `predictions` is made when one does."""
-        blob = np.ascontiguousarray(probabilities, dtype="<f8").tobytes()
-        with self._open() as db:
-            db.execute("INSERT OR IGNORE INTO prediction_batches (batch_id, model_name, model_version, alias, "
-                       "predicted_at, probabilities) VALUES (?, ?, ?, ?, ?, ?)",
-                       (batch_id, model_name, model_version, alias, predicted_at, blob))
+        self.write([], [(batch_id, model_name, model_version, alias, predicted_at, probabilities)])
+
+    def close(self) -> None:
+        """Close this thread's connection (the last one to close folds the WAL into the database)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
 
     def record_outcomes(self, outcomes: Sequence[tuple[str, bool]]) -> list[str]:
         """Set the observed outcome of each prediction id; returns the ids that are unknown."""

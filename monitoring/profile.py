@@ -135,27 +135,30 @@ class Binner:
 
     def codes(self, X: np.ndarray) -> np.ndarray:
         """Flat bin index per row and feature (n x features), offsets included."""
-        n = len(X)
-        out = np.empty((n, len(self.features)), dtype=np.int64)
+        return self._codes_by_feature(X).T
+
+    def _codes_by_feature(self, X: np.ndarray) -> np.ndarray:
+        """The same, features x rows: each feature's column read and written contiguously."""
+        XT = np.ascontiguousarray(X.T)
+        out = np.empty((len(self.features), len(X)), dtype=np.int64)
         pos = {name: j for j, name in enumerate(self.features)}
         for name, edges in self._numeric:
-            x = X[:, self._layout[name][0]]
-            missing = np.isnan(x)
+            x = XT[self._layout[name][0]]
             code = np.searchsorted(edges, x, side="left")
-            code[missing] = self.sizes[name] - 1
-            out[:, pos[name]] = code + self.offsets[name]
+            code[np.isnan(x)] = self.sizes[name] - 1
+            out[pos[name]] = code + self.offsets[name]
         for name in self._categorical:
-            code, missing = _categorical_codes(c.BY_NAME[name], X[:, list(self._layout[name])])
+            code, missing = _categorical_codes(c.BY_NAME[name], XT[list(self._layout[name])].T)
             code = np.minimum(code, self.sizes[name] - 2)
             code[missing] = self.sizes[name] - 1
-            out[:, pos[name]] = code + self.offsets[name]
+            out[pos[name]] = code + self.offsets[name]
         return out
 
     def counts(self, X: np.ndarray) -> np.ndarray:
         """Counts per bin of all features for a batch of encoded rows (one bincount)."""
         if len(X) == 0:
             return np.zeros(self.total, dtype=np.int64)
-        return np.bincount(self.codes(X).ravel(), minlength=self.total)
+        return np.bincount(self._codes_by_feature(X).ravel(), minlength=self.total)
 
     def coarse_scores(self, fine: np.ndarray) -> np.ndarray:
         """Fine score counts merged onto the reference's decile bins."""

@@ -25,6 +25,11 @@ class MonitorSettings(BaseSettings):
     window_slots: int = Field(24, ge=1, le=1440)
     # How often derived values (PSI, quantiles, drift flags) are recomputed and published.
     refresh_seconds: float = Field(2.0, gt=0)
+    # Monitoring work is done in groups: what was answered within this interval is binned, scored by
+    # the shadow challenger and written to the outcome link together, in one SQLite transaction
+    # (per patient, one at a time, that work cost ~40x more than in a group). A clean stop writes
+    # what is pending; a crash loses at most the last interval's prediction links.
+    flush_seconds: float = Field(1.0, gt=0, le=60)
     # Drift flag: PSI above this, or the missing share moved by more than this, once the window
     # holds at least `drift_min_patients` (PSI of small samples is biased upwards: ~bins/n).
     psi_threshold: float = Field(0.2, gt=0)

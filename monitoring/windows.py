@@ -41,25 +41,40 @@ class Job:
     at: float
     X: np.ndarray | None = None  # the champion's model matrix of these rows, when the request path has it
 
-    def take(self) -> "Job":
-        """The columns as arrays (in the background thread)."""
-        cols = {k: _array(v) for k, v in self.columns.items()}
-        return Job(cols, self.n, np.asarray(self.probs, dtype=float), self.ids, self.at, X=self.X)
-
-
-def _array(values: Any) -> np.ndarray:
-    # a float column stays one: encoding it again as objects cost more than the rest of a batch's monitoring
-    return values.reshape(-1) if isinstance(values, np.ndarray) else np.asarray(values, dtype=object).reshape(-1)
-
 
 def merge_jobs(jobs: list[Job]) -> dict[str, np.ndarray]:
-    """Concatenate the jobs' columns (absent in a job: missing)."""
+    """The jobs' columns end to end, as arrays (absent in a job: missing). Values of single-patient
+    requests (lists) are gathered into one list per column before one conversion: an interval holds
+    hundreds of them, and an array per request and column cost more than the binning."""
     keys = {k for j in jobs for k in j.columns}
     out = {}
     for k in keys:
-        parts = [_array(j.columns[k]) if k in j.columns else np.full(j.n, None, dtype=object) for j in jobs]
+        parts: list[np.ndarray] = []
+        values: list[Any] = []
+        for j in jobs:
+            col = j.columns.get(k)
+            if isinstance(col, np.ndarray):
+                if values:
+                    parts.append(_objects(values))
+                    values = []
+                parts.append(col.reshape(-1))
+            else:
+                values.extend([None] * j.n if col is None else col)
+        if values:
+            parts.append(_objects(values))
+        # a float column stays one: encoding it again as objects cost more than the rest of a batch's monitoring
         out[k] = np.concatenate(parts) if len(parts) > 1 else parts[0]
     return out
+
+
+def merged_probabilities(jobs: list[Job]) -> np.ndarray:
+    return np.concatenate([np.asarray(j.probs, dtype=float).reshape(-1) for j in jobs])
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
 
 
 class Window:

@@ -111,7 +111,7 @@ def ingest_cmd(
     console.print(table)
 
 
-def materialize_all() -> dict[str, float]:
+def materialize_all(full: bool = False) -> dict[str, float]:
     from feature_store.feast_repo import groups, open_store
     from feature_store.feast_data import materialize
     from feature_store.feast_settings import FeastSettings
@@ -121,17 +121,21 @@ def materialize_all() -> dict[str, float]:
         task = progress.add_task("materializing", total=len(groups()))
         # Feast prints its own banner per view on stdout: our progress bar says the same, once
         with contextlib.redirect_stdout(io.StringIO()):
-            return materialize(store, on_view=lambda v, s: progress.update(
+            return materialize(store, full=full, on_view=lambda v, s: progress.update(
                 task, advance=1, description=f"materialized {v} ({s:.1f} s)"))
 
 
 @app.command("materialize")
-def materialize_cmd() -> None:
-    """Load the latest value of every record into the online store (SQLite or Redis)."""
+def materialize_cmd(
+    full: bool = typer.Option(False, "--full", help="Reload every patient, not only those with records ingested "
+                              "since the last run (after emptying or restoring the online store)."),
+) -> None:
+    """Bring the online store (SQLite or Redis) up to date: each patient's latest values, for the patients
+    with records ingested since the last run."""
     from feature_store.feast_settings import FeastSettings
 
     t0 = time.perf_counter()
-    seconds = materialize_all()
+    seconds = materialize_all(full)
     console.print(f"materialized {len(seconds)} views into the online store in {time.perf_counter() - t0:.1f} s "
                   f"({FeastSettings().describe()})")
 

@@ -29,6 +29,8 @@ def check_stored_model(tag: str) -> Path:
     import xgboost as xgb
     import yaml
 
+    from model_runtime.scoring import read_mlmodel
+
     try:
         stored = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
@@ -39,7 +41,7 @@ def check_stored_model(tag: str) -> Path:
     path = Path(stored.path_of("mlflow_model"))
     mlmodel = path / "MLmodel"
     try:
-        spec = yaml.safe_load(mlmodel.read_text())
+        spec = read_mlmodel(path)
         data = spec["flavors"]["xgboost"]["data"]
         features = spec["metadata"]["features"]
         if not isinstance(features, list) or not features:

@@ -5,14 +5,64 @@ The ones whose documented example is a patient are made for the served model's i
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal
+from functools import lru_cache
+from itertools import repeat
+from typing import Annotated, Any, Literal
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ehr.examples import record_to_bundle
 from feature_store import contract as c
+from feature_store.record import record_struct
 
 MAX_OUTCOMES = 10_000
+OUTPUTS = ("full", "probabilities")
+
+
+class PatientStructs(list):  # type: ignore[type-arg]
+    """A records batch as msgspec read it: one Struct per patient (no dict per patient); `columns`
+    gives the values by field, as the batch route validates and scores them."""
+
+    def columns(self) -> dict[str, list[Any]]:
+        """Field -> one value per patient (None: absent or null), contract order; a field no patient
+        gives is left out, as when no patient's object has the key."""
+        names = record_struct().__struct_fields__
+        out = {}
+        for name, values in zip(names, zip(*map(msgspec.structs.astuple, self))):
+            if values.count(None) < len(values):
+                out[name] = list(values)
+        return out
+
+
+def record_columns(patients: list[dict[str, Any]] | PatientStructs, accepted: tuple[str, ...]) -> dict[str, list[Any]]:
+    """A records batch as columns (field -> one value per patient; absent and null both None): the
+    contract's fields in its order, then any other key a patient gave (reported as unknown)."""
+    if isinstance(patients, PatientStructs):
+        return patients.columns()
+    names = set().union(*patients)
+    order = [f for f in accepted if f in names] + sorted(names - set(accepted))
+    return {k: list(map(dict.get, patients, repeat(k))) for k in order}
+
+
+@lru_cache(maxsize=1)
+def _records_decoder() -> Any:
+    batch = msgspec.defstruct("BatchStruct", [
+        ("patients", Annotated[list[record_struct()], msgspec.Meta(min_length=1)]),  # type: ignore[misc]
+        ("partial", bool, False), ("output", Literal[OUTPUTS], "full")], forbid_unknown_fields=True)  # type: ignore[valid-type]
+    return msgspec.json.Decoder(batch)
+
+
+def read_records(body: bytes | str) -> tuple[PatientStructs, bool, str] | None:
+    """A records batch body read straight into typed Structs; None when msgspec refuses anything in
+    it (a wrong type, a value out of range, an unknown field, malformed JSON): the request model then
+    reads it and words every problem. What msgspec accepts, the request model and the batch
+    validator accept too (same types and bounds, from the contract); the validator still checks it."""
+    try:
+        doc = _records_decoder().decode(body)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None
+    return PatientStructs(doc.patients), doc.partial, doc.output
 
 
 def batch_request_model(features: tuple[str, ...]) -> type[BaseModel]:
@@ -28,6 +78,16 @@ def batch_request_model(features: tuple[str, ...]) -> type[BaseModel]:
         output: Literal["full", "probabilities"] = Field(
             "full", description="`probabilities`: each patient's probability and risk band only (no clinical "
             "scores, factors or missing inputs), for bulk scoring; `full`: everything /v1/predict answers.")
+
+        @classmethod
+        def model_validate_json(cls, json_data: Any, **kwargs: Any) -> "BatchRequest":
+            """BentoML reads the body with this. A plainly valid body is read by msgspec into Structs
+            (a third of the time of a dict per patient); anything else as pydantic reads it."""
+            fast = read_records(json_data)
+            if fast is None:
+                return super().model_validate_json(json_data, **kwargs)
+            patients, partial, output = fast
+            return cls.model_construct(patients=patients, partial=partial, output=output)
 
     return BatchRequest
 

@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from datetime import datetime, timezone
-from itertools import repeat
 from typing import Any
 
 for _var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
@@ -59,6 +58,7 @@ from serving.schemas import (  # noqa: E402
     PredictionResponse,
     batch_request_model,
     fhir_bundle_model,
+    record_columns,
 )
 from serving.settings import ServingSettings  # noqa: E402
 from serving.stored import find_challenger, identity_of, load_risk  # noqa: E402
@@ -117,10 +117,10 @@ class PVERisk:
         try:
             stored = self.bento_model  # the class attribute resolves to the stored model
             identity = identity_of(stored)
-            warm_units()  # the UCUM registry and common factors, before the first FHIR request
             risk = RiskModel.from_mlflow_dir(stored.path_of("mlflow_model"), identity, self.settings)
             self._metadata = stored.info.metadata
             self._card = json.loads(stored.info.metadata.get("model_card_json") or "{}")
+            risk.explainer.warm()  # explanation tables from synthetic rows: one patient is then a lookup
             example = c.example_record(SERVED.features)
             for _ in range(self.settings.warmup_requests):
                 risk.score_record(example)
@@ -135,6 +135,9 @@ class PVERisk:
             gc.freeze()
             self.risk = risk
             self.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            # Ready; then the UCUM registry and common unit factors (~0.8 s of CPU), which only FHIR
+            # charts need: a first FHIR request before this finishes builds what it needs itself.
+            warm_units()
         except BaseException as exc:  # surfaced by /livez and every endpoint
             logger.exception("loading the model failed")
             self._error = exc
@@ -164,13 +167,22 @@ class PVERisk:
                            "no drift metrics")
         return mon.Monitor(risk, settings, challenger).start()
 
+    @bentoml.on_shutdown
+    def close_monitor(self) -> None:
+        """A clean stop (SIGTERM, Ctrl-C) first writes the monitoring still pending: every prediction
+        answered is then in the outcome link (monitoring/monitor.py groups that work per interval)."""
+        if self.monitor is not None and not self.monitor.close():
+            logger.warning("monitoring did not finish writing within its shutdown timeout")
+
     def record_feedback(self, outcome: str, reason: str | None) -> None:
         FEEDBACK.labels(outcome, reason or "none").inc()
 
     @bentoml.api(route="/v1/predict", input_spec=PatientRecord)
-    def predict(self, ctx: bentoml.Context, **patient: Any) -> PredictionResponse:
+    async def predict(self, ctx: bentoml.Context, **patient: Any) -> PredictionResponse:
         """Risk for one patient at the PVE decision, with the clinical scores, the top factors and
         the inputs that were missing. `?format=fhir` adds a FHIR R4 RiskAssessment. Research use only."""
+        # Answered on the event loop (about a millisecond of work): a sync API is handed to a worker
+        # thread and back, which cost more than the answer once the loop and the thread contend for the GIL.
         risk = self._model()
         try:
             out = risk.score_record(patient)
@@ -205,11 +217,9 @@ class PVERisk:
             return JSONResponse({"error": f"{len(patients)} patients in one call; at most "
                                           f"{self.settings.max_batch} allowed"}, status_code=413)  # type: ignore[return-value]
         n = len(patients)
-        # The records pivoted into columns and checked by the columnar endpoint's code (same
-        # validator, rules and words): no DataFrame of 10,000 dicts (serving/columnar.py).
-        names = set().union(*patients)
-        order = [f for f in SERVED.accepted if f in names] + sorted(names - set(SERVED.accepted))
-        columns = {k: list(map(dict.get, patients, repeat(k))) for k in order}  # absent and null: both missing
+        # The records as columns, checked by the columnar endpoint's code (same validator, rules and
+        # words): read by msgspec when plainly valid (serving/schemas.py), else pivoted from dicts.
+        columns = record_columns(patients, SERVED.accepted)
         checked = columnar.check_frame(columns, n, risk, SERVED.accepted, SERVED.used,
                                        {k: set(map(type, v)) for k, v in columns.items()})
         problems = checked.problems

@@ -122,5 +122,9 @@ def test_postgres_registry_and_offline_store_by_configuration(tmp_path, postgres
     assert (out["age_years"].to_numpy() == cohort["age_years"].to_numpy()).all()
     assert pd.isna(out.loc[0, "cea_ng_ml"])  # labs older than the TTL: missing in PostgreSQL too
     assert out["cea_ng_ml"].iloc[1:].notna().sum() == cohort["cea_ng_ml"].iloc[1:].notna().sum()
+    # the online store was materialized from PostgreSQL (in SQL: each patient's latest record)
+    svc = store.get_feature_service(fr.service_name(MODEL.name, MODEL.version))
+    got = fd.online_lookup(store, cohort[c.PATIENT_ID].iloc[2], svc)
+    assert got.found and got.values["age_years"] == cohort["age_years"].iloc[2]
     # nothing of it on disk beside the yaml and the (SQLite) online store
     assert not (tmp_path / "registry.db").exists() and not (tmp_path / "sources").exists()

@@ -202,6 +202,36 @@ def test_shadow_mode_leaves_the_champions_answers_unchanged(server, shadowed, ch
     assert metric(after, "pverisk_model_info", role="shadow", model_version=version) == [1.0]
 
 
+def test_a_clean_stop_keeps_every_answered_prediction(imported, challenger, tmp_path):
+    """SIGTERM to `bentoml serve`: its shutdown hook writes the monitoring still pending, so every
+    prediction answered is in the outcome link (a 60 s interval here: nothing is written before)."""
+    import sqlite3
+
+    model, _ = imported
+    store = tmp_path / "link.db"
+    rows = patients(simulate_cohort(30, seed=31))
+    with bento_server(tmp_path, str(model.tag), PVERISK_MONITOR_STORE=str(store), PVERISK_MONITOR_SHADOW="true",
+                      PVERISK_MONITOR_FLUSH_SECONDS="60") as s:
+        singles = []
+        for r in rows[:20]:
+            answer = httpx.post(f"{s.url}/v1/predict", json=r, timeout=60)
+            assert answer.status_code == 200, answer.text[:300]
+            singles.append(answer.json()["prediction_id"])
+        batch_ids = {r["prediction_id"].rpartition("-")[0] for r in batch(s.url, rows[20:])}
+        db = sqlite3.connect(store)
+        assert db.execute("SELECT COUNT(*) FROM predictions").fetchone() == (0,)  # still pending
+        db.close()
+    assert s.proc.returncode is not None  # stopped (SIGTERM, then waited for)
+    db = sqlite3.connect(store)
+    linked = {r[0] for r in db.execute("SELECT prediction_id FROM predictions WHERE alias = 'champion'")}
+    shadow = {r[0] for r in db.execute("SELECT prediction_id FROM predictions WHERE alias = 'challenger'")}
+    batches = {r[0] for r in db.execute("SELECT batch_id FROM prediction_batches")}
+    db.close()
+    assert linked == set(singles) and shadow == set(singles)
+    assert len(batch_ids) == 1 and batches == batch_ids
+    assert "Completed cleanup hook: close_monitor" in s.log_text()
+
+
 def test_outcomes_move_the_live_auroc_as_expected(shadowed, imported):
     from sklearn.metrics import roc_auc_score
 

@@ -81,3 +81,31 @@ def test_trees_beyond_the_cache_are_explained_all_the_same(model, monkeypatch, l
     reference = booster.predict(xgb.DMatrix(X, missing=np.nan), pred_contribs=True)
     np.testing.assert_array_equal(ex.contributions(X), reference[:, :-1])
     np.testing.assert_array_equal(ex.contributions(X), reference[:, :-1])
+
+
+def test_one_patient_after_warming_is_a_lookup_with_xgboosts_numbers(model, monkeypatch):
+    """Synthetic rows teach the tables their patterns (no patient data); then one patient at a time is
+    answered from them, value for value what XGBoost computes."""
+    _, X = model
+    cohort = simulate_cohort(3000, seed=24)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "nthread": 1},
+                        xgb.DMatrix(encode_array(cohort), label=cohort[c.OUTCOME].to_numpy(float), missing=np.nan),
+                        num_boost_round=40)
+    ex = PathExplainer(booster)
+    assert ex._flat is not None and not ex._flat.known.any()
+    ex.warm()
+    assert ex._flat.known.mean() > 0.5  # most patterns learnt from the synthetic rows
+    calls = []
+    monkeypatch.setattr(ex, "_fill", lambda *a: calls.append(a))  # a lookup must not need XGBoost
+    looked_up = 0
+    booster.set_param({"nthread": 1})  # as the service runs it (more threads: other last bits)
+    for row in X[:300]:
+        one = row[None, :]
+        reference = booster.predict(xgb.DMatrix(one, missing=np.nan, nthread=1), pred_contribs=True)[:, :-1]
+        np.testing.assert_array_equal(ex.contributions(one), reference)
+        looked_up += ex._flat.contributions(one, None) is not None
+    assert looked_up > 250 and not calls  # most from the tables; an unseen pattern took XGBoost's call
+    monkeypatch.undo()
+    batch = ex.contributions(X)  # the same tables for a whole cohort, new patterns learnt
+    np.testing.assert_array_equal(batch, booster.predict(xgb.DMatrix(X, missing=np.nan, nthread=1),
+                                                         pred_contribs=True)[:, :-1])
