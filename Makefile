@@ -17,7 +17,13 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(BOOT_UV)")
 UV_VERSION := $(shell awk '/^name = "uv"$$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' uv.lock)
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: install install-dev demo test bench clean-stores audit
+.PHONY: install install-dev install-federated demo test bench clean-stores audit
+
+# Flower (federated training) pins fastapi, starlette, protobuf, rich, typer and uvicorn to older releases
+# than the serving stack uses, so it lives in an environment of its own (the `federated` extra, declared
+# conflicting with `dev` in pyproject.toml): a hospital's site and the coordinator run from it, the
+# service never sees it. The tests start Flower's processes from it.
+FEDERATED_VENV := $(CURDIR)/.venv-federated
 
 $(BOOT_UV):
 	python3 -m venv $(CURDIR)/.tools/uv-venv
@@ -26,8 +32,11 @@ $(BOOT_UV):
 install: $(UV)
 	$(UV) sync --frozen
 
-install-dev: $(UV)
+install-dev: $(UV) install-federated
 	$(UV) sync --frozen --extra dev
+
+install-federated: $(UV)
+	UV_PROJECT_ENVIRONMENT=$(FEDERATED_VENV) $(UV) sync --frozen --extra federated
 
 demo: install
 	$(RUN) pverisk demo
