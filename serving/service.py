@@ -293,8 +293,7 @@ class PVERisk:
             "imported_at": meta.get("imported_at"),
             "loaded_at": self.loaded_at,
             "gate_reason": meta.get("gate_reason"),
-            "band_thresholds": {"low_below": self.settings.band_low_below,
-                                "high_from": self.settings.band_high_from},
+            "band_thresholds": risk.bands.described(),
             "model_card": self._card,
             "clinical_score_notes": SCORE_NOTES,
             # calibration and decision-curve plots from training, as data: URIs (see import_model)

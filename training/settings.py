@@ -18,6 +18,9 @@ class TrainSettings(BaseSettings):
     # Below this many patients, evaluation is by repeated cross-validation, not a held-out split.
     small_cohort: int = 400
     small_sample_warning: int = 200
+    # An evaluation cohort with fewer events (or non-events) than this gets its own warning (Riley 2021:
+    # about 100 events for a precise calibration slope; 20 is where intervals stop meaning much).
+    evaluation_min_events: int = 100
     cv_folds: int = 5
     n_bootstrap: int = 500
     max_rounds: int = 600
