@@ -39,6 +39,8 @@ def calibration_intercept_slope(y: np.ndarray, p: np.ndarray) -> tuple[float, fl
     # Perfectly separated predictions (a model on the patients it memorised) have no finite slope:
     # Newton runs off to huge values, which would be reported as numbers. Undefined is NaN.
     slope = float(beta[1]) if converged and np.all(np.isfinite(beta)) and abs(beta[1]) < 100 else float("nan")
+    if np.ptp(lp) < 1e-6:  # one risk for everyone: no spread to regress on (the ridge term would invent a slope)
+        slope = float("nan")
     # intercept: y ~ a + offset(lp)
     a = 0.0
     for _ in range(50):
