@@ -35,10 +35,10 @@ def test_calibration_intercept_and_slope_with_standard_errors_match_statsmodels(
     got = calibration_with_se(y, p)
     slope = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
     citl = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
-    assert got["calibration_slope"] == pytest.approx(slope.params[1], rel=1e-6)
-    assert got["slope_se"] == pytest.approx(slope.bse[1], rel=1e-6)
-    assert got["calibration_intercept"] == pytest.approx(citl.params[0], rel=1e-6)
-    assert got["intercept_se"] == pytest.approx(citl.bse[0], rel=1e-6)
+    assert got["calibration_slope"] == pytest.approx(slope.params[1], rel=1e-4)
+    assert got["slope_se"] == pytest.approx(slope.bse[1], rel=1e-4)
+    assert got["calibration_intercept"] == pytest.approx(citl.params[0], rel=1e-4)
+    assert got["intercept_se"] == pytest.approx(citl.bse[0], rel=1e-4)
 
 
 def test_small_centres_are_listed_with_why_never_dropped():
