@@ -24,6 +24,7 @@ from monitoring.profile import build_profile
 from training import registry
 from training.assessment import Assessment, assess, log_figures
 from training.data import design_tags
+from training.iecv import internal_external
 from training.model_card import RESEARCH_NOTICE, build_card, card_markdown
 from training.prepare import Plan, prepare
 from training.settings import TrackingSettings, TrainSettings
@@ -102,6 +103,7 @@ def _log_run(plan: Plan, settings: TrainSettings, tracking: TrackingSettings, pr
         model = _tune(plan, settings, progress)
         progress("evaluating")
         result = assess(plan, model, settings, progress)
+        iecv = internal_external(plan.cohort, plan.features, model, settings, progress)
         progress("plots and explanations")
         log_figures(plan, model, result)
         bands = derive_bands(float(plan.y_train.mean()))
@@ -113,7 +115,7 @@ def _log_run(plan: Plan, settings: TrainSettings, tracking: TrackingSettings, pr
             required=plan.choice.required, skipped_features=plan.choice.skipped,
             skipped_subgroups=result.skipped_subgroups, optimism=result.optimism, epv=plan.epv,
             n_columns=len(plan.columns), question_note=plan.note, risk_bands=bands, slope_note=result.slope_note,
-            evaluation_cohort=plan.eval_cohort,
+            evaluation_cohort=plan.eval_cohort, internal_external=iecv,
         )
         markdown = card_markdown(card)
         mlflow.log_dict(card, "model_card/model_card.json")

@@ -48,6 +48,9 @@ class TrainSettings(BaseSettings):
     # beside the cross-validated figures.
     optimism_below_events: int = 100
     optimism_bootstrap: int = Field(100, ge=2)
+    # A centre (internal-external validation, federated site, validation cohort) gets AUROC and calibration
+    # figures with at least this many events and non-events; below, it is listed as too small.
+    centre_min_events: int = Field(3, ge=1)
     # Events per candidate predictor parameter below this: a warning in the card (Peduzzi 1996).
     epv_warning: float = 10.0
 
