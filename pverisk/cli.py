@@ -8,7 +8,7 @@ from pverisk.features_cli import app as features_app
 
 app.add_typer(features_app, name="features")
 
-from pverisk import cohort_cli, training_cli, monitoring_cli, serving_cli, demo  # noqa: E402,F401,I001  (they register)
+from pverisk import cohort_cli, training_cli, validate_cli, monitoring_cli, serving_cli, demo  # noqa: E402,F401,I001  (they register)
 
 if __name__ == "__main__":
     app()

@@ -51,6 +51,10 @@ class TrainSettings(BaseSettings):
     # A centre (internal-external validation, federated site, validation cohort) gets AUROC and calibration
     # figures with at least this many events and non-events; below, it is listed as too small.
     centre_min_events: int = Field(3, ge=1)
+    # Updating at a new centre (`pverisk validate`): closed testing at this level (Vergouwe 2017); the refit is
+    # a candidate only with this many events (and non-events) per model input.
+    update_alpha: float = Field(0.05, gt=0, lt=1)
+    refit_events_per_input: int = Field(10, ge=1)
     # Events per candidate predictor parameter below this: a warning in the card (Peduzzi 1996).
     epv_warning: float = 10.0
 
