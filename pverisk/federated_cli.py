@@ -105,6 +105,8 @@ def train(
     learning_rate: float = typer.Option(0.3, "--learning-rate", min=0.001, max=1.0, help="Per round (bagging shares "
                                         "it among the sites)."),
     min_sites: int = typer.Option(2, "--min-sites", min=1, help="Sites with valid files needed to train."),
+    expected_sites: int = typer.Option(0, "--expected-sites", min=0, help="Wait for this many sites to connect "
+                                       "(default: --min-sites)."),
     wait_for_sites: float = typer.Option(120.0, "--wait-for-sites", help="Seconds to wait for sites to connect."),
     round_timeout: float = typer.Option(300.0, "--round-timeout", help="Seconds a round waits for a site before it "
                                         "goes on without it (the site is named as dropped out)."),
@@ -120,7 +122,7 @@ def train(
     folder = Path(tempfile.mkdtemp(prefix="pverisk-federated-run-"))
     result_file = folder / "result.json"
     config = {"rounds": rounds, "strategy": strategy, "local-rounds": local_rounds, "learning-rate": learning_rate,
-              "min-sites": min_sites, "wait-for-sites-s": wait_for_sites, "round-timeout-s": round_timeout,
+              "min-sites": min_sites, "expected-sites": expected_sites, "wait-for-sites-s": wait_for_sites, "round-timeout-s": round_timeout,
               "tracking-uri": tracking_uri or TrackingSettings().tracking_uri, "result-file": str(result_file)}
     try:
         cmd = run_command(superlink_address, config, folder / "flower", insecure, certificates)

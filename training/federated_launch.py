@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -97,21 +98,28 @@ def _toml(v: Any) -> str:
 
 
 def run_foreground(cmd: list[str], env: dict[str, str], cleanup: Path | None = None) -> int:
-    """Run a Flower process until it ends (or this one is interrupted), then stop it and its helpers."""
-    proc = subprocess.Popen(cmd, env=env, cwd=project_root(), start_new_session=True)
+    """Run a Flower process until it ends (or this one is interrupted or terminated), then stop it. It stays in
+    this process's group, so whoever stops the group (a supervisor, a test) stops Flower's helpers too."""
+    proc = subprocess.Popen(cmd, env=env, cwd=project_root())
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return proc.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         return 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if proc.poll() is None:
-            os.killpg(proc.pid, 15)
+            proc.terminate()
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
+                proc.kill()
         if cleanup is not None:
             shutil.rmtree(cleanup, ignore_errors=True)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def site_work_dir(work_dir: Path | None) -> tuple[Path, bool]:

@@ -32,7 +32,8 @@ class FederatedConfig:
     strategy: str = "bagging"
     local_rounds: int = 1  # trees a site adds per turn (cyclic); bagging adds one per site per round
     learning_rate: float = 0.3  # per round; bagging divides it among the sites (Flower's "scaled lr")
-    min_sites: int = 2
+    min_sites: int = 2  # sites with valid files needed to train
+    expected_sites: int = 0  # wait (up to wait_for_sites_s) for this many to connect; 0: min_sites
     wait_for_sites_s: float = 120.0
     round_timeout_s: float = 300.0
     seed: int = 0

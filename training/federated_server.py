@@ -125,7 +125,7 @@ def _query(grid: Grid, nodes: list[int], config: dict[str, Any], model: bytes = 
 def _wait_for_sites(grid: Grid, cfg: fr.FederatedConfig) -> list[int]:
     deadline = time.monotonic() + cfg.wait_for_sites_s
     nodes = list(grid.get_node_ids())
-    while len(nodes) < cfg.min_sites and time.monotonic() < deadline:
+    while len(nodes) < max(cfg.expected_sites, cfg.min_sites) and time.monotonic() < deadline:
         time.sleep(1)
         nodes = list(grid.get_node_ids())
     if len(nodes) < cfg.min_sites:

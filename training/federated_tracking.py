@@ -44,7 +44,10 @@ def federated_card(name: str, record: dict[str, Any], features: list[str], kind:
                                     "progress between portal vein embolization and planned resection.",
                          "notice": RESEARCH_NOTICE},
         "data": {"dataset": f"federated: {len(took_part)} sites", "kind": kind, "simulated": kind == "simulated",
-                 "patients": n, "events": events, "note": ("SIMULATED sites: performance says nothing about real "
+                 "patients": n, "events": events, "digest": "none: the rows never left the sites",
+                 "train_patients": sum((s.get("splits") or {}).get("boost", {}).get("n", 0) for s in took_part),
+                 "train_events": sum((s.get("splits") or {}).get("boost", {}).get("events", 0) for s in took_part),
+                 "note": ("SIMULATED sites: performance says nothing about real "
                                                            "patients." if kind == "simulated" else
                                                            "Real sites; rows never left them.")},
         "outcome": {"prediction_time": "the PVE decision (as each site states: see its study design)"},
