@@ -55,6 +55,7 @@ bench: install-dev
 	$(RUN) python -m benchmarks.bench_load --soak-minutes 10
 	$(RUN) python -m benchmarks.bench_monitoring
 	$(RUN) python -m benchmarks.bench_fuzz
+	$(FEDERATED_VENV)/bin/python -m benchmarks.bench_federated
 	$(RUN) python -m benchmarks.bench_report
 
 # Known vulnerabilities in uv.lock (pip-audit; allowlist with reasons in security/). Says NOT AUDITED

@@ -35,7 +35,7 @@ def prepare_site(data: Path, site: str, cache: Path) -> dict[str, Any]:
     from feature_store.columns import column_values
     from feature_store.encoding import encode_array
     from feature_store.validate import CohortValidationError
-    from training.data import load_cohort, patient_keys
+    from training.data import load_cohort
 
     cache.mkdir(parents=True, exist_ok=True)
     try:
@@ -52,7 +52,7 @@ def prepare_site(data: Path, site: str, cache: Path) -> dict[str, Any]:
     X = encode_array(filled, recorded).astype("float64")
     columns = c.model_columns(recorded)
     y = frame[c.OUTCOME].to_numpy(int)
-    split = _split(patient_keys(frame), y)
+    split = split_of(frame[c.PATIENT_ID].astype(str).tolist())
     stats = {}
     for name in recorded:
         values, missing = column_values(filled, name, len(frame))
@@ -80,10 +80,11 @@ def invalid_summary(site: str, problems: list[Any]) -> dict[str, Any]:
             "columns": sorted(by_column), "summary": text[:1000]}
 
 
-def _split(keys: list[str], y: np.ndarray) -> np.ndarray:  # noqa: ARG001 (y: kept for the signature's sake)
-    """Boosting / calibration / test from a hash of each patient's key (stable across runs, so the held-out
-    patients of one federated version are held out of the next too)."""
-    u = np.array([int(hashlib.sha256(f"pverisk-split:{k}".encode()).hexdigest()[:12], 16) / 16 ** 12 for k in keys])
+def split_of(patient_ids: list[str]) -> np.ndarray:
+    """Boosting / calibration / test from a hash of each patient's id (stable across runs, so the held-out
+    patients of one federated version are held out of the next too; the hash never leaves the site)."""
+    u = np.array([int(hashlib.sha256(f"pverisk-split:{k}".encode()).hexdigest()[:12], 16) / 16 ** 12
+                  for k in patient_ids])
     # small sites keep the split as drawn: a part without both outcomes is listed as too small, never forced
     return np.where(u < TEST_SHARE, TEST, np.where(u < TEST_SHARE + CALIBRATION_SHARE, CALIBRATION, BOOST))
 
