@@ -115,8 +115,11 @@ def print_optimism(opt) -> None:  # type: ignore[no-untyped-def]
     for col in ("metric", "apparent", "optimism-corrected"):
         table.add_column(col)
     table.add_row("AUROC", f"{opt['apparent_auroc']:.3f}", f"{opt['optimism_corrected_auroc']:.3f}")
-    table.add_row("calibration slope", f"{opt['apparent_calibration_slope']:.2f}",
-                  f"{opt['optimism_corrected_calibration_slope']:.2f}")
+    def slope(x: float) -> str:
+        return "undefined (see the warning below)" if x != x else f"{x:.2f}"
+
+    table.add_row("calibration slope", slope(opt["apparent_calibration_slope"]),
+                  slope(opt["optimism_corrected_calibration_slope"]))
     console.print(table)
 
 

@@ -90,9 +90,12 @@ def _optimism(plan: Plan, model: FittedModel, settings: TrainSettings, metrics: 
         predict = refit_fixed(X_train.iloc[rows], y_train[rows], model, settings, settings.seed)
         return lambda idx: predict(X_train.iloc[idx])
 
-    optimism = ev.optimism_corrected(refit, len(y_train), y_train, model.predict(X_train),
-                                     settings.optimism_bootstrap, settings.seed)
+    apparent = model.predict(X_train)
+    optimism = ev.optimism_corrected(refit, len(y_train), y_train, apparent, settings.optimism_bootstrap, settings.seed)
     mlflow.log_metrics(optimism)
+    why = ev.slope_undefined_reason(y_train, apparent)
+    if why:  # said on the card and by the CLI instead of "nan"
+        plan.notes.append(f"apparent calibration slope on the training cohort {why}")
     if optimism["optimism_corrected_auroc"] > metrics["auroc"] + 0.05:
         plan.notes.append(
             f"the bootstrap optimism-corrected AUROC ({optimism['optimism_corrected_auroc']:.3f}) is well "

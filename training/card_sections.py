@@ -26,7 +26,7 @@ def optimism_markdown(card: dict[str, Any]) -> list[str]:
     if not opt:
         return []
     slope = (_f(opt["apparent_calibration_slope"]) if opt["apparent_calibration_slope"] == opt[
-        "apparent_calibration_slope"] else "undefined (the apparent risks barely vary or separate perfectly)")
+        "apparent_calibration_slope"] else "undefined (see Limitations: why)")
     return ["", "### Internal validation (training cohort only, not the evaluation above)", "",
             "| metric | apparent | optimism-corrected |", "|---|---|---|",
             f"| AUROC | {_f(opt['apparent_auroc'])} | {_f(opt['optimism_corrected_auroc'])} |",
