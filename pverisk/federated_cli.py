@@ -121,9 +121,11 @@ def train(
 
     folder = Path(tempfile.mkdtemp(prefix="pverisk-federated-run-"))
     result_file = folder / "result.json"
+    tracking = TrackingSettings(**({"tracking_uri": tracking_uri} if tracking_uri else {}))
     config = {"rounds": rounds, "strategy": strategy, "local-rounds": local_rounds, "learning-rate": learning_rate,
               "min-sites": min_sites, "expected-sites": expected_sites, "wait-for-sites-s": wait_for_sites, "round-timeout-s": round_timeout,
-              "tracking-uri": tracking_uri or TrackingSettings().tracking_uri, "result-file": str(result_file)}
+              "tracking-uri": tracking.tracking_uri, "result-file": str(result_file),
+              "artifact-root": str(tracking.artifact_root or "")}
     try:
         cmd = run_command(superlink_address, config, folder / "flower", insecure, certificates)
     except (FlowerMissing, ValueError) as exc:

@@ -38,6 +38,7 @@ class FederatedConfig:
     round_timeout_s: float = 300.0
     seed: int = 0
     tracking_uri: str | None = None
+    artifact_root: str | None = None  # the coordinator's, passed with the run (the ServerApp runs beside the SuperLink)
     registered_model: str = "pve-progression-risk"
     result_file: str | None = None
     min_events: int = 3

@@ -69,6 +69,7 @@ def _metrics_for_card(evaluation: dict[str, Any]) -> dict[str, Any]:
 def log_and_register(cfg: FederatedConfig, sites: Sites, model_bytes: bytes, features: list[str], columns: list[str],
                      calibration: dict[str, Any], evaluation: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     tracking = TrackingSettings(**({"tracking_uri": cfg.tracking_uri} if cfg.tracking_uri else {}),
+                                **({"artifact_root": cfg.artifact_root} if cfg.artifact_root else {}),
                                 registered_model=cfg.registered_model)
     client = configure_tracking(tracking)
     name = tracking.registered_model
