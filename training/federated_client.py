@@ -20,6 +20,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from training import federated_site as fs
+from training.federated_site import site_learning_rate
 
 
 def _cache(context: Context, caches: list[str] | None) -> Path:
@@ -75,8 +76,11 @@ def make_client_app(caches: list[str] | None = None) -> ClientApp:
     def train(msg: Message, context: Context) -> Message:
         cfg = _config(msg)
         data = site(context)
-        model, n = fs.boost(data, _model(msg), json.loads(str(cfg["columns"])), json.loads(str(cfg["params"])),
-                            int(cfg["local-rounds"]), bool(cfg["bagging"]))
+        params = json.loads(str(cfg["params"]))
+        params["eta"] = site_learning_rate(float(params["eta"]), data.summary["splits"]["boost"]["n"],
+                                           int(cfg["total-n"]), int(cfg["n-sites"]), bool(cfg["bagging"]))
+        model, n = fs.boost(data, _model(msg), json.loads(str(cfg["columns"])), params, int(cfg["local-rounds"]),
+                            bool(cfg["bagging"]))
         return Message(content=RecordDict({"arrays": ArrayRecord([np.frombuffer(model, dtype=np.uint8)]),
                                            "metrics": MetricRecord({"num-examples": n})}), reply_to=msg)
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from feature_store import contract as c
 from training.centre_metrics import pooled_table
+from training.federated_site import site_learning_rate  # noqa: F401  (the coordinator's and the site's rule)
 from training.train import DEFAULTS
 
 STRATEGIES = ("bagging", "cyclic")
@@ -90,9 +91,9 @@ def choose_features(summaries: list[dict[str, Any]]) -> tuple[list[str], dict[st
 
 
 def xgb_params(columns: list[str], base_rate: float, n_sites: int, cfg: FederatedConfig) -> dict[str, Any]:
-    """The tuned defaults of centralized training (training/train.py), with the round's learning rate shared
-    among the sites under bagging and one base score for all (the pooled outcome rate)."""
-    eta = cfg.learning_rate / n_sites if cfg.strategy == "bagging" else cfg.learning_rate
+    """The tuned defaults of centralized training (training/train.py), one base score for all (the pooled
+    outcome rate); each site scales the learning rate by its share of patients (site_learning_rate)."""
+    eta = cfg.learning_rate
     return {"objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist", "nthread": 1,
             "seed": cfg.seed, "max_depth": DEFAULTS["max_depth"], "min_child_weight": DEFAULTS["min_child_weight"],
             "subsample": DEFAULTS["subsample"], "colsample_bytree": DEFAULTS["colsample_bytree"],

@@ -176,7 +176,9 @@ def run_federated(grid: Grid, cfg: fr.FederatedConfig) -> dict[str, Any]:
     columns = c.model_columns(features)
     base = sum(s["splits"]["boost"]["events"] for s in valid) / max(sum(s["splits"]["boost"]["n"] for s in valid), 1)
     params = fr.xgb_params(columns, base, len(valid), cfg)
+    total = sum(s["splits"]["boost"]["n"] for s in valid)
     train_config = ConfigRecord({"columns": json.dumps(columns), "params": json.dumps(params),
+                                 "total-n": total, "n-sites": len(valid),
                                  "local-rounds": 1 if cfg.strategy == "bagging" else cfg.local_rounds,
                                  "bagging": cfg.strategy == "bagging"})
     common = dict(fraction_evaluate=0.0, min_available_nodes=1)

@@ -118,6 +118,14 @@ class SiteData:
         return X, self.y[m]
 
 
+def site_learning_rate(learning_rate: float, n_site: int, n_total: int, n_sites: int, bagging: bool) -> float:
+    """A site's share of the round's step, by its number of patients: bagging sums one tree per site, so the
+    sum is a patient-weighted average step (equal shares would let a 12-patient site move the model as much as
+    a 400-patient one); cyclic gives each site its turn with the same weighting about the average."""
+    share = n_site / max(n_total, 1)
+    return learning_rate * share * (1 if bagging else n_sites)
+
+
 def _booster(model: bytes, params: dict[str, Any]) -> Any:
     import xgboost as xgb
 

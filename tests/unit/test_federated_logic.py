@@ -64,3 +64,11 @@ def test_the_run_config_is_checked():
     assert cfg.rounds == 5 and cfg.strategy == "cyclic" and cfg.tracking_uri is None
     with pytest.raises(ValueError, match="strategy"):
         fr.FederatedConfig.from_run_config({"strategy": "fedavg"})
+
+
+def test_each_site_moves_the_model_by_its_share_of_patients():
+    sizes = [400, 100, 12]
+    bagging = [fr.site_learning_rate(0.3, n, sum(sizes), 3, True) for n in sizes]
+    assert sum(bagging) == pytest.approx(0.3) and bagging[0] == pytest.approx(0.3 * 400 / 512)
+    cyclic = [fr.site_learning_rate(0.3, n, sum(sizes), 3, False) for n in sizes]
+    assert np.mean(cyclic) == pytest.approx(0.3) and cyclic[2] < cyclic[1] < cyclic[0]
