@@ -99,11 +99,12 @@ def _prepare(data: Path, site_name: str, cache: Path, prepare: Any) -> dict[str,
 @app.command()
 def train(
     superlink_address: str = typer.Option("127.0.0.1:9093", "--superlink", help="The SuperLink, HOST:PORT."),
-    rounds: int = typer.Option(30, min=1, help="Federated rounds."),
-    strategy: str = typer.Option("bagging", help="Flower's FedXgbBagging (bagging) or FedXgbCyclic (cyclic)."),
+    rounds: int = typer.Option(40, min=1, help="Federated rounds."),
+    strategy: str = typer.Option("cyclic", help="Flower's FedXgbCyclic (cyclic, chosen by measurement: see "
+                                 "BENCHMARKS.md) or FedXgbBagging (bagging)."),
     local_rounds: int = typer.Option(1, "--local-rounds", min=1, help="Cyclic: trees a site adds in its turn."),
-    learning_rate: float = typer.Option(0.3, "--learning-rate", min=0.001, max=1.0, help="Per round (bagging shares "
-                                        "it among the sites)."),
+    learning_rate: float = typer.Option(0.0, "--learning-rate", min=0.0, max=1.0, help="Per round, shared by the "
+                                        "sites by their numbers of patients (0: 0.1 cyclic, 0.3 bagging)."),
     min_sites: int = typer.Option(2, "--min-sites", min=1, help="Sites with valid files needed to train."),
     expected_sites: int = typer.Option(0, "--expected-sites", min=0, help="Wait for this many sites to connect "
                                        "(default: --min-sites)."),
@@ -139,10 +140,10 @@ def train(
 @app.command()
 def simulate(
     site_dir: Path = typer.Option(..., exists=True, file_okay=False, help="One cohort file per site (*.parquet)."),
-    rounds: int = typer.Option(30, min=1),
-    strategy: str = typer.Option("bagging"),
+    rounds: int = typer.Option(40, min=1),
+    strategy: str = typer.Option("cyclic", help="cyclic or bagging"),
     local_rounds: int = typer.Option(1, "--local-rounds", min=1),
-    learning_rate: float = typer.Option(0.3, "--learning-rate", min=0.001, max=1.0),
+    learning_rate: float = typer.Option(0.0, "--learning-rate", min=0.0, max=1.0, help="0: 0.1 cyclic, 0.3 bagging"),
     register: bool = typer.Option(True, "--register/--no-register", help="Log and register in MLflow."),
 ) -> None:
     """Flower's simulation engine: every site of a folder as a virtual SuperNode in this process (for trying the

@@ -103,7 +103,7 @@ def test_a_superlink_and_four_supernodes_train_register_and_name_the_refused_and
                                          "--runtime-port", str(free_port()), "--insecure"], env)
         train_log = tmp_path / "train.log"
         train = subprocess.Popen([pverisk_federated(), "federated", "train", "--superlink", f"127.0.0.1:{port}",
-                                  "--insecure", "--rounds", "4", "--expected-sites", "4", "--wait-for-sites", "90",
+                                  "--insecure", "--strategy", "bagging", "--rounds", "4", "--expected-sites", "4", "--wait-for-sites", "90",
                                   "--round-timeout", "25"], stdout=open(train_log, "w"), stderr=subprocess.STDOUT,
                                  env=env, cwd=project_root(), start_new_session=True)
         procs.procs["train"] = train
@@ -168,5 +168,5 @@ def test_flowers_simulation_engine_trains_ten_sites(tmp_path):
                          text=True, timeout=600)
     out = " ".join(res.stdout.split())
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert out.count("took part") == 10 and "federated run: bagging, 3 rounds" in out
+    assert out.count("took part") == 10 and "federated run: cyclic, 3 rounds" in out  # the default, by measurement
     assert "pooled AUROC" in out and "each site's held-out patients" in out

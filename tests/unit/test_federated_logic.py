@@ -61,7 +61,8 @@ def test_an_invalid_site_tells_the_run_counts_and_columns_never_rows_or_values()
 
 def test_the_run_config_is_checked():
     cfg = fr.FederatedConfig.from_run_config({"rounds": 5, "strategy": "cyclic", "tracking-uri": "", "nonsense": 1})
-    assert cfg.rounds == 5 and cfg.strategy == "cyclic" and cfg.tracking_uri is None
+    assert cfg.rounds == 5 and cfg.strategy == "cyclic" and cfg.tracking_uri is None and cfg.learning_rate == 0.1
+    assert fr.FederatedConfig.from_run_config({"strategy": "bagging"}).learning_rate == 0.3
     with pytest.raises(ValueError, match="strategy"):
         fr.FederatedConfig.from_run_config({"strategy": "fedavg"})
 
