@@ -120,7 +120,8 @@ def site_evaluation(rows: list[dict[str, Any]], sites: Sites) -> dict[str, Any]:
     missing = [{"centre": sites.name(n), "n": sites.summaries[n].get("n", 0), "events": sites.summaries[n].get(
         "events", 0), "too_small": f"not evaluated: {why}"} for n, why in {**sites.refused, **sites.dropped}.items()
         if sites.name(n) not in names]
-    return pooled_table(rows + missing, f"each site's held-out patients ({int(100 * 0.25)}% drawn by a hash of the "
+    rows = sorted(rows + missing, key=lambda r: str(r["centre"]))
+    return pooled_table(rows, f"each site's held-out patients ({int(100 * 0.25)}% drawn by a hash of the "
                                         "patient), scored at the site by the final model; figures pooled by "
                                         "random-effects meta-analysis")
 
