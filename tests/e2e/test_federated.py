@@ -104,7 +104,7 @@ def test_a_superlink_and_four_supernodes_train_register_and_name_the_refused_and
         train_log = tmp_path / "train.log"
         train = subprocess.Popen([pverisk_federated(), "federated", "train", "--superlink", f"127.0.0.1:{port}",
                                   "--insecure", "--strategy", "bagging", "--rounds", "4", "--expected-sites", "4", "--wait-for-sites", "90",
-                                  "--round-timeout", "25"], stdout=open(train_log, "w"), stderr=subprocess.STDOUT,
+                                  "--round-timeout", "45"], stdout=open(train_log, "w"), stderr=subprocess.STDOUT,
                                  env=env, cwd=project_root(), start_new_session=True)
         procs.procs["train"] = train
 
