@@ -19,7 +19,13 @@ UV_VERSION := $(shell awk '/^name = "uv"$$/ {getline; gsub(/[^0-9.]/, ""); print
 RUN := $(UV) run --frozen --no-sync
 COMPILE := $(RUN) python -m compileall -q -j0 feature_store model_runtime training serving ehr monitoring pverisk benchmarks
 
-.PHONY: install install-dev demo test bench clean-stores audit
+.PHONY: install install-dev install-federated demo test bench clean-stores audit
+
+# Flower (federated training) pins fastapi, starlette, protobuf, rich, typer and uvicorn to older releases
+# than the serving stack uses, so it lives in an environment of its own (the `federated` extra, declared
+# conflicting with `dev` in pyproject.toml): a hospital's site and the coordinator run from it, the
+# service never sees it. The tests start Flower's processes from it.
+FEDERATED_VENV := $(CURDIR)/.venv-federated
 
 $(BOOT_UV):
 	python3 -m venv $(CURDIR)/.tools/uv-venv
@@ -29,9 +35,12 @@ install: $(UV)
 	$(UV) sync --frozen
 	$(COMPILE)
 
-install-dev: $(UV)
+install-dev: $(UV) install-federated
 	$(UV) sync --frozen --extra dev
 	$(COMPILE)
+
+install-federated: $(UV)
+	UV_PROJECT_ENVIRONMENT=$(FEDERATED_VENV) $(UV) sync --frozen --extra federated
 
 demo: install
 	$(RUN) pverisk demo
@@ -50,6 +59,7 @@ bench: install-dev
 	$(RUN) python -m benchmarks.bench_load --soak-minutes 10
 	$(RUN) python -m benchmarks.bench_monitoring
 	$(RUN) python -m benchmarks.bench_fuzz
+	$(FEDERATED_VENV)/bin/python -m benchmarks.bench_federated
 	$(RUN) python -m benchmarks.bench_report
 
 # Known vulnerabilities in uv.lock (pip-audit; allowlist with reasons in security/). Says NOT AUDITED

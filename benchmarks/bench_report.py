@@ -20,7 +20,7 @@ from typing import Any
 from benchmarks.bench_common import bench_dir
 
 # The order a reader wants: serving speed first, then load, the rest as the pipeline runs.
-ORDER = ("serving", "load", "cds", "fuzz", "feast", "monitoring", "simulator", "training")
+ORDER = ("serving", "load", "cds", "fuzz", "feast", "monitoring", "simulator", "training", "federated")
 LIBRARIES = ("bentoml", "mlflow", "xgboost", "scikit-learn", "numpy", "pandas", "pydantic", "starlette", "locust",
              "feast", "schemathesis")
 HEADER = """# Benchmarks

@@ -11,6 +11,7 @@ import pandas as pd
 
 from feature_store import contract as c
 from feature_store.columns import column_length, column_values
+from feature_store.derivations import IMPLICATIONS
 
 
 def derive_coarse(frame: Mapping[str, Any], names: list[str] | tuple[str, ...]) -> tuple[dict[str, Any], dict[str, list[int]]]:
@@ -38,7 +39,26 @@ def derive_coarse(frame: Mapping[str, Any], names: list[str] | tuple[str, ...]) 
                 conflicts[name] = bad
         # the fine value wins where there is one: a flag is its summary, never the other way round
         out[name] = derived if missing.all() else np.where(known, derived, np.where(missing, None, given))
+    for name in names:
+        _implied(out, name, n)
     return out, conflicts
+
+
+def _implied(out: dict[str, Any], name: str, n: int) -> None:
+    """Fill a coarse value that another recorded item settles (contract: IMPLICATIONS), where still missing."""
+    rule = IMPLICATIONS.get(name)
+    if rule is None or rule.source not in out:
+        return
+    source, source_missing = column_values(out, rule.source, n)
+    settles = ~source_missing & np.array([_plain_value(v) == rule.when for v in source], dtype=bool)
+    if not settles.any():
+        return
+    current = out[name] if name in out else np.full(n, None, dtype=object)
+    values, missing = column_values({name: current}, name, n)
+    filled = np.asarray(values, dtype=object).copy()
+    filled[missing] = None
+    filled[missing & settles] = rule.value
+    out[name] = filled
 
 
 def satisfies(name: str, columns: Mapping[str, Any]) -> np.ndarray:

@@ -41,6 +41,11 @@ RECORDED_SCORE_PREFIX = "recorded_score__"
 RECORDED_AT_PREFIX = "recorded_at__"
 
 
+# The centre a patient was treated at, in a cohort pooled from several (internal-external validation) and
+# in simulated multi-centre data. Never an input.
+CENTRE = "centre"
+
+
 def recorded_at_column(group: str) -> str:
     return f"{RECORDED_AT_PREFIX}{group}"
 
@@ -53,6 +58,7 @@ NON_FEATURE_COLUMNS = (
     NON_RESECTION_REASON,
     PROGRESSION_DEFINITION,
     TRUE_PROBABILITY,
+    CENTRE,
 )
 
 

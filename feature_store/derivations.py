@@ -57,3 +57,22 @@ def tbs_band(frame: Mapping[str, Any], n: int) -> np.ndarray:
     known = ~np.isnan(tbs)
     out[known] = np.where(tbs[known] >= 9, TBS_BANDS[2], np.where(tbs[known] >= 3, TBS_BANDS[1], TBS_BANDS[0]))
     return out
+
+
+@dataclass(frozen=True)
+class Implication:
+    """A coarse value another recorded item settles where its own source is missing."""
+
+    source: str
+    when: Any  # the source's value that settles it
+    value: Any
+    rule: str
+
+
+# A synchronous metastasis is found with (or within 3 months of) the primary: its disease-free interval is 0
+# months (the contract's definition), under 12. A metachronous one settles nothing.
+IMPLICATIONS: dict[str, Implication] = {
+    "disease_free_interval_under_12_months": Implication(
+        "synchronous_metastases", True, True,
+        "synchronous metastases have a disease-free interval of 0 months, under 12"),
+}

@@ -237,6 +237,25 @@ def _contradictions(frame: pd.DataFrame, rows: np.ndarray) -> list[Problem]:
             for name, bad in conflicts.items() for i in bad]
 
 
+def _flags_mapped_as_counts(mapped: pd.DataFrame, mapping: Mapping) -> list[Problem]:
+    """A count column holding only 0 and 1 is a registry's flag ("more than one metastasis"), not a count:
+    read as a count, every 1 would be "one metastasis". A whole-column problem naming the coarse form to
+    map it to instead."""
+    out = []
+    for target, cm in mapping.columns.items():
+        f = c.BY_NAME[target]
+        forms = [g.name for g in c.coarse_forms(target)]
+        if f.kind is not c.Kind.INTEGER or not forms or cm.source is None or target not in mapped:
+            continue
+        values = pd.to_numeric(mapped[target], errors="coerce").dropna()
+        if len(values) and set(values.unique()) <= {0, 1} and (values == 0).any():
+            out.append(Problem(None, target, None, (
+                f"column {cm.source!r} holds only 0 and 1: it looks like a flag, not a count (read as a count, every "
+                f"1 would be one metastasis and every 0 is out of range); map it to {forms[0]} (the coarse form: "
+                f"{c.BY_NAME[forms[0]].description}) instead of {target}")))
+    return out
+
+
 def _shown(v: Any) -> str | None:
     return None if v is None or v is pd.NA else str(v)[:60]
 
@@ -333,6 +352,7 @@ def import_cohort(
 def _map_and_validate(raw: pd.DataFrame, mapping: Mapping, result: ImportResult) -> None:
     """The mapped, validated cohort on `result` (or the whole-column reason it cannot be had)."""
     mapped, problems = map_columns(raw, mapping)
+    problems += _flags_mapped_as_counts(mapped, mapping)
     result.problems += problems
     whole = [p for p in problems if p.row is None]
     if whole:

@@ -142,6 +142,54 @@ def score_arrays(frame: Columns) -> dict[str, np.ndarray]:
     }
 
 
+# Each score's items: (what the item is, the coarse or plain feature read for it).
+SCORE_ITEMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "tumour_burden_score": (("number of liver metastases", "n_liver_metastases"),
+                            ("largest metastasis diameter", "largest_metastasis_cm")),
+    "fong_crs": (("node-positive primary", "node_positive_primary"),
+                 ("disease-free interval under 12 months", "disease_free_interval_under_12_months"),
+                 ("more than one liver metastasis", "multiple_liver_metastases"),
+                 ("largest metastasis over 5 cm", "largest_metastasis_over_5cm"),
+                 ("CEA over 200 ng/mL", "cea_over_200")),
+    "game_score": (("RAS mutation", "ras_status"), ("CEA 20 ng/mL or more", "cea_20_or_more"),
+                   ("node-positive primary", "node_positive_primary"), ("tumour burden band", "tumour_burden_band"),
+                   ("extrahepatic disease", "extrahepatic_disease")),
+    "m_crs": (("RAS mutation", "ras_status"), ("node-positive primary", "node_positive_primary"),
+              ("largest metastasis over 5 cm", "largest_metastasis_over_5cm")),
+}
+
+
+def item_coverage(frame: Columns, score: str) -> list[tuple[str, int]]:
+    """Per item of a score: how many patients have it (directly, from its fine value, or settled by another
+    recorded item such as synchronous metastases for the disease-free interval)."""
+    items = _items(frame)
+    n = column_length(frame)
+    out = []
+    for label, name in SCORE_ITEMS[score]:
+        source = items if name in items else frame
+        if name not in source:
+            out.append((label, 0))
+            continue
+        values, missing = column_values(source, name, n)
+        missing = missing | (np.asarray(values, dtype=object) == "unknown")
+        out.append((label, int((~missing).sum())))
+    return out
+
+
+def why_not_computed(frame: Columns, score: str) -> str | None:
+    """Which items keep a score from being computed, by name (None when every patient has it)."""
+    n = column_length(frame)
+    coverage = item_coverage(frame, score)
+    absent = [label for label, k in coverage if k == 0]
+    partial = [f"{label} ({n - k} of {n} patients)" for label, k in coverage if 0 < k < n]
+    if absent:
+        return (f"{', '.join(absent)} not recorded in this cohort (nor a coarse form or an item that settles it)"
+                + (f"; also missing for some patients: {', '.join(partial)}" if partial else ""))
+    if partial:
+        return f"computed where every item is known; missing for some patients: {', '.join(partial)}"
+    return None
+
+
 def compute_scores(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(score_arrays(frame), index=frame.index)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,21 @@ def linear_predictor(df: pd.DataFrame) -> np.ndarray:
     return eta
 
 
-def simulate_cohort(n: int, seed: int = 0) -> pd.DataFrame:
+@dataclass(frozen=True)
+class CaseMix:
+    """How one centre's patients differ from the literature's average (`pverisk simulate --centres`)."""
+
+    age_shift: float = 0.0
+    burden_scale: float = 1.0  # multiplies the median number and size of metastases
+    chemo_cycles_mean: float = sp.CHEMO_CYCLES_MEAN.value
+    bridging_share: float = sp.BRIDGING_SHARE.value
+    intercept_shift: float = 0.0  # the centre's own log-odds of progression, beyond its case mix
+
+
+AVERAGE = CaseMix()
+
+
+def simulate_cohort(n: int, seed: int = 0, mix: CaseMix = AVERAGE) -> pd.DataFrame:
     """Simulate `n` PVE candidates with the contract's columns, outcome and oracle probability.
 
     Deterministic for a given seed.  Post-PVE columns are included (for re-staging
@@ -74,7 +89,7 @@ def simulate_cohort(n: int, seed: int = 0) -> pd.DataFrame:
     decision = pd.Timestamp(sp.DECISION_DATE_START) + pd.to_timedelta(
         rng.integers(0, sp.DECISION_DATE_DAYS, n), unit="D"
     )
-    df["age_years"] = np.clip(rng.normal(sp.AGE_MEAN.value, sp.AGE_SD.value, n), 30, 88).round(0)
+    df["age_years"] = np.clip(rng.normal(sp.AGE_MEAN.value + mix.age_shift, sp.AGE_SD.value, n), 30, 88).round(0)
     df["sex"] = np.where(rng.random(n) < sp.MALE_SHARE.value, "male", "female")
     u = rng.random(n)
     df["primary_side"] = np.where(
@@ -93,13 +108,13 @@ def simulate_cohort(n: int, seed: int = 0) -> pd.DataFrame:
     df["ras_status"] = np.where(rng.random(n) < sp.RAS_UNKNOWN_SHARE.value, "unknown", ras_true)
     df["braf_v600e"] = np.where(rng.random(n) < sp.BRAF_UNKNOWN_SHARE.value, "unknown", braf_true)
     # Negative binomial with mean ~ median*1.15, shifted to start at 1.
-    mu = sp.METS_MEDIAN.value * 1.15 - 1
+    mu = sp.METS_MEDIAN.value * mix.burden_scale * 1.15 - 1
     k = sp.METS_DISPERSION.value
     n_mets = 1 + rng.negative_binomial(k, k / (k + mu), n)
     n_mets = np.clip(n_mets, 1, sp.METS_MAX.value)
     df["_n_mets"] = n_mets
     df["n_liver_metastases"] = n_mets.astype("float64")
-    largest = np.exp(rng.normal(np.log(sp.LARGEST_MEDIAN_CM.value), sp.LARGEST_LOG_SD.value, n))
+    largest = np.exp(rng.normal(np.log(sp.LARGEST_MEDIAN_CM.value * mix.burden_scale), sp.LARGEST_LOG_SD.value, n))
     df["largest_metastasis_cm"] = np.clip(largest, 0.5, 20).round(1)
     bilobar_p = np.clip(sp.BILOBAR_BASE_SHARE.value + 0.04 * (n_mets - sp.METS_MEDIAN.value), 0.05, 0.98)
     df["bilobar_disease"] = rng.random(n) < bilobar_p
@@ -107,12 +122,12 @@ def simulate_cohort(n: int, seed: int = 0) -> pd.DataFrame:
     cea = np.clip(np.exp(rng.normal(np.log(sp.CEA_MEDIAN.value), sp.CEA_LOG_SD.value, n)), 0.5, 50000).round(1)
     df["_cea_true"] = cea
     df["cea_ng_ml"] = _with_missing(rng, cea, sp.CEA_MISSING_SHARE.value)
-    df["chemo_cycles_pre_pve"] = np.clip(rng.poisson(sp.CHEMO_CYCLES_MEAN.value, n), 0, 40).astype("float64")
+    df["chemo_cycles_pre_pve"] = np.clip(rng.poisson(mix.chemo_cycles_mean, n), 0, 40).astype("float64")
     response = _choice(rng, sp.RESPONSE_SHARES, n)
     df["_response_true"] = response
     df["chemo_response"] = _with_missing(rng, response, sp.RESPONSE_MISSING_SHARE.value)
     df["bevacizumab_pre_pve"] = rng.random(n) < sp.BEVACIZUMAB_SHARE.value
-    df["bridging_chemo_planned"] = rng.random(n) < sp.BRIDGING_SHARE.value
+    df["bridging_chemo_planned"] = rng.random(n) < mix.bridging_share
     df["sflr_percent"] = np.clip(rng.normal(sp.SFLR_MEAN.value, sp.SFLR_SD.value, n), 12, 60).round(1)
     df["planned_interval_weeks"] = rng.uniform(sp.INTERVAL_MIN_WEEKS.value, sp.INTERVAL_MAX_WEEKS.value, n).round(1)
     df["embolic_agent"] = _choice(rng, sp.EMBOLIC_SHARES, n)
@@ -126,7 +141,7 @@ def simulate_cohort(n: int, seed: int = 0) -> pd.DataFrame:
         rng, np.clip(rng.normal(sp.PLATELETS_MEAN.value, 70, n), 40, 700).round(0), miss
     )
 
-    eta = linear_predictor(df)
+    eta = linear_predictor(df) + mix.intercept_shift
     p = 1.0 / (1.0 + np.exp(-eta))
     y = rng.random(n) < p
     df[c.TRUE_PROBABILITY] = p
@@ -173,6 +188,8 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
             out[col] = df[col].astype("string")
     if c.TRUE_PROBABILITY in df:
         out[c.TRUE_PROBABILITY] = df[c.TRUE_PROBABILITY].astype("float64")
+    if c.CENTRE in df:
+        out[c.CENTRE] = df[c.CENTRE].astype("string")
     for col in df.columns:
         if str(col).startswith(c.RECORDED_SCORE_PREFIX):
             out[col] = df[col].astype("float64")

@@ -103,6 +103,22 @@ DECISION_DATE_START = "2015-01-01"
 DECISION_DATE_DAYS = 3650
 
 
+# --- Several centres (`pverisk simulate --centres N`) ------------------------------------------
+# Each centre draws its own size, case mix, outcome rate and recorded inputs (feature_store/centres.py).
+CENTRE_SIZE_RANGE = (20, 600)  # brief: "published PVE series have 20 to 600 patients per centre"; log-uniform
+CENTRE_AGE_SHIFT_SD = P(3.0, "assumption: centres' mean age differs by a few years")
+CENTRE_BURDEN_LOG_SD = P(0.25, "assumption: tumour burden (count, size) varies by referral pattern")
+CENTRE_CHEMO_CYCLES_RANGE = (4.0, 11.0)  # assumption: centres' habits around Pommier 2014's mean of 8
+CENTRE_BRIDGING_RANGE = (0.15, 0.65)  # assumption: bridging chemotherapy is a local habit
+CENTRE_INTERCEPT_SD = P(0.35, "assumption: between-centre SD of the log-odds of progression (unexplained "
+                              "centre effect: a 25% centre rate spans about 16-36%)")
+# Share of centres that do not record an input, or keep the tumour count only as "more than one".
+CENTRE_LACKS_RAS = P(0.3, "assumption: older registries lack RAS (domain brief)")
+CENTRE_LACKS_SIDEDNESS = P(0.25, "assumption: older registries lack sidedness (domain brief)")
+CENTRE_COUNT_AS_FLAG = P(0.25, "assumption: registries built around Fong keep the >1 flag (domain brief)")
+CENTRE_LACKS_CEA = P(0.2, "assumption")
+
+
 def all_parameters() -> dict[str, object]:
     """Every parameter with its source, for logging next to a simulated dataset."""
     out: dict[str, object] = {}

@@ -36,6 +36,16 @@ OUTCOME_TEXT = {
     "recurrence_after_resection": "recurrence after resection",
     "other": "another outcome",
 }
+# The moment a cohort's inputs describe. The model answers at the PVE decision; a registry that dates its
+# values at resection (or at diagnosis) describes patients later (or earlier) than that.
+PredictionTime = Literal["pve_decision", "diagnosis_of_metastases", "resection", "other"]
+PREDICTION_TIME_TEXT = {
+    "pve_decision": "the PVE decision",
+    "diagnosis_of_metastases": "the diagnosis of the liver metastases",
+    "resection": "the time of resection",
+    "other": "another moment",
+}
+INTENDED_PREDICTION_TIME = "pve_decision"
 PARQUET_KEY = b"pverisk"
 
 
@@ -50,6 +60,8 @@ class StudyDesign(BaseModel):
     outcome_definition: str | None = None
     progression_definition: Literal["RECIST 1.1", "volumetric", "clinical"] | None = None
     horizon_months: float | None = Field(None, gt=0)
+    # the moment the inputs describe (the values as they were then)
+    prediction_time: PredictionTime | None = None
     date_range: tuple[str, str] | None = None
     site: str | None = None
 
@@ -62,7 +74,7 @@ SIMULATED_DESIGN = StudyDesign(
     outcome="progression_before_resection", progression_definition="RECIST 1.1",
     outcome_definition="progression of liver disease between PVE and planned resection (RECIST 1.1) or as the "
                        "reason resection was not done",
-    horizon_months=2.0, site="simulated",
+    horizon_months=2.0, site="simulated", prediction_time="pve_decision",
 )
 
 
@@ -78,10 +90,24 @@ def question_note(design: StudyDesign | None) -> str | None:
     if design.outcome != INTENDED_OUTCOME:
         horizon = f" within {design.horizon_months:g} months" if design.horizon_months else ""
         differs.append(f"outcome: {OUTCOME_TEXT.get(design.outcome or '', 'not stated')}{horizon}")
+    if design.prediction_time not in (None, INTENDED_PREDICTION_TIME):
+        differs.append(f"inputs describe {PREDICTION_TIME_TEXT[design.prediction_time]}, not the PVE decision")
     if not differs:
         return None
     return (f"This model was trained on a cohort that answers a different question ({'; '.join(differs)}) "
             f"than the intended one ({INTENDED_QUESTION}); read its risks in that light.")
+
+
+def prediction_time_text(design: dict[str, Any] | None) -> str:
+    """The moment a cohort's inputs describe, in words, for the card."""
+    stated = (design or {}).get("prediction_time")
+    if stated is None:
+        return ("not stated by the cohort (the model is meant for the PVE decision; check that the inputs were "
+                "recorded before it)")
+    if stated == INTENDED_PREDICTION_TIME:
+        return PREDICTION_TIME_TEXT[stated]
+    return (f"{PREDICTION_TIME_TEXT[stated]}, as the cohort states: its inputs describe patients then, not at the "
+            "PVE decision the model is meant for")
 
 
 def predicted_outcome(design: dict[str, Any] | None) -> str:

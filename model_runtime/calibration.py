@@ -19,8 +19,18 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 
 def apply_calibration(raw: np.ndarray, spec: dict[str, Any] | None) -> np.ndarray:
-    """Map raw probabilities through a calibration spec ({"method": "isotonic"|"sigmoid"|"none", ...})."""
-    raw = np.asarray(raw, dtype="float64")
+    """Map raw probabilities through a calibration spec ({"method": "isotonic"|"sigmoid"|"none", ...}), then
+    through its `recalibration` ({"intercept", "slope"} on the logit scale) when a model was updated for a
+    new centre (`pverisk validate`)."""
+    p = _calibrated(np.asarray(raw, dtype="float64"), spec)
+    again = (spec or {}).get("recalibration")
+    if again:
+        z = again["intercept"] + again["slope"] * logit(p)
+        return 1.0 / (1.0 + np.exp(-z))
+    return p
+
+
+def _calibrated(raw: np.ndarray, spec: dict[str, Any] | None) -> np.ndarray:
     if not spec or spec.get("method") == "none":
         return raw
     if spec["method"] == "isotonic":

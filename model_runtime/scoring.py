@@ -18,6 +18,7 @@ from feature_store import contract as c
 from feature_store.coarse import derive_coarse, required_text, satisfies
 from feature_store.columns import column_values
 from feature_store.encoding import encode_array, encode_record
+from model_runtime.bands import resolve_bands
 from model_runtime.calibration import apply_calibration
 from feature_store.scores import game_group, score_arrays
 from feature_store.study import predicted_outcome
@@ -140,7 +141,10 @@ class RiskModel:
             raise ValueError("a feature's model columns are not adjacent")
         self.notice = SIMULATED_NOTICE if self.identity.data_kind == "simulated" else REAL_NOTICE
         self._model_block = self.identity.as_dict()
-        self._bands = {"low_below": self.settings.band_low_below, "high_from": self.settings.band_high_from}
+        # the model's own cut-offs unless the deployment set them (model_runtime/bands.py)
+        self.bands = resolve_bands(self.metadata, self.settings.band_low_below, self.settings.band_high_from)
+        self.band_low_below, self.band_high_from = self.bands.low_below, self.bands.high_from
+        self._bands = self.bands.thresholds()
         self.required: list[str] = required_of(self.metadata)
         self.question_note: str | None = self.metadata.get("question_note")
         self.outcome = predicted_outcome(self.metadata.get("study_design"))
@@ -197,8 +201,7 @@ class RiskModel:
         inputs). Coarse inputs must already be derived (`derive`)."""
         X = encode_array(columns, self.features) if X is None else X
         p = self.probabilities(X)
-        band = np.where(p < self.settings.band_low_below, "low",
-                        np.where(p >= self.settings.band_high_from, "high", "intermediate"))
+        band = np.where(p < self.band_low_below, "low", np.where(p >= self.band_high_from, "high", "intermediate"))
         if not explain:
             return Scored(p, band, X=X)
         contribs = self._by_feature(np.add.reduceat(self.explainer.contributions(X).astype("float64"),

@@ -64,7 +64,7 @@ def summary_from_file(data: Path, risk: "RiskModel", thresholds: pr.DriftThresho
     t = thresholds or pr.DriftThresholds(settings.psi_threshold, settings.missing_share_threshold,
                                          settings.drift_min_patients)
     out = pr.compare(profile, pr.Binner(profile).counts(X), pr.score_counts(p), t)
-    bands = np.bincount(bands_of(p, risk.settings.band_low_below, risk.settings.band_high_from), minlength=3)
+    bands = np.bincount(bands_of(p, risk.band_low_below, risk.band_high_from), minlength=3)
     return {"model": {"model_name": identity.name, "model_version": identity.version, "alias": identity.alias,
                       "data_kind": identity.data_kind},
             "patients": float(len(frame)), "window_source": f"file {Path(data).name} ({len(frame)} patients)",

@@ -106,7 +106,7 @@ class Monitor:
         self._lock = threading.Lock()
         self._last_publish = 0.0
         self._thread: threading.Thread | None = None
-        low, high = risk.settings.band_low_below, risk.settings.band_high_from
+        low, high = risk.band_low_below, risk.band_high_from
         self._bands = (low, high)
 
     # ---- request path -------------------------------------------------------------------

@@ -19,12 +19,20 @@ def simulate(
     seed: int = typer.Option(0, help="Random seed (same seed, same cohort)."),
     out: Optional[Path] = typer.Option(None, help="Parquet file to write (default: data/simulated/cohort.parquet)."),
     csv: bool = typer.Option(False, "--csv", help="Also write a CSV next to the Parquet file."),
+    centres: Optional[int] = typer.Option(None, "--centres", min=1, max=200, help="Several centres, each with its own "
+                                          "size (20-600; --patients is ignored), case mix, outcome rate and recorded "
+                                          "inputs; a `centre` column."),
+    site_dir: Optional[Path] = typer.Option(None, "--site-dir", help="With --centres: also one file per centre, as "
+                                            "that hospital records it (for `pverisk federated site`)."),
 ) -> None:
-    """Simulate a literature-grounded PVE cohort (SIMULATED data, labelled so)."""
+    """Simulate a literature-grounded PVE cohort (SIMULATED data, labelled so), or several centres."""
     from feature_store.settings import DataSettings
     from feature_store.simulate import dataset_name, simulate_cohort, summarise, write_cohort
 
     target = out or DataSettings().default_cohort
+    if centres is not None:
+        simulate_centres_cmd(centres, seed, target, site_dir)
+        return
     with progress_bar() as progress:
         progress.add_task(f"simulating {patients:,} patients", total=None)
         t0 = time.perf_counter()
@@ -38,6 +46,22 @@ def simulate(
         table.add_row(k, f"{v:,.0f}" if k == "patients" else f"{v:.3f}")
     console.print(table)
     console.print(f"wrote {', '.join(map(str, written))} in {elapsed:.2f} s")
+
+
+def simulate_centres_cmd(k: int, seed: int, target: Path, site_dir: Path | None) -> None:
+    from feature_store.centres import simulate_centres, summary, write_centres
+
+    pooled, centres = simulate_centres(k, seed)
+    written = write_centres(pooled, centres, target, site_dir)
+    table = Table(title=f"{k} SIMULATED centres (seed {seed}): {len(pooled):,} patients")
+    rows = summary(pooled, centres)
+    for col in rows.columns:
+        table.add_column(col)
+    for r in rows.itertuples(index=False):
+        table.add_row(r.centre, str(r.patients), str(r.events), f"{r.outcome_rate:.1%}", f"{r.mean_age:.1f}",
+                      r.not_recorded)
+    console.print(table)
+    console.print(f"wrote {written[0]}" + (f" and {len(written) - 1} site files in {site_dir}" if site_dir else ""))
 
 
 @app.command("import-cohort")

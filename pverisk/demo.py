@@ -27,7 +27,7 @@ def demo(
     from serving.import_model import import_model
 
     cohort = DataSettings().default_cohort
-    simulate(patients=patients, seed=seed, out=cohort, csv=False)
+    simulate(patients=patients, seed=seed, out=cohort, csv=False, centres=None, site_dir=None)
     result = run_train(cohort, None, None, None, seed, None, None, None)
     print_training(result)
     # Serve the version just trained, whatever the gate made of it: the demo shows the pipeline,

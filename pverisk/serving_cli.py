@@ -39,7 +39,7 @@ def score(
             result = score_file(data, out, model_tag, explain=explain, partial=partial,
                                 progress=lambda done, total: progress.update(task, completed=done, total=total))
         except (ModelNotFound, UnreadableFile) as exc:
-            err.print(f"[red]{exc}[/red]")
+            err.print(f"[red]{exc}[/red]{registry_hint() if isinstance(exc, ModelNotFound) else ''}")
             raise typer.Exit(1) from None
     problems = [Problem(None, p["field"], None, p["problem"]) for p in result.column_problems]
     problems += [Problem(i, p["field"], None, p["problem"]) for i, ps in sorted(result.invalid.items()) for p in ps]
@@ -66,15 +66,36 @@ def score(
         console.print("[yellow]this model was trained on SIMULATED data: research use only[/yellow]")
 
 
+def registry_hint() -> str:
+    """What the MLflow registry holds, for a message about a model that is not in the BentoML store."""
+    from mlflow.tracking import MlflowClient
+
+    from feature_store.settings import TrackingSettings
+    from serving.import_model import registered_versions
+
+    tracking = TrackingSettings()
+    existing = registered_versions(MlflowClient(tracking.tracking_uri), tracking.registered_model)
+    if not existing:
+        return ""
+    return (f" Registered in MLflow: {', '.join(existing)}; import one with `uv run pverisk import-model --version N` "
+            "(or --alias NAME).")
+
+
 @app.command("import-model")
 def import_model_cmd(
-    alias: str = typer.Option("champion", help="Registry alias to resolve to a concrete version."),
+    alias: Optional[str] = typer.Option(None, help="Registry alias to resolve to a concrete version (default: "
+                                        "champion)."),
+    version: Optional[str] = typer.Option(None, "--version", help="A registered version by number (instead of an "
+                                          "alias)."),
 ) -> None:
-    """Import the model behind an MLflow alias into the local BentoML store (idempotent)."""
+    """Import a registered model (by alias, default champion, or by --version) into the local BentoML store."""
     from serving.import_model import ModelNotFound, import_model
 
+    if alias and version:
+        err.print("[red]give --alias or --version, not both[/red]")
+        raise typer.Exit(2)
     try:
-        model = import_model(alias)
+        model = import_model(alias or ("champion" if version is None else None), version=version)
     except ModelNotFound as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
@@ -97,9 +118,16 @@ def serve(
 ) -> None:
     """Serve the model over HTTP (BentoML): /v1/predict, /v1/predict/batch, /v1/model, /docs."""
     from feature_store.settings import project_root
+    from serving.import_model import ModelNotFound, newest_champion_tag
+    from serving.model_check import ModelCorrupt, check_stored_model
 
     if model_tag:
         os.environ["PVERISK_SERVE_MODEL_TAG"] = model_tag
+    try:  # here, not in the service: a missing model is a message and exit 1, never a traceback
+        check_stored_model(model_tag or os.environ.get("PVERISK_SERVE_MODEL_TAG") or newest_champion_tag())
+    except (ModelNotFound, ModelCorrupt) as exc:
+        err.print(f"[red]{exc}[/red]{registry_hint()}")
+        raise typer.Exit(1) from None
     cmd = serve_command(host, port)
     console.print(f"serving on http://{host}:{port} (docs at /docs) - research use only")
     os.chdir(project_root())

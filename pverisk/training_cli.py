@@ -76,10 +76,9 @@ def print_training(result) -> None:  # type: ignore[no-untyped-def]
     table.add_row("AUROC (95% CI)", f"{m['auroc']:.3f} ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f})")
     table.add_row("average precision", f"{m['average_precision']:.3f}")
     table.add_row("Brier", f"{m['brier']:.4f}")
-    table.add_row("calibration slope / intercept", f"{m['calibration_slope']:.2f} / {m['calibration_intercept']:.2f}")
-    if "optimism_corrected_auroc" in m:
-        table.add_row("optimism-corrected AUROC (Harrell bootstrap)", f"{m['optimism_corrected_auroc']:.3f}")
-        table.add_row("optimism-corrected calibration slope", f"{m['optimism_corrected_calibration_slope']:.2f}")
+    slope_note = result.card.get("evaluation", {}).get("calibration_slope_note")
+    table.add_row("calibration slope / intercept", f"{m['calibration_slope']:.2f} / {m['calibration_intercept']:.2f}"
+                  if slope_note is None else f"{slope_note} / {m['calibration_intercept']:.2f}")
     for name, b in result.baselines.items():
         if b.get("auroc") is not None:
             table.add_row(f"baseline {name} AUROC", f"{b['auroc']:.3f}")
@@ -87,6 +86,14 @@ def print_training(result) -> None:  # type: ignore[no-untyped-def]
         table.add_row("oracle AUROC (true probability)", f"{result.oracle['auroc']:.3f}")
     table.add_row("wall time", f"{result.seconds:.1f} s")
     console.print(table)
+    console.print(f"evaluation: {result.card.get('evaluation', {}).get('design', '')}")
+    print_optimism(result.optimism)
+    print_centres(result.card.get("internal_external_validation"), "internal-external validation (one centre left out "
+                  "at a time)")
+    bands = result.card.get("risk_bands")
+    if bands:
+        console.print(f"risk bands: low below {bands['low_below']:.2f}, high from {bands['high_from']:.2f} (training "
+                      f"outcome rate {bands['base_rate']:.1%}; {bands['rule']})")
     console.print(f"inputs ({len(result.features)}): {', '.join(result.features)}; required in requests: "
                   f"{', '.join(result.required) or 'none'}")
     for skipped in result.skipped:
@@ -98,6 +105,49 @@ def print_training(result) -> None:  # type: ignore[no-untyped-def]
         if w != result.question_note:
             console.print(f"[yellow]warning: {w}[/yellow]")
     console.print(f"look: uv run mlflow ui --backend-store-uri {tracking_uri()}  (run {result.run_id})")
+
+
+def print_optimism(opt) -> None:  # type: ignore[no-untyped-def]
+    """Harrell's correction in a table of its own: training-cohort figures, not the evaluation."""
+    if not opt:
+        return
+    table = Table(title="internal validation on the training cohort only (Harrell bootstrap)")
+    for col in ("metric", "apparent", "optimism-corrected"):
+        table.add_column(col)
+    table.add_row("AUROC", f"{opt['apparent_auroc']:.3f}", f"{opt['optimism_corrected_auroc']:.3f}")
+    def slope(x: float) -> str:
+        return "undefined (see the warning below)" if x != x else f"{x:.2f}"
+
+    table.add_row("calibration slope", slope(opt["apparent_calibration_slope"]),
+                  slope(opt["optimism_corrected_calibration_slope"]))
+    console.print(table)
+
+
+def print_centres(block, title: str) -> None:  # type: ignore[no-untyped-def]
+    """Per-centre figures, the pooled estimates with prediction intervals and the centres too small."""
+    if not block:
+        return
+    table = Table(title=title)
+    for col in ("centre", "n", "events", "AUROC (95% CI)", "cal. intercept (95% CI)", "cal. slope (95% CI)"):
+        table.add_column(col)
+
+    def ci(r, k, lo, hi, nd=3):  # type: ignore[no-untyped-def]
+        return "-" if r.get(k) is None else f"{r[k]:.{nd}f} ({r[lo]:.{nd}f} to {r[hi]:.{nd}f})"
+
+    for r in block["centres"]:
+        table.add_row(str(r["centre"]), str(r["n"]), str(r["events"]), ci(r, "auroc", "auroc_ci_low", "auroc_ci_high"),
+                      ci(r, "calibration_intercept", "intercept_ci_low", "intercept_ci_high", 2),
+                      ci(r, "calibration_slope", "slope_ci_low", "slope_ci_high", 2))
+    for name, p in block["pooled"].items():
+        if p and p.get("k"):
+            table.add_row(f"pooled {name}", "", f"{p['k']} centres", f"{p['estimate']:.3f} ({p['ci_low']:.3f} to "
+                          f"{p['ci_high']:.3f})", f"PI {p['pi_low']:.3f} to {p['pi_high']:.3f}" if p.get("pi_low")
+                          is not None else "PI -", f"I2 {p['i2']:.2f}, tau2 {p['tau2']:.4f}")
+    console.print(table)
+    for s in block.get("too_small", []):
+        console.print(f"[yellow]centre {s['centre']}: no figure ({s['reason']})[/yellow]")
+    if block.get("forest_plot"):
+        console.print(f"forest plot: {block['forest_plot']}")
 
 
 @app.command()

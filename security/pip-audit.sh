@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# pip-audit over exactly what uv.lock installs (project and dev extras), against PyPI's
+# pip-audit over exactly what uv.lock installs, twice: the project with the dev extra, and with the federated
+# extra (the Flower environment hospitals run, with its own older fastapi/starlette/protobuf pins), against PyPI's
 # vulnerability data. Fails on any known vulnerability not in security/pip-audit-allowlist.txt.
 # When the vulnerability database cannot be reached it says so loudly and exits 0: an audit that
 # did not run is reported as not run, never as passed.
@@ -7,8 +8,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 UV="${UV:-$(command -v uv || echo "$HOME/.local/bin/uv")}"
 mkdir -p build
-reqs=build/audit-requirements.txt
-"$UV" export --frozen --extra dev --no-emit-project --no-hashes --format requirements-txt -o "$reqs" >/dev/null || exit 1
+extra="${AUDIT_EXTRA:-dev}"
+if [[ -z "${AUDIT_EXTRA:-}" ]]; then  # both environments, one after the other; fails if either fails
+  AUDIT_EXTRA=dev bash "$0" && AUDIT_EXTRA=federated bash "$0"
+  exit $?
+fi
+echo "== environment with the $extra extra"
+reqs=build/audit-requirements-$extra.txt
+"$UV" export --frozen --extra "$extra" --no-emit-project --no-hashes --format requirements-txt -o "$reqs" >/dev/null || exit 1
 ignores=()
 while read -r id _; do
   [[ -z "$id" || "$id" == \#* ]] && continue

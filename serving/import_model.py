@@ -28,8 +28,23 @@ def _label(v: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", str(v))[:63]
 
 
-def import_model(alias: str = "champion", tracking: TrackingSettings | None = None) -> bentoml.Model:
-    """Import `models:/NAME@alias` as BENTO_MODEL_NAME:v<version>. Idempotent per version."""
+def registered_versions(client: Any, name: str) -> list[str]:
+    """Each registered version in words (aliases, gate decision), for messages that must say what exists."""
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+        aliases: dict[str, list[str]] = {}
+        for a, v in (client.get_registered_model(name).aliases or {}).items():
+            aliases.setdefault(str(v), []).append(a)
+    except Exception:  # no registered model of that name (or the store does not answer): nothing to list
+        return []
+    return [f"v{mv.version} ({', '.join(aliases.get(str(mv.version), [])) or 'no alias'}; gate: "
+            f"{mv.tags.get('gate_decision', '?')})" for mv in sorted(versions, key=lambda m: int(m.version))]
+
+
+def import_model(alias: str | None = "champion", tracking: TrackingSettings | None = None,
+                 version: str | None = None) -> bentoml.Model:
+    """Import `models:/NAME@alias` (or `models:/NAME/version`) as BENTO_MODEL_NAME:v<version>. Idempotent per
+    version. A version imported by number is labelled with its alias if it has one, else "version"."""
     # mlflow is imported here, not at module level: the service imports this module and
     # must start without paying for mlflow.
     import mlflow
@@ -38,11 +53,22 @@ def import_model(alias: str = "champion", tracking: TrackingSettings | None = No
 
     tracking = tracking or TrackingSettings()
     client = MlflowClient(tracking.tracking_uri)
+    name = tracking.registered_model
     try:
-        mv = client.get_model_version_by_alias(tracking.registered_model, alias)
+        if version is not None:
+            mv = client.get_model_version(name, str(version))
+            held = [a for a, v in (client.get_registered_model(name).aliases or {}).items() if str(v) == str(mv.version)]
+            alias = held[0] if held else "version"
+        else:
+            mv = client.get_model_version_by_alias(name, alias or "champion")
     except MlflowException as exc:
-        raise ModelNotFound(f"no version of {tracking.registered_model!r} has alias {alias!r} in "
-                            f"{tracking.tracking_uri}. {HOW_TO}") from exc
+        existing = registered_versions(client, name)
+        what = f"version {version}" if version is not None else f"alias {alias!r}"
+        if existing:
+            raise ModelNotFound(f"no version of {name!r} has {what} in {tracking.tracking_uri}; registered: "
+                                f"{', '.join(existing)}. Import one by number (`uv run pverisk import-model "
+                                f"--version N`) or promote one (`uv run pverisk promote N --reason ...`).") from exc
+        raise ModelNotFound(f"no version of {name!r} has {what} in {tracking.tracking_uri}. {HOW_TO}") from exc
     tag = f"{BENTO_MODEL_NAME}:v{mv.version}"
     try:
         existing = bentoml.models.get(tag)
@@ -62,7 +88,7 @@ def import_model(alias: str = "champion", tracking: TrackingSettings | None = No
     labels = {
         "registered_model": _label(tracking.registered_model),
         "version": _label(str(mv.version)),
-        "alias": _label(alias),
+        "alias": _label(alias or "version"),
         "data_kind": _label(mv.tags.get("data_kind", "unknown")),
         "run_id": _label(mv.run_id or ""),
         "feature_contract_version": _label(mv.tags.get("feature_contract_version", "")),
@@ -87,7 +113,7 @@ def import_model(alias: str = "champion", tracking: TrackingSettings | None = No
                                        labels=labels, metadata=metadata)
 
 
-PLOTS = ("calibration", "decision_curve")
+PLOTS = ("calibration", "decision_curve", "forest")
 
 
 def _plots(mlflow: Any, run_id: str | None) -> dict[str, str]:
@@ -107,11 +133,19 @@ def _plots(mlflow: Any, run_id: str | None) -> dict[str, str]:
 
 
 def newest_champion_tag() -> str:
-    """The newest imported model labelled champion (when no tag is pinned)."""
+    """The newest imported model labelled champion (when no tag is pinned). Without one, the message lists
+    the models that are imported and how to serve one of them."""
     try:
-        models = [m for m in bentoml.models.list(BENTO_MODEL_NAME) if m.info.labels.get("alias") == "champion"]
+        stored = list(bentoml.models.list(BENTO_MODEL_NAME))
     except bentoml.exceptions.NotFound:
-        models = []
+        stored = []
+    models = [m for m in stored if m.info.labels.get("alias") == "champion"]
     if not models:
+        if stored:
+            listed = ", ".join(f"{m.tag} ({m.info.labels.get('alias', '?')})" for m in
+                               sorted(stored, key=lambda m: m.info.creation_time))
+            raise ModelNotFound(f"no champion is imported into the BentoML store; imported: {listed}. Serve or score "
+                                "one of them by tag (`--model-tag TAG`), or import the champion once there is one "
+                                "(`uv run pverisk import-model --alias champion`).")
         raise ModelNotFound(f"no {BENTO_MODEL_NAME!r} model in the BentoML store. {HOW_TO}")
     return str(max(models, key=lambda m: m.info.creation_time).tag)

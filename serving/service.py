@@ -304,8 +304,7 @@ class PVERisk:
             "imported_at": meta.get("imported_at"),
             "loaded_at": self.loaded_at,
             "gate_reason": meta.get("gate_reason"),
-            "band_thresholds": {"low_below": self.settings.band_low_below,
-                                "high_from": self.settings.band_high_from},
+            "band_thresholds": risk.bands.described(),
             # which inputs a standard (mCODE / US Core) chart carries, and which need a local code
             "ehr_coverage": coverage(risk.features),
             "model_card": self._card,

@@ -16,9 +16,10 @@ class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PVERISK_SERVE_")
     # Pinned BentoML model tag (name:version). Unset: the newest imported champion.
     model_tag: str | None = None
-    # Risk bands (assumption: around the ~25% base rate of Ironside 2017; not validated cut-offs).
-    band_low_below: float = Field(ScoringOptions.band_low_below, gt=0, lt=1)
-    band_high_from: float = Field(ScoringOptions.band_high_from, gt=0, lt=1)
+    # Risk bands: unset, the served model's own (derived at training from its cohort's outcome rate;
+    # 0.15 / 0.35 for models trained before that); set, the deployment's override.
+    band_low_below: float | None = Field(ScoringOptions.band_low_below, gt=0, lt=1)
+    band_high_from: float | None = Field(ScoringOptions.band_high_from, gt=0, lt=1)
     top_factors: int = Field(ScoringOptions.top_factors, ge=1, le=30)
     max_batch: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
@@ -57,6 +58,6 @@ class ServingSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _bands(self) -> "ServingSettings":
-        if self.band_low_below >= self.band_high_from:
+        if None not in (self.band_low_below, self.band_high_from) and self.band_low_below >= self.band_high_from:  # type: ignore[operator]
             raise ValueError("band_low_below must be below band_high_from")
         return self

@@ -15,7 +15,7 @@ import xgboost as xgb
 from sklearn.model_selection import StratifiedKFold
 
 from feature_store import contract as c
-from feature_store.scores import compute_scores
+from feature_store.scores import compute_scores, why_not_computed
 from training import evaluate as ev
 from training import plots
 from training.prepare import Plan
@@ -36,6 +36,7 @@ class Assessment:
     subgroups: pd.DataFrame
     skipped_subgroups: list[Any]
     decision_curves: dict[str, pd.DataFrame]
+    slope_note: str | None = None  # why the calibration slope is undefined, when it is
 
 
 def assess(plan: Plan, model: FittedModel, settings: TrainSettings, progress: Progress) -> Assessment:
@@ -60,7 +61,8 @@ def assess(plan: Plan, model: FittedModel, settings: TrainSettings, progress: Pr
     mlflow.log_table(subgroups, "subgroups.json")
     dc = {"model": ev.net_benefit(y_eval, p_eval), "logistic regression": ev.net_benefit(y_eval, p_logreg)}
     mlflow.log_table(dc["model"], "decision_curve.json")
-    return Assessment(p_eval, p_logreg, metrics, optimism, baselines, oracle, subgroups, skipped_subgroups, dc)
+    return Assessment(p_eval, p_logreg, metrics, optimism, baselines, oracle, subgroups, skipped_subgroups, dc,
+                      ev.slope_undefined_reason(y_eval, p_eval))
 
 
 def _small_cohort_predictions(X: pd.DataFrame, y: np.ndarray, settings: TrainSettings
@@ -88,9 +90,12 @@ def _optimism(plan: Plan, model: FittedModel, settings: TrainSettings, metrics: 
         predict = refit_fixed(X_train.iloc[rows], y_train[rows], model, settings, settings.seed)
         return lambda idx: predict(X_train.iloc[idx])
 
-    optimism = ev.optimism_corrected(refit, len(y_train), y_train, model.predict(X_train),
-                                     settings.optimism_bootstrap, settings.seed)
+    apparent = model.predict(X_train)
+    optimism = ev.optimism_corrected(refit, len(y_train), y_train, apparent, settings.optimism_bootstrap, settings.seed)
     mlflow.log_metrics(optimism)
+    why = ev.slope_undefined_reason(y_train, apparent)
+    if why:  # said on the card and by the CLI instead of "nan"
+        plan.notes.append(f"apparent calibration slope on the training cohort {why}")
     if optimism["optimism_corrected_auroc"] > metrics["auroc"] + 0.05:
         plan.notes.append(
             f"the bootstrap optimism-corrected AUROC ({optimism['optimism_corrected_auroc']:.3f}) is well "
@@ -116,8 +121,11 @@ def _baselines(plan: Plan, p_eval: np.ndarray, p_logreg: np.ndarray, metrics: di
     scores = compute_scores(eval_frame)
     for s in scores.columns:
         baselines[s] = ev.score_ranker_auroc(y_eval, scores[s].to_numpy(), p_eval)
+        why = why_not_computed(eval_frame, s)  # which item is missing, by name
         if baselines[s]["n"] == 0:
-            baselines[s]["skipped"] = "its inputs (or their coarse forms) are not recorded in this cohort"
+            baselines[s]["skipped"] = why or "too few patients with both outcomes among those it could be computed for"
+        elif why:
+            baselines[s]["note"] = why
     for col in plan.cohort.recorded_scores:
         if col in eval_frame:
             baselines[f"{col.removeprefix(c.RECORDED_SCORE_PREFIX)} (recorded)"] = ev.score_ranker_auroc(

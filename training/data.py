@@ -27,6 +27,8 @@ class Cohort:
     digest: str
     design: StudyDesign | None = None  # None: the source did not state it
     not_collected: tuple[str, ...] = ()
+    # several centres (a `centre` column): each centre's own metadata (study design, not collected)
+    centres: dict[str, Any] | None = None
 
     @property
     def simulated(self) -> bool:
@@ -174,4 +176,4 @@ def load_cohort(path: Path, features: list[str] | None = None, kind: str | None 
         raise ValueError(f"{path}: the outcome has one value only; a risk model needs events and non-events")
     design = design_from_metadata(meta) or (SIMULATED_DESIGN if kind == "simulated" else None)
     return Cohort(frame=frame, name=name, source=str(path.resolve()), kind=kind, digest=frame_digest(frame),
-                  design=design, not_collected=tuple(meta.get("not_collected") or ()))
+                  design=design, not_collected=tuple(meta.get("not_collected") or ()), centres=meta.get("centres"))

@@ -39,6 +39,8 @@ def calibration_intercept_slope(y: np.ndarray, p: np.ndarray) -> tuple[float, fl
     # Perfectly separated predictions (a model on the patients it memorised) have no finite slope:
     # Newton runs off to huge values, which would be reported as numbers. Undefined is NaN.
     slope = float(beta[1]) if converged and np.all(np.isfinite(beta)) and abs(beta[1]) < 100 else float("nan")
+    if np.ptp(lp) < 1e-6:  # one risk for everyone: no spread to regress on (the ridge term would invent a slope)
+        slope = float("nan")
     # intercept: y ~ a + offset(lp)
     a = 0.0
     for _ in range(50):
@@ -48,6 +50,26 @@ def calibration_intercept_slope(y: np.ndarray, p: np.ndarray) -> tuple[float, fl
         if abs(step) < 1e-10:
             break
     return float(a), slope
+
+
+def slope_undefined_reason(y: np.ndarray, p: np.ndarray) -> str | None:
+    """Why a calibration slope cannot be estimated (None when it can): said on the card and in the gate's
+    reason instead of a bare "nan"."""
+    y = np.asarray(y).astype(int)
+    lp = logit(np.asarray(p, float))
+    if len(y) == 0 or y.min() == y.max():
+        return "undefined: the patients are all events or all non-events, so there is nothing to calibrate against"
+    if np.ptp(lp) < 1e-6:
+        return ("undefined: the model gives every patient the same risk, so there is no spread of risks to "
+                "regress the outcomes on (it does not separate patients at all)")
+    if lp[y == 1].min() > lp[y == 0].max() or lp[y == 1].max() < lp[y == 0].min():
+        return ("undefined: the risks separate events from non-events perfectly (as for patients a model "
+                "memorised), so the slope runs to infinity")
+    _, slope = calibration_intercept_slope(y, p)
+    if np.isfinite(slope):
+        return None
+    return ("undefined: the risks nearly separate events from non-events or barely vary, and the logistic "
+            "recalibration does not converge")
 
 
 def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> pd.DataFrame:
@@ -66,12 +88,15 @@ def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray = THRESHOLD
     return pd.DataFrame(rows)
 
 
-def _bootstrap_indices(n: int, n_boot: int, seed: int, y: np.ndarray) -> list[np.ndarray]:
+def _bootstrap_indices(n: int, n_boot: int, seed: int, y: np.ndarray, min_per_class: int = 1) -> list[np.ndarray]:
+    """Bootstrap samples holding at least `min_per_class` patients of each outcome (a sample without both
+    has no AUROC; a refit needs two of each, or one of its cross-validation folds trains on one class)."""
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < n_boot:
         idx = rng.integers(0, n, n)
-        if 0 < y[idx].sum() < n:  # both classes needed for AUROC
+        events = int(y[idx].sum())
+        if min(events, n - events) >= min_per_class:
             out.append(idx)
     return out
 
@@ -180,7 +205,10 @@ def optimism_corrected(
     everyone = np.arange(n)
     apparent = core_metrics(y, apparent_p)
     opt_auc, opt_slope = [], []
-    for idx in _bootstrap_indices(n, n_boot, seed, y):
+    # Two of each outcome in every sample: with one, the refit's stratified folds leave a fold that trains on
+    # a single class (XGBoost: "Invalid classes inferred from unique values of `y`"). Such samples are
+    # redrawn, as the whole pipeline could not be fitted on them either.
+    for idx in _bootstrap_indices(n, n_boot, seed, y, min_per_class=2):
         predict = fit(idx)
         boot = core_metrics(y[idx], predict(idx))
         orig = core_metrics(y, predict(everyone))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from feature_store import contract as c
-from feature_store.study import INTENDED_QUESTION, OUTCOME_TEXT, POPULATION_TEXT
+from feature_store.study import INTENDED_QUESTION, OUTCOME_TEXT, POPULATION_TEXT, prediction_time_text
+from training.card_sections import extra_markdown, optimism_markdown
 
 RESEARCH_NOTICE = (
     "Research use only. Not a medical device and not validated for clinical decisions; "
@@ -36,6 +37,10 @@ def build_card(
     epv: float | None = None,
     n_columns: int | None = None,
     question_note: str | None = None,
+    risk_bands: dict[str, Any] | None = None,
+    slope_note: str | None = None,
+    evaluation_cohort: Any | None = None,
+    internal_external: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     simulated = cohort.kind == "simulated"
     required = required or []
@@ -98,7 +103,7 @@ def build_card(
             "definition": outcome_text or "not stated by the cohort",
             "progression_definition": design.get("progression_definition", "not stated"),
             "horizon": f"{design['horizon_months']:g} months" if "horizon_months" in design else "not stated",
-            "prediction_time": "the PVE decision",
+            "prediction_time": prediction_time_text(design),
         },
         "predictors": predictors,
         "features_skipped": skipped_features or [],
@@ -109,9 +114,18 @@ def build_card(
                         "The logistic baseline imputes the median with missing-indicators.",
         "evaluation": {"design": evaluation_design, "metrics": evaluation, "subgroups": subgroups,
                        "subgroups_skipped": skipped_subgroups or [],
-                       "optimism_correction": ({**optimism, "method": "Harrell bootstrap optimism correction; "
-                                                "hyperparameters held at the tuned values in each sample"}
-                                               if optimism else None)},
+                       "calibration_slope_note": slope_note,
+                       # the evaluation file's own design, when it is not the training cohort
+                       "cohort": ({"dataset": evaluation_cohort.name, "patients": evaluation_cohort.n,
+                                   "events": evaluation_cohort.events, "kind": evaluation_cohort.kind,
+                                   "study_design": evaluation_cohort.design.stated() if evaluation_cohort.design
+                                   else "not stated"} if evaluation_cohort is not None else None)},
+        # figures from the training cohort only (never mixed into the evaluation table above)
+        "internal_validation": {"optimism_correction": (
+            {**optimism, "method": "Harrell bootstrap optimism correction on the training cohort; hyperparameters "
+             "held at the tuned values in each sample"} if optimism else None)},
+        "internal_external_validation": internal_external,
+        "risk_bands": risk_bands,
         "baselines": baselines,
         "oracle": oracle,
         "calibration": {"method": calibration["method"]},
@@ -167,22 +181,15 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"{_f(m['average_precision_ci_high'])}) |",
         f"| Brier score | {_f(m['brier'])} |",
         f"| calibration intercept | {_f(m['calibration_intercept'])} |",
-        f"| calibration slope | {_f(m['calibration_slope'])} |",
+        f"| calibration slope | {_slope(m['calibration_slope'], card['evaluation'].get('calibration_slope_note'))} |",
     ]
-    opt = card["evaluation"].get("optimism_correction")
-    if opt:
-        lines += [
-            f"| apparent AUROC / optimism-corrected | {_f(opt['apparent_auroc'])} / "
-            f"{_f(opt['optimism_corrected_auroc'])} |",
-            f"| apparent calibration slope / optimism-corrected | {_f(opt['apparent_calibration_slope'])} / "
-            f"{_f(opt['optimism_corrected_calibration_slope'])} |",
-            "", f"Optimism: {opt['method']}, {int(opt['optimism_bootstrap_samples'])} bootstrap samples.",
-        ]
+    lines += _evaluation_cohort(card["evaluation"].get("cohort"))
+    lines += optimism_markdown(card)
     lines += [        "", "### Baselines (same evaluation data)", "", "| model | n | AUROC | model AUROC, same patients |",
         "|---|---|---|---|",
     ]
     for name, b in card["baselines"].items():
-        skipped = f" ({b['skipped']})" if b.get("skipped") else ""
+        skipped = f" ({b['skipped']})" if b.get("skipped") else f" ({b['note']})" if b.get("note") else ""
         lines.append(f"| {name} | {b.get('n', '-')} | {_f(b.get('auroc'))}{skipped} | "
                      f"{_f(b.get('model_auroc_same_patients'))} |")
     if card.get("oracle"):
@@ -203,5 +210,23 @@ def card_markdown(card: dict[str, Any]) -> str:
                      f"{'; '.join(p['codes']) or '-'} |")
     if card.get("features_skipped"):
         lines += ["", "Contract features not used:", *[f"- `{x['feature']}`: {x['reason']}" for x in card["features_skipped"]]]
+    lines += extra_markdown(card)
     lines += ["", "## Limitations", *[f"- {x}" for x in card["limitations"]], ""]
     return "\n".join(lines)
+
+
+def _slope(x: Any, note: str | None) -> str:
+    """A calibration slope, or what its absence means (never a bare "nan")."""
+    if isinstance(x, float) and x != x:
+        return note or "undefined"
+    return _f(x)
+
+
+def _evaluation_cohort(cohort: dict[str, Any] | None) -> list[str]:
+    if not cohort:
+        return []
+    design = cohort["study_design"]
+    stated = ("; ".join(f"{k}: {' to '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                        for k, v in design.items()) if isinstance(design, dict) else design)
+    return ["", f"Evaluation cohort: {cohort['dataset']} ({cohort['kind']}, {cohort['patients']} patients, "
+                f"{cohort['events']} events); its study design: {stated or 'not stated'}."]

@@ -19,10 +19,12 @@ from mlflow.models import infer_signature
 from feature_store import contract as c
 from feature_store.dictionary import contract_summary
 from feature_store.encoding import encode, encode_array
+from model_runtime.bands import derive_bands
 from monitoring.profile import build_profile
 from training import registry
 from training.assessment import Assessment, assess, log_figures
 from training.data import design_tags
+from training.iecv import internal_external
 from training.model_card import RESEARCH_NOTICE, build_card, card_markdown
 from training.prepare import Plan, prepare
 from training.settings import TrackingSettings, TrainSettings
@@ -57,6 +59,8 @@ class TrainingResult:
     card: dict[str, Any]
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    # Harrell's optimism correction: training-cohort figures, kept apart from the evaluation metrics
+    optimism: dict[str, float] | None = None
 
 
 def run_training(
@@ -99,8 +103,10 @@ def _log_run(plan: Plan, settings: TrainSettings, tracking: TrackingSettings, pr
         model = _tune(plan, settings, progress)
         progress("evaluating")
         result = assess(plan, model, settings, progress)
+        iecv = internal_external(plan.cohort, plan.features, model, settings, progress)
         progress("plots and explanations")
         log_figures(plan, model, result)
+        bands = derive_bands(float(plan.y_train.mean()))
         card = build_card(
             model_name=name, cohort=plan.cohort, features=plan.features, params=model.params,
             calibration=model.calibration, evaluation=result.metrics, baselines=result.baselines,
@@ -108,27 +114,27 @@ def _log_run(plan: Plan, settings: TrainSettings, tracking: TrackingSettings, pr
             n_train=len(plan.train_frame), events_train=int(plan.y_train.sum()), warnings=plan.notes,
             required=plan.choice.required, skipped_features=plan.choice.skipped,
             skipped_subgroups=result.skipped_subgroups, optimism=result.optimism, epv=plan.epv,
-            n_columns=len(plan.columns), question_note=plan.note,
+            n_columns=len(plan.columns), question_note=plan.note, risk_bands=bands, slope_note=result.slope_note,
+            evaluation_cohort=plan.eval_cohort, internal_external=iecv,
         )
         markdown = card_markdown(card)
         mlflow.log_dict(card, "model_card/model_card.json")
         mlflow.log_text(markdown, "model_card/model_card.md")
         mlflow.log_dict(contract_summary(), "feature_contract.json")
         progress("logging the model")
-        info = _log_model(plan, model, result, name)
+        info = _log_model(plan, model, result, name, bands)
         progress("promotion gate and registration")
         version_tags = {**tags, "run_id": run.info.run_id, "auroc": f"{result.metrics['auroc']:.4f}",
                         "brier": f"{result.metrics['brier']:.4f}", "calibration": model.calibration["method"]}
         # under the registration lock: two runs finishing together cannot both become champion
         decision, version = registry.gate_and_register(
             client, name, result.metrics, plan.eval_frame, result.p_eval, plan.eval_keys, set(plan.train_keys),
-            settings, info.model_uri, info.model_id, run.info.run_id, version_tags, markdown)
+            settings, info.model_uri, info.model_id, run.info.run_id, version_tags, markdown, result.slope_note)
         mlflow.set_tags({"registered_version": version, "alias": decision.alias})
     seconds = time.perf_counter() - t_start
     return TrainingResult(run.info.run_id, info.model_uri, name, version, decision.alias, decision.reason,
                           plan.features, plan.choice.required, plan.choice.skipped, plan.note,
-                          {**result.metrics, **(result.optimism or {})}, result.baselines, result.oracle, card,
-                          seconds, plan.notes)
+                          result.metrics, result.baselines, result.oracle, card, seconds, plan.notes, result.optimism)
 
 
 def _run_tags(plan: Plan) -> dict[str, str]:
@@ -182,7 +188,7 @@ def _tune(plan: Plan, settings: TrainSettings, progress: Progress) -> FittedMode
     return model
 
 
-def _log_model(plan: Plan, model: FittedModel, result: Assessment, name: str) -> Any:
+def _log_model(plan: Plan, model: FittedModel, result: Assessment, name: str, bands: dict[str, Any]) -> Any:
     """The model with everything serving needs in its metadata (inputs, calibration, reference profile)."""
     cohort, features = plan.cohort, plan.features
     # The reference the service compares live inputs and scores with: bins of the whole cohort's
@@ -199,6 +205,7 @@ def _log_model(plan: Plan, model: FittedModel, result: Assessment, name: str) ->
         "question_note": plan.note, "reference_profile": reference,
         "feature_contract_version": c.CONTRACT_VERSION, "data_kind": cohort.kind,
         "dataset_name": cohort.name, "registered_model": name, "research_notice": RESEARCH_NOTICE,
+        "risk_bands": bands,
         "metrics": {**{k: metrics[k] for k in ("auroc", "auroc_ci_low", "auroc_ci_high", "brier",
                                                 "calibration_slope", "calibration_intercept")},
                     **{k: v for k, v in (result.optimism or {}).items() if k.startswith("optimism_corrected")}},

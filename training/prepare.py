@@ -62,6 +62,8 @@ def prepare(data: Path, settings: TrainSettings, eval_data: Path | None = None, 
     choice = choose_features(cohort.frame, requested, settings, cohort.not_collected)
     _fill_coarse(choice.features, [cohort] + ([eval_cohort] if eval_cohort is not None else []))
     notes, note = _warnings(cohort, settings)
+    if eval_cohort is not None:
+        notes += _evaluation_warnings(eval_cohort, settings)
     columns = c.model_columns(choice.features)
     epv = cohort.events / len(columns)
     if epv < settings.epv_warning:
@@ -101,11 +103,40 @@ def _warnings(cohort: Cohort, settings: TrainSettings) -> tuple[list[str], str |
     return notes, note
 
 
+def _evaluation_warnings(eval_cohort: Cohort, settings: TrainSettings) -> list[str]:
+    """The evaluation cohort's own small-sample warning (also a Python warning): its figures are the ones
+    quoted, so its size matters more than the training cohort's."""
+    if eval_cohort.n >= settings.small_sample_warning and min(eval_cohort.events, eval_cohort.n - eval_cohort.events) \
+            >= settings.evaluation_min_events:
+        return []
+    msg = (f"small evaluation cohort: {eval_cohort.name} has {eval_cohort.n} patients and {eval_cohort.events} events; "
+           f"its AUROC and calibration are imprecise (at least {settings.evaluation_min_events} events and as many "
+           "non-events are needed for a calibration slope worth reading: Riley 2021)")
+    warnings.warn(msg, SmallSampleWarning, stacklevel=4)
+    return [msg]
+
+
+def evaluation_label(cohort: Cohort, eval_cohort: Cohort) -> str:
+    """How a separate evaluation file relates to the training cohort, from their stated designs: external
+    only when it comes from another site; the same site is a temporal (or split) validation; unstated,
+    it is not shown to be external."""
+    train_site = cohort.design.site if cohort.design else None
+    eval_site = eval_cohort.design.site if eval_cohort.design else None
+    what = f"{eval_cohort.name} ({eval_cohort.n} patients, {eval_cohort.events} events)"
+    if train_site and eval_site and train_site.strip().lower() != eval_site.strip().lower():
+        return f"external evaluation file {what}: another site ({eval_site}) than the training cohort ({train_site})"
+    if train_site and eval_site:
+        return (f"separate evaluation file {what} from the same site as the training cohort ({train_site}): a "
+                "temporal or split validation, not an external one")
+    return (f"separate evaluation file {what}; the site of the {'evaluation' if not eval_site else 'training'} "
+            "cohort is not stated, so it is not shown to be external")
+
+
 def _split(cohort: Cohort, eval_cohort: Cohort | None, settings: TrainSettings
            ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     frame = cohort.frame
     if eval_cohort is not None:
-        return frame, eval_cohort.frame, f"external evaluation file {eval_cohort.name} ({eval_cohort.n} patients)"
+        return frame, eval_cohort.frame, evaluation_label(cohort, eval_cohort)
     if cohort.n >= settings.small_cohort:
         train_frame, eval_frame = train_test_split(frame, test_size=settings.test_size,
                                                    stratify=frame[c.OUTCOME].to_numpy(int),

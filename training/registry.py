@@ -76,15 +76,20 @@ def predict_registered(model: Any, metadata: dict[str, Any], frame: pd.DataFrame
     return apply_calibration(model.predict_proba(X)[:, 1], metadata.get("calibration"))
 
 
-def eligibility(metrics: dict[str, float], settings: TrainSettings) -> str | None:
-    """Why a version may not be champion whatever it is compared with (None: it may)."""
+def eligibility(metrics: dict[str, float], settings: TrainSettings, slope_note: str | None = None) -> str | None:
+    """Why a version may not be champion whatever it is compared with (None: it may). `slope_note`: why the
+    calibration slope is undefined, when it is (training/evaluate.py: slope_undefined_reason)."""
     lo, hi = settings.champion_slope_range
     why = []
     if not metrics["auroc_ci_low"] > settings.champion_min_auroc_ci_low:
         why.append(f"AUROC {metrics['auroc']:.3f} has a lower 95% bound of {metrics['auroc_ci_low']:.3f}, not "
                    f"above {settings.champion_min_auroc_ci_low:g}")
-    if not lo <= metrics["calibration_slope"] <= hi:
-        why.append(f"calibration slope {metrics['calibration_slope']:.2f} is outside {lo:g}-{hi:g}")
+    slope = metrics["calibration_slope"]
+    if not np.isfinite(slope):
+        why.append(f"calibration slope {slope_note or 'undefined: the logistic recalibration did not converge'}; "
+                   f"a champion needs one inside {lo:g}-{hi:g}")
+    elif not lo <= slope <= hi:
+        why.append(f"calibration slope {slope:.2f} is outside {lo:g}-{hi:g}")
     return "; ".join(why) or None
 
 
@@ -105,11 +110,12 @@ def gate(
     eval_keys: list[str],
     train_keys: set[str],
     settings: TrainSettings,
+    slope_note: str | None = None,
 ) -> GateDecision:
     """Champion only if the version clears the absolute bar (AUROC lower bound, calibration slope)
     and beats the champion by the margin, without worse calibration, on patients neither was
     trained on; otherwise challenger (or candidate below the bar). The reason is kept as a tag."""
-    why_not = eligibility(new_metrics, settings)
+    why_not = eligibility(new_metrics, settings, slope_note)
     if why_not:
         return GateDecision(CANDIDATE, f"not eligible as champion: {why_not}", None, None)
     champ = current_champion(client, name)
@@ -222,12 +228,13 @@ def gate_and_register(
     run_id: str,
     tags: dict[str, str],
     description: str,
+    slope_note: str | None = None,
 ) -> tuple[GateDecision, str]:
     """The gate and the registration under the registration lock: the champion the gate compares
     with is still the champion when the alias moves, so two runs finishing together end with
     exactly one champion and each version's recorded decision true."""
     with registration_lock(client, name):
-        decision = gate(client, name, new_metrics, eval_frame, p_eval, eval_keys, train_keys, settings)
+        decision = gate(client, name, new_metrics, eval_frame, p_eval, eval_keys, train_keys, settings, slope_note)
         version = register(client, name, model_uri, model_id, run_id, tags, description, decision)
     return decision, version
 

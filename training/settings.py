@@ -18,6 +18,9 @@ class TrainSettings(BaseSettings):
     # Below this many patients, evaluation is by repeated cross-validation, not a held-out split.
     small_cohort: int = 400
     small_sample_warning: int = 200
+    # An evaluation cohort with fewer events (or non-events) than this gets its own warning (Riley 2021:
+    # about 100 events for a precise calibration slope; 20 is where intervals stop meaning much).
+    evaluation_min_events: int = 100
     cv_folds: int = 5
     n_bootstrap: int = 500
     max_rounds: int = 600
@@ -45,6 +48,13 @@ class TrainSettings(BaseSettings):
     # beside the cross-validated figures.
     optimism_below_events: int = 100
     optimism_bootstrap: int = Field(100, ge=2)
+    # A centre (internal-external validation, federated site, validation cohort) gets AUROC and calibration
+    # figures with at least this many events and non-events; below, it is listed as too small.
+    centre_min_events: int = Field(3, ge=1)
+    # Updating at a new centre (`pverisk validate`): closed testing at this level (Vergouwe 2017); the refit is
+    # a candidate only with this many events (and non-events) per model input.
+    update_alpha: float = Field(0.05, gt=0, lt=1)
+    refit_events_per_input: int = Field(10, ge=1)
     # Events per candidate predictor parameter below this: a warning in the card (Peduzzi 1996).
     epv_warning: float = 10.0
 

@@ -92,7 +92,10 @@ def test_train_with_eval_data_time_budget_and_real_data(store, real_cohorts):
     run = client.get_run(mv.run_id)
     assert run.data.tags["data_kind"] == "real" and run.data.tags["simulated"] == "false"
     params = run.data.params
-    assert params["evaluation_design"].startswith("external evaluation file site-b") and params["n_eval"] == "300"
+    # neither file states its site: a separate file, not shown to be external (a registry's own later patients
+    # used to be called "external evaluation")
+    assert params["evaluation_design"].startswith("separate evaluation file site-b") and params["n_eval"] == "300"
+    assert "not shown to be external" in params["evaluation_design"]
     assert params["seed"] == "3" and float(params["time_budget_s"]) == 1.0 and params["trials"] == str(TRIALS)
     trials = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{mv.run_id}'")
     assert 1 <= len(trials) < TRIALS, "the time budget ended tuning"

@@ -71,7 +71,8 @@ def test_training_uses_what_the_registry_recorded(registry_run):
     assert not NOT_COLLECTED & set(result.features)
     assert {"age_years", "multiple_liver_metastases", "largest_metastasis_cm"} == set(result.required)
     assert result.question_note and "recurrence after resection within 24 months" in result.question_note
-    assert {"optimism_corrected_auroc", "optimism_corrected_calibration_slope"} <= set(result.metrics)
+    assert {"optimism_corrected_auroc", "optimism_corrected_calibration_slope"} <= set(result.optimism)
+    assert not {"optimism_corrected_auroc"} & set(result.metrics)  # training-cohort figures kept apart
     card = result.card
     assert card["study_design"]["stated"]["population"] == "all_resected"
     assert card["outcome"]["definition"].startswith("intrahepatic recurrence")
