@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import numpy as np
+
 LOW_FACTOR = 0.6
 HIGH_FACTOR = 1.4
 # Models trained before bands travelled with them: the cut-offs they were served with.
@@ -34,6 +36,12 @@ class Bands:
 
     def described(self) -> dict[str, Any]:
         return {**self.thresholds(), "source": self.source, "rule": self.rule}
+
+
+def band_labels(p: np.ndarray, low_below: float, high_from: float) -> np.ndarray:
+    """"low" below `low_below`, "high" from `high_from` on, "intermediate" between (a risk equal to a
+    cut-off belongs to the band above it)."""
+    return np.where(p < low_below, "low", np.where(p >= high_from, "high", "intermediate"))
 
 
 def derive_bands(outcome_rate: float) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from feature_store import contract as c
 from feature_store.coarse import derive_coarse, required_text, satisfies
 from feature_store.columns import column_values
 from feature_store.encoding import encode_array, encode_record
-from model_runtime.bands import resolve_bands
+from model_runtime.bands import band_labels, resolve_bands
 from model_runtime.calibration import apply_calibration
 from feature_store.scores import game_group, score_arrays
 from feature_store.study import predicted_outcome
@@ -201,7 +201,7 @@ class RiskModel:
         inputs). Coarse inputs must already be derived (`derive`)."""
         X = encode_array(columns, self.features) if X is None else X
         p = self.probabilities(X)
-        band = np.where(p < self.band_low_below, "low", np.where(p >= self.band_high_from, "high", "intermediate"))
+        band = band_labels(p, self.band_low_below, self.band_high_from)
         if not explain:
             return Scored(p, band, X=X)
         contribs = self._by_feature(np.add.reduceat(self.explainer.contributions(X).astype("float64"),
