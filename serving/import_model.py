@@ -44,23 +44,36 @@ def registered_versions(client: Any, name: str) -> list[str]:
 def import_model(alias: str | None = "champion", tracking: TrackingSettings | None = None,
                  version: str | None = None) -> bentoml.Model:
     """Import `models:/NAME@alias` (or `models:/NAME/version`) as BENTO_MODEL_NAME:v<version>. Idempotent per
-    version. A version imported by number is labelled with its alias if it has one, else "version"."""
+    version and alias. A version imported by number is labelled with its alias if it has one, else "version"."""
     # mlflow is imported here, not at module level: the service imports this module and
     # must start without paying for mlflow.
     import mlflow
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     tracking = tracking or TrackingSettings()
     client = MlflowClient(tracking.tracking_uri)
+    mv, alias = _resolve(client, tracking, alias, version)
+    tag = f"{BENTO_MODEL_NAME}:v{mv.version}"
+    existing = _already_imported(tag, mv.run_id, alias or "version")
+    if existing is not None:
+        return existing
+    mlflow.set_tracking_uri(tracking.tracking_uri)
+    labels, metadata = _describe(mlflow, tracking, mv, alias or "version")
+    return bentoml.mlflow.import_model(tag, f"models:/{tracking.registered_model}/{mv.version}",
+                                       labels=labels, metadata=metadata)
+
+
+def _resolve(client: Any, tracking: TrackingSettings, alias: str | None, version: str | None) -> tuple[Any, str | None]:
+    """The registered version to import and the alias it is labelled with; ModelNotFound lists what exists."""
+    from mlflow.exceptions import MlflowException
+
     name = tracking.registered_model
     try:
         if version is not None:
             mv = client.get_model_version(name, str(version))
             held = [a for a, v in (client.get_registered_model(name).aliases or {}).items() if str(v) == str(mv.version)]
-            alias = held[0] if held else "version"
-        else:
-            mv = client.get_model_version_by_alias(name, alias or "champion")
+            return mv, (held[0] if held else "version")
+        return client.get_model_version_by_alias(name, alias or "champion"), alias
     except MlflowException as exc:
         existing = registered_versions(client, name)
         what = f"version {version}" if version is not None else f"alias {alias!r}"
@@ -69,26 +82,35 @@ def import_model(alias: str | None = "champion", tracking: TrackingSettings | No
                                 f"{', '.join(existing)}. Import one by number (`uv run pverisk import-model "
                                 f"--version N`) or promote one (`uv run pverisk promote N --reason ...`).") from exc
         raise ModelNotFound(f"no version of {name!r} has {what} in {tracking.tracking_uri}. {HOW_TO}") from exc
-    tag = f"{BENTO_MODEL_NAME}:v{mv.version}"
+
+
+def _already_imported(tag: str, run_id: str | None, alias: str) -> bentoml.Model | None:
+    """The stored model when this version is already imported under this alias. Imported before under
+    another alias (a challenger since promoted to champion): deleted here and imported again, because
+    BentoML labels are fixed at import and the service finds its champion by that label."""
     try:
         existing = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
-        existing = None
-    if existing is not None:
-        if existing.info.labels.get("run_id") == mv.run_id:
-            return existing
+        return None
+    if existing.info.labels.get("run_id") != _label(run_id or ""):
         raise RuntimeError(f"{tag} exists in the BentoML store but comes from another run "
                            f"({existing.info.labels.get('run_id')}); delete it with `bentoml models delete {tag}`")
-    mlflow.set_tracking_uri(tracking.tracking_uri)
+    if existing.info.labels.get("alias") == _label(alias):
+        return existing
+    bentoml.models.delete(tag)
+    return None
+
+
+def _describe(mlflow: Any, tracking: TrackingSettings, mv: Any, alias: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """The labels (searchable summary) and metadata (card, plots, provenance) a version is imported with."""
     try:
         card: dict[str, Any] = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/model_card/model_card.json")
     except Exception:  # an older run without a card still imports
         card = {}
-    plots = _plots(mlflow, mv.run_id)
     labels = {
         "registered_model": _label(tracking.registered_model),
         "version": _label(str(mv.version)),
-        "alias": _label(alias or "version"),
+        "alias": _label(alias),
         "data_kind": _label(mv.tags.get("data_kind", "unknown")),
         "run_id": _label(mv.run_id or ""),
         "feature_contract_version": _label(mv.tags.get("feature_contract_version", "")),
@@ -107,10 +129,9 @@ def import_model(alias: str | None = "champion", tracking: TrackingSettings | No
         "tracking_uri": tracking.tracking_uri,
         "gate_reason": mv.tags.get("gate_reason", ""),
         # the card's plots travel with the model: the service shows them without MLflow
-        "plots_json": json.dumps(plots),
+        "plots_json": json.dumps(_plots(mlflow, mv.run_id)),
     }
-    return bentoml.mlflow.import_model(tag, f"models:/{tracking.registered_model}/{mv.version}",
-                                       labels=labels, metadata=metadata)
+    return labels, metadata
 
 
 PLOTS = ("calibration", "decision_curve", "forest")

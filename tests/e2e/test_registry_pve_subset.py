@@ -101,3 +101,13 @@ def test_without_a_champion_serve_score_and_import_say_what_exists(pve_run, tmp_
     assert serve.returncode == 1 and f"imported: {tag} ({result.alias})" in said and "--model-tag" in said
     scored = _command(["score", "--data", str(cohort), "--out", str(tmp_path / "s.parquet"), "--model-tag", tag, "--partial"], env)
     assert scored.returncode == 0, scored.stderr[-3000:]
+    # promoted later by a person: importing the champion relabels the version imported before under its old
+    # alias (BentoML labels are fixed at import), and serving or scoring without a tag then finds it
+    promoted = _command(["promote", result.version, "--reason", "tumour board review", "--by", "tests"], env)
+    assert promoted.returncode == 0, promoted.stderr[-2000:]
+    relabelled = _command(["import-model"], env)
+    assert relabelled.returncode == 0 and "alias champion" in " ".join(relabelled.stdout.split()), relabelled.stderr[-2000:]
+    again = _command(["import-model"], env)  # idempotent once labelled
+    assert again.returncode == 0, again.stderr[-2000:]
+    champion_scored = _command(["score", "--data", str(cohort), "--out", str(tmp_path / "c.parquet"), "--partial"], env)
+    assert champion_scored.returncode == 0, champion_scored.stderr[-3000:]
