@@ -21,6 +21,7 @@ import swagger_ui_bundle
 from feature_store import contract as c
 
 from ehr.settings import EhrSettings
+from serving.errors import plain_client_errors
 from serving.settings import ServingSettings
 
 Scope = dict[str, Any]
@@ -150,6 +151,7 @@ class GuardMiddleware:
             receive = await self._limited_body(scope, receive, send)
             if receive is None:
                 return
+            send = plain_client_errors(send)  # BentoML's pydantic-titled 400s in our words (serving/errors.py)
         await self.app(scope, receive, send)
 
     async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -71,6 +71,9 @@ def test_missing_required_field(server):
     payload = {k: v for k, v in PATIENT.items() if k != "n_liver_metastases"}
     r = post(server, "/v1/predict", payload)
     assert r.status_code == 400 and r.json()["detail"][0]["loc"] == ["n_liver_metastases"]
+    # in the service's words, not pydantic's ("1 validation error for Input", with documentation links)
+    assert r.json()["error"].startswith("invalid request: 1 problem (n_liver_metastases)")
+    assert "validation error for" not in r.text and "errors.pydantic.dev" not in r.text
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"", b"[1, 2]", b"null"])
