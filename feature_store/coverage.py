@@ -14,6 +14,15 @@ def _fine(name: str) -> tuple[str, ...]:
     return tuple(d.sources) if d else (name,)
 
 
+def _own(row: dict[str, Any], profile: str, name: str) -> dict[str, Any]:
+    """A row for one input. The laboratory row covers four labs: each input lists only its own LOINC codes
+    (from the contract), so an integration engineer reads which code carries which value."""
+    if profile == "us-core-lab":
+        own = [x.code for x in c.BY_NAME[name].codes if x.system == c.LOINC]
+        row = {**row, "reads": f"code LOINC {' / '.join(own)} (also as a panel component)"}
+    return dict(row, feature=name)
+
+
 def coverage(features: Sequence[str]) -> dict[str, Any]:
     """Per model input: the standard rows that carry it (a coarse input through all its fine sources), or
     the local code it needs and why; and the share of the inputs an mCODE chart can fill."""
@@ -24,7 +33,7 @@ def coverage(features: Sequence[str]) -> dict[str, Any]:
         standard = all(rows[s] for s in sources)
         entry: dict[str, Any] = {
             "feature": name, "label": c.BY_NAME[name].label, "standard": standard,
-            "carried_by": [dict(r.as_dict(), feature=s) for s in sources for r in rows[s]],
+            "carried_by": [_own(r.as_dict(), r.profile, s) for s in sources for r in rows[s]],
             "local_code": local_code(name),
         }
         if c.BY_NAME[name].derivation:

@@ -101,3 +101,11 @@ def test_a_stale_restaging_ct_leaves_the_tumour_burden_missing():
     m = map_chart(bundle_entries(bundle), patient_id=ch.patient_id)
     assert "n_liver_metastases" not in m.record and "largest_metastasis_cm" not in m.record
     assert any(p.kind == "stale" and p.feature == "n_liver_metastases" for p in m.problems)
+
+
+def test_each_lab_in_the_coverage_lists_its_own_codes():
+    """The laboratory row covers four labs; each input names only the LOINC codes that carry it."""
+    reads = {e["feature"]: e["carried_by"][0]["reads"] for e in coverage(["inr", "bilirubin_mg_dl"])["inputs"]}
+    assert "6301-6" in reads["inr"] and "1975-2" not in reads["inr"]
+    assert "1975-2" in reads["bilirubin_mg_dl"] and "14631-6" in reads["bilirubin_mg_dl"]
+    assert "6301-6" not in reads["bilirubin_mg_dl"]
