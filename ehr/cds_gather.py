@@ -118,20 +118,7 @@ def gather(req: CDSRequest, settings: EhrSettings, problems: list[Problem] | Non
     problems = problems if problems is not None else []
     templates = prefetch_templates(features)
     prefetch = prefetch if prefetch is not None else req.prefetch or {}
-    entries: Entries = []
-    failed: list[str] = []
-    read: list[msgspec.Raw] = []
-    for k in templates:
-        value = prefetch.get(k)
-        if isinstance(value, msgspec.Raw) and any(len(r) == len(value) and r == value for r in read):
-            continue  # the same bytes under another key: already read
-        got = _prefetch_entries(k, value, req.context.patientId, problems)
-        if got is None:
-            failed.append(k)
-        else:
-            entries += got
-            if isinstance(value, msgspec.Raw):
-                read.append(value)
+    entries, failed = _from_prefetch(templates, prefetch, req.context.patientId, problems)
     can_fetch = bool(req.fhirServer and req.fhirAuthorization)
     if not can_fetch and (optional := [k for k in failed if k in OPTIONAL_KEYS]):
         # the core keys are enough for a card: these inputs are read from what the other keys carry
@@ -145,6 +132,34 @@ def gather(req: CDSRequest, settings: EhrSettings, problems: list[Problem] | Non
         why = {k: _why(prefetch.get(k)) for k in failed}
         raise DataUnavailable("prefetch " + ", ".join(f"{k!r} {v}" for k, v in why.items())
                               + "; no fhirServer/fhirAuthorization to fetch them")
+    return entries + _fetch_failed(req, settings, templates, failed, problems)
+
+
+def _from_prefetch(templates: dict[str, str], prefetch: dict[str, Any], patient_id: str,
+                   problems: list[Problem]) -> tuple[Entries, list[str]]:
+    """The entries the prefetch gives, and the keys it failed to give (in template order)."""
+    entries: Entries = []
+    failed: list[str] = []
+    read: list[msgspec.Raw] = []
+    for k in templates:
+        value = prefetch.get(k)
+        if isinstance(value, msgspec.Raw) and any(len(r) == len(value) and r == value for r in read):
+            continue  # the same bytes under another key: already read
+        got = _prefetch_entries(k, value, patient_id, problems)
+        if got is None:
+            failed.append(k)
+        else:
+            entries += got
+            if isinstance(value, msgspec.Raw):
+                read.append(value)
+    return entries, failed
+
+
+def _fetch_failed(req: CDSRequest, settings: EhrSettings, templates: dict[str, str], failed: list[str],
+                  problems: list[Problem]) -> Entries:
+    """The failed keys fetched from the EHR's FHIR server with its token; a core key it cannot give is a 412,
+    an optional one a problem."""
+    entries: Entries = []
     headers = {"Authorization": f"Bearer {req.fhirAuthorization.access_token}", "Accept": "application/fhir+json"}
     base = req.fhirServer.rstrip("/")
     try:

@@ -169,68 +169,87 @@ def _number(x: Any) -> float | None:
 
 def read_value(holder: dict[str, Any], f: c.Feature, code: c.Code | None) -> tuple[Any, str | None, str | None]:
     """(value in contract terms, problem kind, problem message). Never puts the value in the message."""
-    if "valueQuantity" in holder:
-        q = _d(holder["valueQuantity"])
-        if q is None:
-            return None, MALFORMED, "valueQuantity is not an object"
-        comparator = q.get("comparator")
-        if comparator is not None:
-            if isinstance(comparator, str) and comparator in BOUND_COMPARATORS:
-                return None, BOUND, f"reported as a bound ({comparator}), not a value; not used"
-            return None, MALFORMED, "valueQuantity.comparator is not one of <, <=, >=, >, ad"
-        value = _number(q.get("value"))
-        if value is None:
-            what = "missing" if q.get("value") is None else "not a number"
-            return None, MALFORMED, f"valueQuantity.value is {what}"
-        if f.kind not in (c.Kind.NUMBER, c.Kind.INTEGER):
-            return None, MALFORMED, "a quantity for a feature that is not a number"
-        ucode, udisplay, usystem = _s(q.get("code")), _s(q.get("unit")), _s(q.get("system"))
-        ucum = ucum_for(ucode, udisplay, usystem == c.UCUM)
-        if ucum is None:
-            if code is None or f.unit in UNITLESS:  # local code: the contract unit by definition
-                return value, None, None
-            return None, UNIT, f"quantity without a unit; expected {f.unit}"
-        if f.unit is None:
-            return value, None, None
-        factor = factor_to_contract(ucum, f.unit, code.molar_mass if code else None)
-        if factor is None:
-            return None, UNIT, f"unit not understood or not convertible to {f.unit}"
-        return value * factor, None, None
-    if "valueInteger" in holder:
-        v = holder["valueInteger"]
-        if isinstance(v, bool) or not isinstance(v, int):
-            return None, MALFORMED, "valueInteger is not a whole number"
-        if f.kind not in (c.Kind.NUMBER, c.Kind.INTEGER):
-            return None, MALFORMED, "a number for a feature that is not a number"
-        return v, None, None
-    if "valueBoolean" in holder:
-        v = holder["valueBoolean"]
-        if not isinstance(v, bool):
-            return None, MALFORMED, "valueBoolean is not true or false"
-        if f.kind is not c.Kind.BOOLEAN:
-            return None, MALFORMED, "a boolean for a feature that is not yes/no"
-        return v, None, None
-    if "valueCodeableConcept" in holder:
-        if _d(holder["valueCodeableConcept"]) is None:
-            return None, MALFORMED, "valueCodeableConcept is not an object"
-        codings = codings_of(holder["valueCodeableConcept"])
-        answers = dict(code.answers) if code else {}
-        for pair in codings:
-            if pair in answers:
-                return answers[pair], None, None
-        if f.kind is c.Kind.CATEGORY:
-            hit = next((cd for _, cd in codings if cd in f.categories), None)
-            if hit:
-                return hit, None, None
-        return None, CODE, "coded value not in the contract's categories"
-    if "valueString" in holder:
-        v = holder["valueString"]
-        if f.kind is c.Kind.CATEGORY and isinstance(v, str) and v in f.categories:
-            return v, None, None
-        return None, CODE, "text value not in the contract's categories"
+    # the value[x] members in the order they are looked for: the first one present decides
+    for member, read in _VALUE_READERS:
+        if member in holder:
+            return read(holder[member], f, code)
     if "dataAbsentReason" in holder:
         return None, MALFORMED, "no value (dataAbsentReason)"
     return None, MALFORMED, "no usable value"
+
+
+def _read_quantity(raw: Any, f: c.Feature, code: c.Code | None) -> tuple[Any, str | None, str | None]:
+    """A valueQuantity in the contract's unit: bounds refused, the unit converted through UCUM, none
+    needed for a local code or a dimensionless input."""
+    q = _d(raw)
+    if q is None:
+        return None, MALFORMED, "valueQuantity is not an object"
+    comparator = q.get("comparator")
+    if comparator is not None:
+        if isinstance(comparator, str) and comparator in BOUND_COMPARATORS:
+            return None, BOUND, f"reported as a bound ({comparator}), not a value; not used"
+        return None, MALFORMED, "valueQuantity.comparator is not one of <, <=, >=, >, ad"
+    value = _number(q.get("value"))
+    if value is None:
+        what = "missing" if q.get("value") is None else "not a number"
+        return None, MALFORMED, f"valueQuantity.value is {what}"
+    if f.kind not in (c.Kind.NUMBER, c.Kind.INTEGER):
+        return None, MALFORMED, "a quantity for a feature that is not a number"
+    ucode, udisplay, usystem = _s(q.get("code")), _s(q.get("unit")), _s(q.get("system"))
+    ucum = ucum_for(ucode, udisplay, usystem == c.UCUM)
+    if ucum is None:
+        if code is None or f.unit in UNITLESS:  # local code: the contract unit by definition
+            return value, None, None
+        return None, UNIT, f"quantity without a unit; expected {f.unit}"
+    if f.unit is None:
+        return value, None, None
+    factor = factor_to_contract(ucum, f.unit, code.molar_mass if code else None)
+    if factor is None:
+        return None, UNIT, f"unit not understood or not convertible to {f.unit}"
+    return value * factor, None, None
+
+
+def _read_integer(v: Any, f: c.Feature, code: c.Code | None) -> tuple[Any, str | None, str | None]:
+    if isinstance(v, bool) or not isinstance(v, int):
+        return None, MALFORMED, "valueInteger is not a whole number"
+    if f.kind not in (c.Kind.NUMBER, c.Kind.INTEGER):
+        return None, MALFORMED, "a number for a feature that is not a number"
+    return v, None, None
+
+
+def _read_boolean(v: Any, f: c.Feature, code: c.Code | None) -> tuple[Any, str | None, str | None]:
+    if not isinstance(v, bool):
+        return None, MALFORMED, "valueBoolean is not true or false"
+    if f.kind is not c.Kind.BOOLEAN:
+        return None, MALFORMED, "a boolean for a feature that is not yes/no"
+    return v, None, None
+
+
+def _read_concept(raw: Any, f: c.Feature, code: c.Code | None) -> tuple[Any, str | None, str | None]:
+    """A coded answer: the code's own answer list first, else a category named by its code."""
+    if _d(raw) is None:
+        return None, MALFORMED, "valueCodeableConcept is not an object"
+    codings = codings_of(raw)
+    answers = dict(code.answers) if code else {}
+    for pair in codings:
+        if pair in answers:
+            return answers[pair], None, None
+    if f.kind is c.Kind.CATEGORY:
+        hit = next((cd for _, cd in codings if cd in f.categories), None)
+        if hit:
+            return hit, None, None
+    return None, CODE, "coded value not in the contract's categories"
+
+
+def _read_string(v: Any, f: c.Feature, code: c.Code | None) -> tuple[Any, str | None, str | None]:
+    if f.kind is c.Kind.CATEGORY and isinstance(v, str) and v in f.categories:
+        return v, None, None
+    return None, CODE, "text value not in the contract's categories"
+
+
+_VALUE_READERS = (("valueQuantity", _read_quantity), ("valueInteger", _read_integer),
+                  ("valueBoolean", _read_boolean), ("valueCodeableConcept", _read_concept),
+                  ("valueString", _read_string))
 
 
 def ref_key(ref_obj: Any, full_urls: dict[str, dict[str, Any]]) -> str | None:

@@ -86,9 +86,25 @@ def simulate_cohort(n: int, seed: int = 0, mix: CaseMix = AVERAGE) -> pd.DataFra
     rng = np.random.default_rng(seed)
     df = pd.DataFrame(index=pd.RangeIndex(n))
     df[c.PATIENT_ID] = [f"SIM-{seed}-{i:07d}" for i in range(n)]
+    # One random stream, drawn in a fixed order: each step below draws exactly what it always did, in turn,
+    # so a seed gives the same cohort whatever the steps are called.
     decision = pd.Timestamp(sp.DECISION_DATE_START) + pd.to_timedelta(
         rng.integers(0, sp.DECISION_DATE_DAYS, n), unit="D"
     )
+    _draw_patient(df, rng, n, mix)
+    _draw_genotype(df, rng, n)
+    _draw_liver_disease(df, rng, n, mix)
+    _draw_treatment(df, rng, n, mix)
+    _draw_labs(df, rng, n)
+    y = _draw_outcome(df, rng, n, mix)
+    _draw_post_pve(df, rng, n)
+    _draw_reason_and_dates(df, rng, n, y, decision)
+    df = df.drop(columns=[col for col in df.columns if col.startswith("_")])
+    return conform(df)
+
+
+def _draw_patient(df: pd.DataFrame, rng: np.random.Generator, n: int, mix: CaseMix) -> None:
+    """Age, sex, the primary tumour and when the metastases appeared."""
     df["age_years"] = np.clip(rng.normal(sp.AGE_MEAN.value + mix.age_shift, sp.AGE_SD.value, n), 30, 88).round(0)
     df["sex"] = np.where(rng.random(n) < sp.MALE_SHARE.value, "male", "female")
     u = rng.random(n)
@@ -102,11 +118,19 @@ def simulate_cohort(n: int, seed: int = 0, mix: CaseMix = AVERAGE) -> pd.DataFra
     df["synchronous_metastases"] = sync
     dfi = np.exp(rng.normal(np.log(sp.DFI_MEDIAN_MONTHS_METACHRONOUS.value), sp.DFI_LOG_SD.value, n))
     df["disease_free_interval_months"] = np.where(sync, 0.0, np.clip(dfi, 3.0, 200.0).round(1))
+
+
+def _draw_genotype(df: pd.DataFrame, rng: np.random.Generator, n: int) -> None:
+    """RAS and BRAF: the true status (drives the outcome) and the recorded one (sometimes unknown)."""
     ras_true = np.where(rng.random(n) < sp.RAS_MUTANT_SHARE.value, "mutant", "wild_type").astype(object)
     braf_true = np.where(rng.random(n) < sp.BRAF_MUTANT_SHARE.value, "mutant", "wild_type").astype(object)
     df["_ras_true"], df["_braf_true"] = ras_true, braf_true
     df["ras_status"] = np.where(rng.random(n) < sp.RAS_UNKNOWN_SHARE.value, "unknown", ras_true)
     df["braf_v600e"] = np.where(rng.random(n) < sp.BRAF_UNKNOWN_SHARE.value, "unknown", braf_true)
+
+
+def _draw_liver_disease(df: pd.DataFrame, rng: np.random.Generator, n: int, mix: CaseMix) -> None:
+    """Number and size of the metastases, bilobar and extrahepatic disease, CEA."""
     # Negative binomial with mean ~ median*1.15, shifted to start at 1.
     mu = sp.METS_MEDIAN.value * mix.burden_scale * 1.15 - 1
     k = sp.METS_DISPERSION.value
@@ -122,6 +146,10 @@ def simulate_cohort(n: int, seed: int = 0, mix: CaseMix = AVERAGE) -> pd.DataFra
     cea = np.clip(np.exp(rng.normal(np.log(sp.CEA_MEDIAN.value), sp.CEA_LOG_SD.value, n)), 0.5, 50000).round(1)
     df["_cea_true"] = cea
     df["cea_ng_ml"] = _with_missing(rng, cea, sp.CEA_MISSING_SHARE.value)
+
+
+def _draw_treatment(df: pd.DataFrame, rng: np.random.Generator, n: int, mix: CaseMix) -> None:
+    """Chemotherapy before PVE and its response, bridging, the future liver remnant and the PVE plan."""
     df["chemo_cycles_pre_pve"] = np.clip(rng.poisson(mix.chemo_cycles_mean, n), 0, 40).astype("float64")
     response = _choice(rng, sp.RESPONSE_SHARES, n)
     df["_response_true"] = response
@@ -131,6 +159,10 @@ def simulate_cohort(n: int, seed: int = 0, mix: CaseMix = AVERAGE) -> pd.DataFra
     df["sflr_percent"] = np.clip(rng.normal(sp.SFLR_MEAN.value, sp.SFLR_SD.value, n), 12, 60).round(1)
     df["planned_interval_weeks"] = rng.uniform(sp.INTERVAL_MIN_WEEKS.value, sp.INTERVAL_MAX_WEEKS.value, n).round(1)
     df["embolic_agent"] = _choice(rng, sp.EMBOLIC_SHARES, n)
+
+
+def _draw_labs(df: pd.DataFrame, rng: np.random.Generator, n: int) -> None:
+    """Pre-procedural bloods, each missing for a share of patients."""
     miss = sp.LAB_MISSING_SHARE.value
     df["bilirubin_mg_dl"] = _with_missing(
         rng, np.clip(np.exp(rng.normal(np.log(sp.BILIRUBIN_MEDIAN.value), 0.35, n)), 0.1, 5).round(2), miss
@@ -141,18 +173,28 @@ def simulate_cohort(n: int, seed: int = 0, mix: CaseMix = AVERAGE) -> pd.DataFra
         rng, np.clip(rng.normal(sp.PLATELETS_MEAN.value, 70, n), 40, 700).round(0), miss
     )
 
+
+def _draw_outcome(df: pd.DataFrame, rng: np.random.Generator, n: int, mix: CaseMix) -> np.ndarray:
+    """The oracle probability from the true covariates and the progression it gives; returns the outcome."""
     eta = linear_predictor(df) + mix.intercept_shift
     p = 1.0 / (1.0 + np.exp(-eta))
     y = rng.random(n) < p
     df[c.TRUE_PROBABILITY] = p
     df[c.OUTCOME] = y
+    return y
 
-    # Post-PVE measurements (not inputs of the pre-PVE model).
+
+def _draw_post_pve(df: pd.DataFrame, rng: np.random.Generator, n: int) -> None:
+    """Post-PVE measurements (not inputs of the pre-PVE model)."""
     dh = rng.normal(sp.DH_MEAN.value, sp.DH_SD.value, n)
     df["degree_hypertrophy_pp"] = np.clip(dh, -5, 40).round(1)
     weeks_to_volumetry = rng.uniform(3, 5, n)
     df["kinetic_growth_rate_pct_week"] = (df["degree_hypertrophy_pp"] / weeks_to_volumetry).round(2)
 
+
+def _draw_reason_and_dates(df: pd.DataFrame, rng: np.random.Generator, n: int, y: np.ndarray,
+                           decision: pd.DatetimeIndex) -> None:
+    """Why resection was not done (progression, else another reason or none), the decision and outcome dates."""
     reason = np.full(n, "none", dtype=object)
     reason[y] = "progression"
     u = rng.random(n)
@@ -167,8 +209,6 @@ def simulate_cohort(n: int, seed: int = 0, mix: CaseMix = AVERAGE) -> pd.DataFra
     df[c.OUTCOME_DATE] = decision + pd.to_timedelta(
         (df["planned_interval_weeks"].to_numpy() * 7).round().astype(int) + 14 + jitter, unit="D"
     )
-    df = df.drop(columns=[col for col in df.columns if col.startswith("_")])
-    return conform(df)
 
 
 def conform(df: pd.DataFrame) -> pd.DataFrame:

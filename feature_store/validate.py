@@ -145,48 +145,13 @@ def validate_frame(
         if f.name in required:
             problems += _problems(missing, col, f.name, f"required value missing; allowed {f.range_text}", rows)
         if f.kind in (c.Kind.NUMBER, c.Kind.INTEGER):
-            num = (col.astype("float64") if col.dtype.kind in "fiu" else
-                   pd.to_numeric(col.astype("object").where(~missing, None), errors="coerce").astype("float64"))
-            arr = num.to_numpy()
-            not_number = ~missing & (np.isnan(arr) | _not_a_json_number(col, json_types))
-            problems += _problems(not_number, col, f.name, f"not a number; allowed {f.range_text}", rows)
-            with np.errstate(invalid="ignore"):
-                out_of_range = ~np.isnan(arr) & ((arr < f.minimum) | (arr > f.maximum))
-            problems += _problems(out_of_range, col, f.name, f"outside the allowed range {f.range_text}", rows)
-            bad = not_number | out_of_range
-            if f.kind is c.Kind.INTEGER:
-                frac = ~np.isnan(arr) & ~out_of_range & (np.floor(arr) != arr)
-                problems += _problems(frac, col, f.name, f"not a whole number; allowed {f.range_text}", rows)
-                bad |= frac
-            arr = arr.copy()
-            arr[bad] = np.nan
-            out[f.name] = arr
+            out[f.name] = _check_number(f, col, missing, json_types, rows, problems)
         elif f.kind is c.Kind.BOOLEAN:
-            parsed, bad = parse_boolean(col)
-            if json_types:
-                bad = bad | (~missing & _not_a_json_boolean(col))
-            problems += _problems(bad, col, f.name, "not a boolean; allowed true or false" if json_types
-                                  else "not a boolean; allowed true/false (or 1/0, yes/no)", rows)
-            parsed[bad] = pd.NA
-            out[f.name] = parsed
+            out[f.name] = _check_boolean(f, col, missing, json_types, rows, problems)
         else:
-            text = col.astype("object").where(~missing, None)
-            # strip only when needed, and only in files: JSON has exact strings (as /v1/predict)
-            if not json_types and not text.isin(f.categories).to_numpy()[~missing].all():
-                text = text.map(lambda v: None if v is None else str(v).strip())
-            bad = ~missing & ~text.isin(f.categories).to_numpy()
-            problems += _problems(bad, col, f.name, f"unknown category; allowed {f.range_text}", rows)
-            text[bad | missing] = None
-            out[f.name] = text.astype("string")
+            out[f.name] = _check_category(f, col, missing, json_types, rows, problems)
     if require_outcome:
-        if c.OUTCOME not in frame:
-            problems.append(Problem(None, c.OUTCOME, None, "outcome column missing (true/false)"))
-        else:
-            parsed, bad = parse_boolean(frame[c.OUTCOME])
-            missing = _is_missing(frame[c.OUTCOME])
-            problems += _problems(bad | missing, frame[c.OUTCOME], c.OUTCOME,
-                                  "outcome must be true or false, never missing", rows)
-            out[c.OUTCOME] = parsed
+        _check_outcome(frame, out, rows, problems)
     if c.PATIENT_ID in frame:
         dup = frame[c.PATIENT_ID].duplicated(keep="first").to_numpy() & ~_is_missing(frame[c.PATIENT_ID])
         # ids are pseudonymous but still never shown: report the row only
@@ -194,3 +159,60 @@ def validate_frame(
     problems.sort(key=lambda p: (p.row if p.row is not None else 0, p.column))
     return out, problems
 
+
+# Each check below appends its problems to the caller's list (the order they are found in is kept for
+# problems of the same row and column) and returns the column cast, its bad cells missing.
+
+def _check_number(f: c.Feature, col: pd.Series, missing: np.ndarray, json_types: bool, rows: np.ndarray,
+                  problems: list[Problem]) -> np.ndarray:
+    num = (col.astype("float64") if col.dtype.kind in "fiu" else
+           pd.to_numeric(col.astype("object").where(~missing, None), errors="coerce").astype("float64"))
+    arr = num.to_numpy()
+    not_number = ~missing & (np.isnan(arr) | _not_a_json_number(col, json_types))
+    problems += _problems(not_number, col, f.name, f"not a number; allowed {f.range_text}", rows)
+    with np.errstate(invalid="ignore"):
+        out_of_range = ~np.isnan(arr) & ((arr < f.minimum) | (arr > f.maximum))
+    problems += _problems(out_of_range, col, f.name, f"outside the allowed range {f.range_text}", rows)
+    bad = not_number | out_of_range
+    if f.kind is c.Kind.INTEGER:
+        frac = ~np.isnan(arr) & ~out_of_range & (np.floor(arr) != arr)
+        problems += _problems(frac, col, f.name, f"not a whole number; allowed {f.range_text}", rows)
+        bad |= frac
+    arr = arr.copy()
+    arr[bad] = np.nan
+    return arr
+
+
+def _check_boolean(f: c.Feature, col: pd.Series, missing: np.ndarray, json_types: bool, rows: np.ndarray,
+                   problems: list[Problem]) -> pd.Series:
+    parsed, bad = parse_boolean(col)
+    if json_types:
+        bad = bad | (~missing & _not_a_json_boolean(col))
+    problems += _problems(bad, col, f.name, "not a boolean; allowed true or false" if json_types
+                          else "not a boolean; allowed true/false (or 1/0, yes/no)", rows)
+    parsed[bad] = pd.NA
+    return parsed
+
+
+def _check_category(f: c.Feature, col: pd.Series, missing: np.ndarray, json_types: bool, rows: np.ndarray,
+                    problems: list[Problem]) -> pd.Series:
+    text = col.astype("object").where(~missing, None)
+    # strip only when needed, and only in files: JSON has exact strings (as /v1/predict)
+    if not json_types and not text.isin(f.categories).to_numpy()[~missing].all():
+        text = text.map(lambda v: None if v is None else str(v).strip())
+    bad = ~missing & ~text.isin(f.categories).to_numpy()
+    problems += _problems(bad, col, f.name, f"unknown category; allowed {f.range_text}", rows)
+    text[bad | missing] = None
+    return text.astype("string")
+
+
+def _check_outcome(frame: pd.DataFrame, out: pd.DataFrame, rows: np.ndarray, problems: list[Problem]) -> None:
+    """The outcome of a training cohort: present, and true or false on every row."""
+    if c.OUTCOME not in frame:
+        problems.append(Problem(None, c.OUTCOME, None, "outcome column missing (true/false)"))
+        return
+    parsed, bad = parse_boolean(frame[c.OUTCOME])
+    missing = _is_missing(frame[c.OUTCOME])
+    problems += _problems(bad | missing, frame[c.OUTCOME], c.OUTCOME,
+                          "outcome must be true or false, never missing", rows)
+    out[c.OUTCOME] = parsed

@@ -114,48 +114,61 @@ def render_html(dashboard: dict[str, Any], prometheus: str, minutes: float = 15.
     start = end - minutes * 60
     cells = []
     for p in dashboard["panels"]:
-        unit = p.get("fieldConfig", {}).get("defaults", {}).get("unit")
-        steps = p.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps", [])
-        red_from = next((s["value"] for s in steps if s.get("color") == "red"), None)
+        body = _panel_body(p, prometheus, start, end, minutes)
         g = p["gridPos"]
-        if p["type"] == "timeseries":
-            series = []
-            for t in p["targets"]:
-                for s in query_range(prometheus, t["expr"], start, end, max(5.0, minutes * 60 / 120)):
-                    series.append((legend(t.get("legendFormat", ""), s["metric"]),
-                                   [(float(a), _value(b)) for a, b in s["values"]]))
-            body = _line_chart(series, unit)
-        else:
-            rows = []
-            for t in p["targets"]:
-                for s in query(prometheus, t["expr"], end):
-                    rows.append((legend(t.get("legendFormat", ""), s["metric"]), _value(s["value"][1])))
-            if p["type"] == "stat":
-                body = "".join(f"<div class='stat'><b>{_fmt(v, unit) if not name or p['options'].get('textMode') != 'name' else ''}"
-                               f"</b> <span>{html.escape(name)}</span></div>" for name, v in rows)
-            elif p["type"] == "table":
-                names = sorted({n for n, _ in rows})
-                cols = [t.get("expr", "") for t in p["targets"]]
-                per: dict[str, list[str]] = {n: [] for n in names}
-                for t in p["targets"]:
-                    got = {legend(t.get("legendFormat", ""), s["metric"]): _value(s["value"][1])
-                           for s in query(prometheus, t["expr"], end)}
-                    for n in names:
-                        per[n].append(_fmt(got.get(n, float("nan")), None))
-                short = [re.sub(r"^max by \(feature\) \((\w+)\)$", r"\1", e) for e in cols]
-                head = "".join(f"<th>{html.escape(e)}</th>" for e in short)
-                body = ("<table><tr><th></th>" + head + "</tr>" + "".join(
-                    f"<tr><td>{html.escape(n)}</td>" + "".join(f"<td>{v}</td>" for v in per[n]) + "</tr>"
-                    for n in names) + "</table>")
-            else:  # bargauge, barchart, piechart: bars (a snapshot, not Grafana's drawing)
-                if p["type"] == "barchart":
-                    rows = sorted(rows, key=lambda r: r[0])
-                    rows = [r for r in rows if r[1] > 0] or rows[:10]
-                else:
-                    rows = sorted(rows, key=lambda r: -r[1] if r[1] == r[1] else 0)
-                body = _bars(rows, unit, red_from)
         cells.append(f"<section style='grid-column:{g['x'] + 1} / span {g['w']};grid-row:{g['y'] + 1} / span {g['h']}'>"
                      f"<h3>{html.escape(p['title'])}</h3><div class='body'>{body}</div></section>")
+    return _page(dashboard, prometheus, cells, end, minutes)
+
+
+def _panel_body(p: dict[str, Any], prometheus: str, start: float, end: float, minutes: float) -> str:
+    """One panel drawn: a line chart over the window, else its instant answers as stats, a table or bars."""
+    unit = p.get("fieldConfig", {}).get("defaults", {}).get("unit")
+    steps = p.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps", [])
+    red_from = next((s["value"] for s in steps if s.get("color") == "red"), None)
+    if p["type"] == "timeseries":
+        series = []
+        for t in p["targets"]:
+            for s in query_range(prometheus, t["expr"], start, end, max(5.0, minutes * 60 / 120)):
+                series.append((legend(t.get("legendFormat", ""), s["metric"]),
+                               [(float(a), _value(b)) for a, b in s["values"]]))
+        return _line_chart(series, unit)
+    rows = []
+    for t in p["targets"]:
+        for s in query(prometheus, t["expr"], end):
+            rows.append((legend(t.get("legendFormat", ""), s["metric"]), _value(s["value"][1])))
+    if p["type"] == "stat":
+        return "".join(f"<div class='stat'><b>{_fmt(v, unit) if not name or p['options'].get('textMode') != 'name' else ''}"
+                       f"</b> <span>{html.escape(name)}</span></div>" for name, v in rows)
+    if p["type"] == "table":
+        return _table_body(p, rows, prometheus, end)
+    # bargauge, barchart, piechart: bars (a snapshot, not Grafana's drawing)
+    if p["type"] == "barchart":
+        rows = sorted(rows, key=lambda r: r[0])
+        rows = [r for r in rows if r[1] > 0] or rows[:10]
+    else:
+        rows = sorted(rows, key=lambda r: -r[1] if r[1] == r[1] else 0)
+    return _bars(rows, unit, red_from)
+
+
+def _table_body(p: dict[str, Any], rows: list[tuple[str, float]], prometheus: str, end: float) -> str:
+    """One row per series name, one column per query (each query asked again for its own column)."""
+    names = sorted({n for n, _ in rows})
+    cols = [t.get("expr", "") for t in p["targets"]]
+    per: dict[str, list[str]] = {n: [] for n in names}
+    for t in p["targets"]:
+        got = {legend(t.get("legendFormat", ""), s["metric"]): _value(s["value"][1])
+               for s in query(prometheus, t["expr"], end)}
+        for n in names:
+            per[n].append(_fmt(got.get(n, float("nan")), None))
+    short = [re.sub(r"^max by \(feature\) \((\w+)\)$", r"\1", e) for e in cols]
+    head = "".join(f"<th>{html.escape(e)}</th>" for e in short)
+    return ("<table><tr><th></th>" + head + "</tr>" + "".join(
+        f"<tr><td>{html.escape(n)}</td>" + "".join(f"<td>{v}</td>" for v in per[n]) + "</tr>"
+        for n in names) + "</table>")
+
+
+def _page(dashboard: dict[str, Any], prometheus: str, cells: list[str], end: float, minutes: float) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(end))
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(dashboard['title'])}</title>
 <style>body{{font-family:system-ui,sans-serif;background:#111217;color:#ccccdc;margin:10px}}

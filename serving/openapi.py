@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from feature_store import contract as c
-from ehr.examples import record_to_bundle
+from serving.openapi_examples import request_examples, response_example
 
 TAGS = [
     {"name": "Prediction", "description": "Risk of liver progression for one patient or a batch (JSON)."},
@@ -47,10 +45,6 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/readyz": ("Operations", "Readiness: 200 once the model is loaded"),
     "/metrics": ("Operations", "Prometheus metrics (aggregates only, no patient data)"),
 }
-
-PROBE_EXAMPLE = "\"OK\""
-METRICS_EXAMPLE = 'pverisk_predictions_total{endpoint="predict",model_name="pve-progression-risk",...} 3.0'
-
 
 @lru_cache(maxsize=1)
 def project_metadata() -> dict[str, Any]:
@@ -98,30 +92,6 @@ the allowed range, never echoing the value.
 """
 
 
-def _examples(features: tuple[str, ...]) -> dict[str, Any]:
-    """Request examples for the routes whose bodies BentoML does not describe (the CDS app reads
-    raw JSON so that a malformed prefetch is a 400 with our message)."""
-    record = c.example_record(features)
-    bundle = record_to_bundle(record, patient_id="example",
-                              when=datetime.now(timezone.utc).date().isoformat())
-    return {
-        "/v1/prefill": {"token": "tq3V9sPpJ0r3n1bRk2oQxY7cL4aHf8dE"},
-        "/cds-services/pve-progression-risk": {
-            "hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-            "context": {"patientId": "example", "userId": "Practitioner/example"},
-            "prefetch": {"patient": next(e["resource"] for e in bundle["entry"]
-                                         if e["resource"]["resourceType"] == "Patient"),
-                         "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": [
-                             e for e in bundle["entry"] if e["resource"]["resourceType"] == "Condition"]},
-                         "observations": {"resourceType": "Bundle", "type": "searchset", "entry": [
-                             e for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]}}},
-        "/cds-services/pve-progression-risk/feedback": {"feedback": [
-            {"card": "9368d37b-283f-44a0-93ea-547cebab93ed", "outcome": "overridden",
-             "overrideReason": {"reason": {"code": "already-considered", "system": "urn:pverisk:override-reason"}},
-             "outcomeTimestamp": "2026-01-15T10:00:00Z"}]},
-    }
-
-
 def present(spec: dict[str, Any], *, model: dict[str, str], features: tuple[str, ...], max_batch: int,
             max_body: int, max_fhir_body: int, discovery_example: dict[str, Any] | None = None,
             api_key: bool = False) -> dict[str, Any]:
@@ -130,6 +100,17 @@ def present(spec: dict[str, Any], *, model: dict[str, str], features: tuple[str,
     # schema names: PatientRecordIODescriptor -> PatientRecord (titles and $refs alike)
     text = re.sub(r"([A-Za-z0-9_]+)IODescriptor\b", r"\1", text)
     out: dict[str, Any] = json.loads(text)
+    out["info"] = _info(model, max_batch, max_body, max_fhir_body)
+    out["tags"] = TAGS
+    examples = request_examples(features)
+    for path, ops in out.get("paths", {}).items():
+        for method, op in ops.items():
+            _present_operation(path, method, op, examples, model, features, discovery_example)
+    return conform(out, api_key=api_key)
+
+
+def _info(model: dict[str, str], max_batch: int, max_body: int, max_fhir_body: int) -> dict[str, Any]:
+    """Title, versions (package and model), description, contact and licence."""
     project = project_metadata()
     authors = project.get("authors") or [{"name": "pverisk contributors"}]
     contact: dict[str, str] = {"name": authors[0].get("name", "pverisk contributors")}
@@ -138,7 +119,7 @@ def present(spec: dict[str, Any], *, model: dict[str, str], features: tuple[str,
     url = next(iter((project.get("urls") or {}).values()), None)
     if url:
         contact["url"] = url
-    out["info"] = {
+    return {
         "title": "PVE progression risk API (research use only)",
         "version": f"{project['version']} (model {model.get('name')} v{model.get('version')})",
         "description": description(model, project, max_batch, max_body, max_fhir_body),
@@ -148,74 +129,26 @@ def present(spec: dict[str, Any], *, model: dict[str, str], features: tuple[str,
         "x-package-version": project["version"],
         "x-model-version": str(model.get("version")),
     }
-    out["tags"] = TAGS
-    examples = _examples(features)
-    for path, ops in out.get("paths", {}).items():
-        tag, summary = ROUTES.get(path, ("Operations", path))
-        for method, op in ops.items():
-            op["tags"] = [tag]
-            op["summary"] = summary
-            if path in examples and method == "post":
-                op.setdefault("requestBody", {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object"}}}})
-                op["requestBody"]["content"]["application/json"]["example"] = examples[path]
-            ok = op.setdefault("responses", {}).setdefault("200", {"description": "OK"})
-            content = ok.setdefault("content", {})
-            if path in ("/livez", "/readyz", "/healthz"):
-                content.setdefault("text/plain", {"schema": {"type": "string"}})["example"] = PROBE_EXAMPLE
-            elif path == "/metrics":
-                content.setdefault("text/plain", {"schema": {"type": "string"}})["example"] = METRICS_EXAMPLE
-            elif path == "/v1/model":
-                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
-                    "model": {"name": model.get("name"), "version": model.get("version"), "alias": model.get("alias"),
-                              "data_kind": model.get("data_kind")},
-                    "features": list(features), "model_card": {"intended_use": {"purpose": "..."}},
-                    "ehr_coverage": {"standard_inputs": 20, "total_inputs": 24, "standard_share": 0.833,
-                                     "local_only": ["extrahepatic_disease", "chemo_response", "sflr_percent",
-                                                    "embolic_agent"], "inputs": ["..."]}}
-            elif path == "/cds-services/pve-progression-risk":
-                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {"cards": [{
-                    "summary": "PVE progression risk 27% (intermediate) - research use only", "indicator": "info",
-                    "detail": "**Estimated risk of liver progression between PVE and resection: 27% ...",
-                    "source": {"label": "pve-progression-risk v1 (simulated data)", "url": "https://host/model"},
-                    "links": [{"label": "Open in the risk calculator (prefilled; link valid 15 minutes, once)",
-                               "url": "https://host/#prefill=<token>", "type": "absolute"}]}]}
-            elif path == "/cds-services/pve-progression-risk/feedback":
-                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {}
-            elif path == "/cds-services/" and discovery_example is not None:
-                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = discovery_example
-            elif path == "/v1/predict/batch":
-                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
-                    "n_scored": 1, "n_invalid": 1, "unused_inputs": [], "model": {"name": model.get("name"),
-                                                                                  "version": model.get("version")},
-                    "data_kind": model.get("data_kind"), "notice": "Research use only ...",
-                    "results": [{"index": 0, "probability": 0.27, "risk_band": "intermediate", "...": "..."},
-                                {"index": 1, "errors": [{"field": "age_years",
-                                                         "problem": "outside the allowed range 18 to 100 years"}]}]}
-            elif path == "/v1/predict/fhir":
-                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
-                    "probability": 0.27, "risk_band": "intermediate", "...": "the fields of /v1/predict",
-                    "fhir_risk_assessment": {"resourceType": "RiskAssessment", "status": "final",
-                                             "subject": {"reference": "Patient/example"},
-                                             "prediction": [{"probabilityDecimal": 0.27}]}}
-            elif path == "/v1/outcomes":
-                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
-                    "recorded": 1, "unknown_prediction_ids": [], "performance": {str(model.get("version")): {
-                        "alias": model.get("alias"), "n": 412, "events": 101, "auroc": 0.71,
-                        "calibration_in_the_large": -0.01, "brier": 0.17}}}
-            elif path == "/v1/monitoring":
-                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
-                    "model": {"model_name": model.get("name"), "model_version": model.get("version")},
-                    "patients": 400, "thresholds": {"psi": 0.2, "missing_share_change": 0.15, "min_patients": 100},
-                    "features": {"age_years": {"psi": 1.55, "missing_share": 0.0, "reference_missing_share": 0.0,
-                                               "drift": 1, "bins": ["<=49", "...", "missing"],
-                                               "window_counts": [0, "...", 0], "reference_counts": [88, "...", 0]}},
-                    "score_psi": 0.05, "score_quantiles": {"0.5": 0.27}, "risk_bands": {"low": 34, "intermediate": 265,
-                                                                                         "high": 101}}
-            elif path == "/v1/prefill" and method == "post":
-                content.setdefault("application/json", {"schema": {"type": "object"}})["example"] = {
-                    "inputs": c.example_record(features), "expires_in_seconds": 900}
-    return conform(out, api_key=api_key)
+
+
+def _present_operation(path: str, method: str, op: dict[str, Any], examples: dict[str, Any],
+                       model: dict[str, str], features: tuple[str, ...],
+                       discovery_example: dict[str, Any] | None) -> None:
+    """One route's tag and summary, its request example and its 200 answer's example."""
+    tag, summary = ROUTES.get(path, ("Operations", path))
+    op["tags"] = [tag]
+    op["summary"] = summary
+    if path in examples and method == "post":
+        op.setdefault("requestBody", {"required": True, "content": {"application/json": {"schema": {
+            "type": "object"}}}})
+        op["requestBody"]["content"]["application/json"]["example"] = examples[path]
+    ok = op.setdefault("responses", {}).setdefault("200", {"description": "OK"})
+    content = ok.setdefault("content", {})
+    found = response_example(path, method, model, features, discovery_example)
+    if found is not None:
+        media, example = found
+        schema_type = "string" if media == "text/plain" else "object"
+        content.setdefault(media, {"schema": {"type": schema_type}})["example"] = example
 
 
 # --- the document matches what the service answers (schemathesis checks it: tests/service/test_fuzz.py)
@@ -304,56 +237,23 @@ def conform(spec: dict[str, Any], *, api_key: bool) -> dict[str, Any]:
     """Document every answer the routes give: request bodies as required, the real error shape
     (BentoML documents `detail` as a string; ours is a list), 401/413/415/503 where they happen,
     the CDS Hooks request and card shapes from their models, and the API key when one is set."""
-    from ehr.cds_models import CardsResponse, CDSRequest, Discovery, Feedback
-
     out = json.loads(json.dumps(spec))
     schemas = out.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = ERROR_SCHEMA
     for bentoml_error in ("InvalidArgument", "NotFound", "InternalServerError"):
         if bentoml_error in schemas:
             schemas[bentoml_error] = {**ERROR_SCHEMA, "title": bentoml_error}
-    cds_bodies = {"/cds-services/pve-progression-risk": (CDSRequest, CardsResponse),
-                  "/cds-services/pve-progression-risk/feedback": (Feedback, None)}
     for path, ops in out.get("paths", {}).items():
         for method, op in ops.items():
             responses = op.setdefault("responses", {})
             guarded = path.startswith("/v1/") or (path.startswith("/cds-services/") and method == "post")
             if method == "post":
-                body = op.setdefault("requestBody", {"content": {"application/json": {"schema": {"type": "object"}}}})
-                body["required"] = True
-                inline = body.get("content", {}).get("application/json", {}).get("schema", {})
-                model = schemas.get(str(inline.get("title")), {})
-                if "properties" in inline and "properties" in model:
-                    # BentoML's inline copy drops `null` from optional fields; the service takes null as missing
-                    inline["properties"] = json.loads(json.dumps(model["properties"]))
-                if path in cds_bodies:
-                    request_model, response_model = cds_bodies[path]
-                    media = body["content"].setdefault("application/json", {})
-                    media["schema"] = _model_schema(out, request_model)
-                    ok = responses.setdefault("200", {"description": "OK"}).setdefault("content", {}).setdefault(
-                        "application/json", {})
-                    ok["schema"] = (_model_schema(out, response_model) if response_model else {
-                        "type": "object", "required": ["accepted"],
-                        "properties": {"accepted": {"type": "integer", "minimum": 0}}})
-                responses.setdefault("400", _error("Invalid request: the fields at fault and their allowed ranges"))
-                responses.setdefault("413", _error("Body larger than the limit of this route"))
-                responses.setdefault("415", _error("A form upload: send JSON"))
+                _conform_body(out, path, op, responses)
             if guarded:
                 responses.setdefault("401", _error("Missing or wrong credentials (API key, or the EHR's JWT on "
                                                    "CDS Hooks calls) when authentication is on"))
                 responses.setdefault("503", _error("The model is still loading"))
-            if path == "/cds-services/" and method == "get":
-                responses.setdefault("200", {"description": "OK"}).setdefault("content", {}).setdefault(
-                    "application/json", {})["schema"] = _model_schema(out, Discovery)
-            if path == "/cds-services/pve-progression-risk":
-                responses.setdefault("412", _error("The data needed is not in the prefetch and cannot be fetched"))
-            if path == "/v1/predict/fhir":
-                responses.setdefault("422", _error("The chart cannot be scored: identity conflict, not "
-                                                   "applicable, or not enough data (with an OperationOutcome)"))
-            if path == "/v1/prefill":
-                responses.setdefault("404", _error("Unknown or expired link"))
-            if path == "/v1/predict" and method == "post":
-                _document_by_id(op, responses)
+            _route_answers(out, path, method, op, responses)
             if "422" in responses and "HTTPValidationError" in json.dumps(responses["422"]):
                 del responses["422"]  # FastAPI's; serving/web.py json_errors answers those with a 400
             if api_key and guarded and not path.startswith("/cds-services/"):
@@ -363,3 +263,51 @@ def conform(spec: dict[str, Any], *, api_key: bool) -> dict[str, Any]:
             "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             "Bearer": {"type": "http", "scheme": "bearer"}}
     return _oas30(out)
+
+
+def _conform_body(out: dict[str, Any], path: str, op: dict[str, Any], responses: dict[str, Any]) -> None:
+    """A POST's body: required, nullable fields as the service takes them, the CDS Hooks shapes from
+    their models, and the 400/413/415 every body can meet."""
+    from ehr.cds_models import CardsResponse, CDSRequest, Feedback
+
+    cds_bodies = {"/cds-services/pve-progression-risk": (CDSRequest, CardsResponse),
+                  "/cds-services/pve-progression-risk/feedback": (Feedback, None)}
+    schemas = out["components"]["schemas"]
+    body = op.setdefault("requestBody", {"content": {"application/json": {"schema": {"type": "object"}}}})
+    body["required"] = True
+    inline = body.get("content", {}).get("application/json", {}).get("schema", {})
+    model = schemas.get(str(inline.get("title")), {})
+    if "properties" in inline and "properties" in model:
+        # BentoML's inline copy drops `null` from optional fields; the service takes null as missing
+        inline["properties"] = json.loads(json.dumps(model["properties"]))
+    if path in cds_bodies:
+        request_model, response_model = cds_bodies[path]
+        media = body["content"].setdefault("application/json", {})
+        media["schema"] = _model_schema(out, request_model)
+        ok = responses.setdefault("200", {"description": "OK"}).setdefault("content", {}).setdefault(
+            "application/json", {})
+        ok["schema"] = (_model_schema(out, response_model) if response_model else {
+            "type": "object", "required": ["accepted"],
+            "properties": {"accepted": {"type": "integer", "minimum": 0}}})
+    responses.setdefault("400", _error("Invalid request: the fields at fault and their allowed ranges"))
+    responses.setdefault("413", _error("Body larger than the limit of this route"))
+    responses.setdefault("415", _error("A form upload: send JSON"))
+
+
+def _route_answers(out: dict[str, Any], path: str, method: str, op: dict[str, Any],
+                   responses: dict[str, Any]) -> None:
+    """The answers only some routes give (discovery's shape, 412, 422, 404, prediction by patient id)."""
+    from ehr.cds_models import Discovery
+
+    if path == "/cds-services/" and method == "get":
+        responses.setdefault("200", {"description": "OK"}).setdefault("content", {}).setdefault(
+            "application/json", {})["schema"] = _model_schema(out, Discovery)
+    if path == "/cds-services/pve-progression-risk":
+        responses.setdefault("412", _error("The data needed is not in the prefetch and cannot be fetched"))
+    if path == "/v1/predict/fhir":
+        responses.setdefault("422", _error("The chart cannot be scored: identity conflict, not "
+                                           "applicable, or not enough data (with an OperationOutcome)"))
+    if path == "/v1/prefill":
+        responses.setdefault("404", _error("Unknown or expired link"))
+    if path == "/v1/predict" and method == "post":
+        _document_by_id(op, responses)

@@ -55,21 +55,15 @@ def score_file(data: Path, out: Path, model_tag: str | None = None, explain: boo
     """Validate every row of `data` and score it. Any invalid row: nothing written unless `partial`
     (then invalid rows are written with their problems and no probability). `progress(done, total)`
     is called after each chunk."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from serving.columnar import check_frame, table_columns
-    from serving.columnar_answer import arrow_columns, arrow_table, result_columns
+    from serving.columnar_answer import arrow_table
 
     t_start = time.perf_counter()
     accepted = tuple(c.feature_names())
     risk = load_risk_model(model_tag)
-    try:
-        table_in = pq.read_table(data)
-    except (pa.ArrowException, OSError) as exc:
-        hint = " (a CSV? convert it to Parquet, e.g. with pandas)" if Path(data).suffix.lower() in (".csv", ".txt") \
-            else ""
-        raise UnreadableFile(f"{Path(data).name} is not a readable Parquet file{hint}: {str(exc)[:200]}") from None
+    table_in = _read_parquet(data)
     columns = table_columns(table_in.select([n for n in table_in.column_names if n in accepted]))
     n_rows = table_in.num_rows
     t0 = time.perf_counter()
@@ -84,6 +78,43 @@ def score_file(data: Path, out: Path, model_tag: str | None = None, explain: boo
     if checked.invalid and not partial:
         result.seconds, result.total_seconds = time.perf_counter() - t0, time.perf_counter() - t_start
         return result
+    valid = checked.valid
+    table = _scored_table(risk, checked, chunk_rows, explain, progress, n_rows)
+    if partial and checked.invalid:
+        table = _with_invalid_rows(table, checked)
+    table = _in_row_order(table, ids)
+    table = arrow_table({name: table.column(name) for name in table.column_names}, risk, {
+        "source": Path(data).name, "rows_in": n_rows, "n_scored": len(valid), "n_invalid": len(checked.invalid),
+        "explanations": explain})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out)
+    result.scored = len(valid)
+    result.written = out
+    result.seconds, result.total_seconds = time.perf_counter() - t0, time.perf_counter() - t_start
+    return result
+
+
+def _read_parquet(data: Path) -> Any:
+    """The input table, or UnreadableFile with one line (a CSV given by mistake is the usual case)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(data)
+    except (pa.ArrowException, OSError) as exc:
+        hint = " (a CSV? convert it to Parquet, e.g. with pandas)" if Path(data).suffix.lower() in (".csv", ".txt") \
+            else ""
+        raise UnreadableFile(f"{Path(data).name} is not a readable Parquet file{hint}: {str(exc)[:200]}") from None
+
+
+def _scored_table(risk: Any, checked: Any, chunk_rows: int, explain: bool,
+                  progress: Callable[[int, int], None] | None, n_rows: int) -> Any:
+    """The valid rows scored chunk by chunk (memory stays bounded on large files), `index` renamed `row`;
+    None when no row is valid in a file that has rows."""
+    import pyarrow as pa
+
+    from serving.columnar_answer import arrow_columns, result_columns
+
     valid = checked.valid
     parts = []
     if progress:
@@ -101,25 +132,28 @@ def score_file(data: Path, out: Path, model_tag: str | None = None, explain: boo
                           "risk_band": pa.array([], pa.string())})
     if table is not None:
         table = table.rename_columns(["row" if n == "index" else n for n in table.column_names])
-    if partial and checked.invalid:
-        bad = np.array(checked.invalid, dtype=np.int64)
-        problems = ["; ".join(f"{p['field']}: {p['problem']}" for p in [*checked.problems.get(int(i), []),
-                                                                          *checked.column_problems])
-                    for i in bad]
-        invalid_table = pa.table({"row": bad, "errors": problems})
-        table = invalid_table if table is None else pa.concat_tables([table, invalid_table], promote_options="default")
+    return table
+
+
+def _with_invalid_rows(table: Any, checked: Any) -> Any:
+    """`partial`: the invalid rows added with their problems in one text column and no probability."""
+    import pyarrow as pa
+
+    bad = np.array(checked.invalid, dtype=np.int64)
+    problems = ["; ".join(f"{p['field']}: {p['problem']}" for p in [*checked.problems.get(int(i), []),
+                                                                      *checked.column_problems])
+                for i in bad]
+    invalid_table = pa.table({"row": bad, "errors": problems})
+    return invalid_table if table is None else pa.concat_tables([table, invalid_table], promote_options="default")
+
+
+def _in_row_order(table: Any, ids: Any) -> Any:
+    """Rows back in the file's order, with the patient id first when the file has one."""
+    import pyarrow as pa
+
     assert table is not None
     order = np.argsort(table.column("row").to_numpy())
     table = table.take(pa.array(order))
     if ids is not None:
         table = table.add_column(0, c.PATIENT_ID, ids.take(table.column("row")))
-    table = arrow_table({name: table.column(name) for name in table.column_names}, risk, {
-        "source": Path(data).name, "rows_in": n_rows, "n_scored": len(valid), "n_invalid": len(checked.invalid),
-        "explanations": explain})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
-    result.scored = len(valid)
-    result.written = out
-    result.seconds, result.total_seconds = time.perf_counter() - t0, time.perf_counter() - t_start
-    return result
-
+    return table

@@ -61,19 +61,7 @@ def choose_features(frame: pd.DataFrame, requested: list[str] | None, settings: 
     """The cohort's own features (or the requested ones), less those mostly missing, constant, or a
     coarse form of a fine feature the cohort also records. Raises ValueError when a requested
     feature is not in the cohort or nothing is left."""
-    def derivable(name: str) -> bool:  # a coarse form the cohort can compute from its fine columns
-        d = c.BY_NAME[name].derivation
-        return d is not None and all(src in frame for src in d.sources)
-
-    if requested is not None:
-        c.check_no_leakage(requested)
-        absent = [f for f in requested if f not in frame and not derivable(f)]
-        if absent:
-            why = [f"{f} (declared not collected)" if f in not_collected else f for f in absent]
-            raise ValueError(f"--features names features the cohort does not have: {', '.join(why)}")
-        candidates = [f.name for f in c.features() if f.name in requested]
-    else:
-        candidates = [f.name for f in c.features() if f.name in frame]
+    candidates = _candidates(frame, requested, not_collected)
     skipped: list[dict[str, str]] = [{"feature": f, "reason": "not collected (mapping)"} for f in not_collected
                                      if f not in frame]
     skipped += [{"feature": f.name, "reason": "known only after PVE: never an input of the pre-PVE model"}
@@ -81,6 +69,37 @@ def choose_features(frame: pd.DataFrame, requested: list[str] | None, settings: 
     if requested is not None:
         skipped += [{"feature": f.name, "reason": "not among --features"} for f in c.features()
                     if f.name in frame and f.name not in requested]
+    kept = _informative(frame, candidates, settings, skipped)
+    _one_form_each(frame, kept, skipped)
+    if not kept:
+        raise ValueError("no usable feature in the cohort: " + "; ".join(f"{s['feature']}: {s['reason']}"
+                                                                          for s in skipped))
+    required = [f for f in kept if f in settings.required_features or any(
+        src in settings.required_features for src in (c.BY_NAME[f].derivation.sources if c.BY_NAME[f].derivation
+                                                      else ()))]
+    return FeatureChoice(kept, required, skipped)
+
+
+def _candidates(frame: pd.DataFrame, requested: list[str] | None, not_collected: tuple[str, ...]) -> list[str]:
+    """The features to consider, in contract order: the requested ones (each in the cohort or derivable
+    from it, none leaking the outcome), else every feature the cohort has."""
+    def derivable(name: str) -> bool:  # a coarse form the cohort can compute from its fine columns
+        d = c.BY_NAME[name].derivation
+        return d is not None and all(src in frame for src in d.sources)
+
+    if requested is None:
+        return [f.name for f in c.features() if f.name in frame]
+    c.check_no_leakage(requested)
+    absent = [f for f in requested if f not in frame and not derivable(f)]
+    if absent:
+        why = [f"{f} (declared not collected)" if f in not_collected else f for f in absent]
+        raise ValueError(f"--features names features the cohort does not have: {', '.join(why)}")
+    return [f.name for f in c.features() if f.name in requested]
+
+
+def _informative(frame: pd.DataFrame, candidates: list[str], settings: TrainSettings,
+                 skipped: list[dict[str, str]]) -> list[str]:
+    """The candidates recorded often enough and with more than one value; the others go to `skipped`."""
     kept: list[str] = []
     for name in candidates:
         col = frame[name] if name in frame else pd.Series(derive_coarse(frame, [name])[0][name], dtype=object)
@@ -92,6 +111,12 @@ def choose_features(frame: pd.DataFrame, requested: list[str] | None, settings: 
             skipped.append({"feature": name, "reason": "one value only in this cohort: nothing to learn from"})
         else:
             kept.append(name)
+    return kept
+
+
+def _one_form_each(frame: pd.DataFrame, kept: list[str], skipped: list[dict[str, str]]) -> None:
+    """Where a coarse form and its fine sources are all kept, drop (from `kept`, into `skipped`) the less
+    complete side."""
     for name in list(kept):
         d = c.BY_NAME[name].derivation
         if not d or not all(src in kept for src in d.sources):
@@ -111,13 +136,6 @@ def choose_features(frame: pd.DataFrame, requested: list[str] | None, settings: 
                     skipped.append({"feature": src, "reason": f"missing in {fine_missing:.0%} of patients against "
                                                               f"{coarse_missing:.0%} for its coarse form {name}, "
                                                               "which is used instead (filled from it where recorded)"})
-    if not kept:
-        raise ValueError("no usable feature in the cohort: " + "; ".join(f"{s['feature']}: {s['reason']}"
-                                                                          for s in skipped))
-    required = [f for f in kept if f in settings.required_features or any(
-        src in settings.required_features for src in (c.BY_NAME[f].derivation.sources if c.BY_NAME[f].derivation
-                                                      else ()))]
-    return FeatureChoice(kept, required, skipped)
 
 
 def patient_keys(frame: pd.DataFrame) -> list[str]:

@@ -138,11 +138,17 @@ def gate(
                                         f"{settings.gate_min_patients} with {settings.gate_min_events} events "
                                         "needed): not promoted automatically; decide with `pverisk promote`",
                             champ.version, None, n)
+    return _compare_with_champion(name, champ, eval_frame[fresh], y_all[fresh], np.asarray(p_eval)[fresh], n,
+                                  events, settings)
+
+
+def _compare_with_champion(name: str, champ: Any, sub: pd.DataFrame, y: np.ndarray, p_new: np.ndarray, n: int,
+                           events: int, settings: TrainSettings) -> GateDecision:
+    """Both versions on the patients neither was trained on: champion if the gain clears the margin
+    without worse calibration, else challenger; the reason states the figures either way."""
     model, meta = load_registered(f"models:/{name}/{champ.version}")
-    sub = eval_frame[fresh]
-    y = y_all[fresh]
     old = core_metrics(y, predict_registered(model, meta, sub))
-    new = core_metrics(y, np.asarray(p_eval)[fresh])
+    new = core_metrics(y, p_new)
     absent = [f for f in meta.get("features", []) if f not in sub or sub[f].isna().all()]
     gain = new["auroc"] - old["auroc"]
     # Calibration on these patients: the slope inside the bar's range (a slope compared with the
