@@ -170,6 +170,9 @@ def print_federated(record: dict[str, Any]) -> None:
     console.print(table)
     for note in record["notes"]:
         console.print(f"[yellow]{note}[/yellow]")
+    if record.get("trees"):
+        t = record["trees"]
+        console.print(f"trees kept: {t['kept']} of {t['grown']} ({t['rule']}; {t['patients']} patients)")
     console.print("inputs (the union of what the sites recorded): " + ", ".join(
         f"{k} ({len(v)} sites)" for k, v in record["inputs_recorded_by"].items()))
     print_centres(record["site_evaluation"], "each site's held-out patients")

@@ -4,7 +4,7 @@ the SuperNode with `--node-config 'site-name="..." cache="..."'`; the simulation
 node a `partition-id` instead, mapped to a cache by `make_client_app`.
 
 Messages (Flower's Message API): QUERY with config action "summary" (what the site recorded, counts only),
-"calibrate" (gradient of the Platt likelihood), "evaluate" (the held-out row of figures); TRAIN (boost on
+"curve" (validation loss by number of trees), "calibrate" (gradient of the Platt likelihood), "evaluate" (the held-out row of figures); TRAIN (boost on
 the global model). An invalid site answers "summary" with its problems (counts and columns, never rows or
 values) and refuses everything else.
 """
@@ -65,6 +65,9 @@ def make_client_app(caches: list[str] | None = None) -> ClientApp:
         columns = json.loads(str(cfg["columns"]))
         if action == "calibrate":
             stats = fs.calibration_step(data, _model(msg), columns, float(cfg["a"]), float(cfg["b"]))
+            return Message(content=RecordDict({"metrics": MetricRecord(stats)}), reply_to=msg)
+        if action == "curve":
+            stats = fs.loss_curve(data, _model(msg), columns, [int(k) for k in json.loads(str(cfg["sizes"]))])
             return Message(content=RecordDict({"metrics": MetricRecord(stats)}), reply_to=msg)
         if action == "evaluate":
             row = fs.evaluate_site(data, _model(msg), columns, json.loads(str(cfg["calibration"])),

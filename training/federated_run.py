@@ -36,6 +36,8 @@ class FederatedConfig:
     strategy: str = "cyclic"
     local_rounds: int = 1  # trees a site adds per turn (cyclic); bagging adds one per site per round
     learning_rate: float = 0.0  # per round, shared by the sites' patients (0: 0.1 cyclic, 0.3 bagging)
+    # keep the number of trees (in whole rounds) with the lowest log-loss on the sites' calibration patients
+    keep_best_size: bool = True
     min_sites: int = 2  # sites with valid files needed to train
     expected_sites: int = 0  # wait (up to wait_for_sites_s) for this many to connect; 0: min_sites
     wait_for_sites_s: float = 120.0
@@ -143,6 +145,12 @@ def summary_record(cfg: FederatedConfig, sites: Sites, features: list[str], reco
             "rounds_log": sites.rounds, "features": features, "inputs_recorded_by": recorded_by,
             "calibration": calibration, "site_evaluation": evaluation, "seconds": round(seconds, 1),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def trees_to_keep(loss: dict[int, float]) -> int:
+    """The fewest trees whose summed validation loss is the lowest (ties: the smaller model)."""
+    best = min(loss.values())
+    return min(k for k, v in loss.items() if v <= best)
 
 
 def pooled_gate_metrics(evaluation: dict[str, Any]) -> dict[str, float]:

@@ -149,6 +149,31 @@ def _summaries(grid: Grid, nodes: list[int], cfg: fr.FederatedConfig, sites: fr.
                                    f"rows ({summary['summary']}); the problems are listed at the site")
 
 
+def _keep_trees(grid: Grid, model: bytes, columns: list[str], sites: fr.Sites, cfg: fr.FederatedConfig
+                ) -> tuple[bytes, dict[str, Any]]:
+    """Early stopping after the fact: the model's size (in whole rounds) with the lowest log-loss summed over
+    the sites' calibration patients. Federated boosting has no held-out set of its own to stop on, and
+    XGBoost's early stopping needs the data in one place; each site scores every prefix of the model on its
+    own patients and returns one sum per size."""
+    import xgboost as xgb
+
+    bst = xgb.Booster()
+    bst.load_model(bytearray(model))
+    grown = bst.num_boosted_rounds()
+    per_round = max(1, grown // max(cfg.rounds, 1))
+    sizes = sorted({*range(per_round, grown + 1, per_round), grown})
+    replies = _query(grid, sites.accepted(), {"action": "curve", "columns": json.dumps(columns),
+                                              "sizes": json.dumps(sizes)}, model, cfg.round_timeout_s)
+    stats = [dict(m.content["metrics"]) for m in replies.values() if not m.has_error()]
+    loss = {k: sum(float(s.get(f"loss-{k}", 0.0)) for s in stats) for k in sizes}
+    kept = fr.trees_to_keep(loss) if cfg.keep_best_size else grown
+    if kept < grown:
+        model = bytes(bst[:kept].save_raw("json"))
+    return model, {"grown": grown, "kept": kept, "rule": "fewest trees with the lowest summed log-loss on the "
+                   "sites' calibration patients" if cfg.keep_best_size else "all trees kept (keep-best-size off)",
+                   "patients": int(sum(float(s.get("n", 0)) for s in stats))}
+
+
 def _calibrate(grid: Grid, model: bytes, columns: list[str], sites: fr.Sites, cfg: fr.FederatedConfig
                ) -> dict[str, Any]:
     """Platt recalibration of the boosted model by Newton's method on the sites' summed gradients."""
@@ -188,7 +213,7 @@ def run_federated(grid: Grid, cfg: fr.FederatedConfig) -> dict[str, Any]:
     view = SitesGrid(grid, sites)
     result = strategy.start(grid=view, initial_arrays=ArrayRecord([np.frombuffer(b"", dtype=np.uint8)]),
                             num_rounds=cfg.rounds, timeout=cfg.round_timeout_s, train_config=train_config)
-    model = result.arrays["0"].numpy().tobytes()
+    model, trees = _keep_trees(view, result.arrays["0"].numpy().tobytes(), columns, sites, cfg)
     calibration = _calibrate(view, model, columns, sites, cfg)
     replies = _query(view, sites.accepted(), {"action": "evaluate", "columns": json.dumps(columns),
                                               "calibration": json.dumps(calibration), "min-events": cfg.min_events},
@@ -196,6 +221,7 @@ def run_federated(grid: Grid, cfg: fr.FederatedConfig) -> dict[str, Any]:
     rows = [json.loads(str(m.content["reply"]["row"])) for m in replies.values() if not m.has_error()]
     evaluation = fr.site_evaluation(rows, sites)
     record = fr.summary_record(cfg, sites, features, recorded_by, evaluation, calibration, time.perf_counter() - t0)
+    record["trees"] = trees
     if cfg.tracking_uri:  # the simulation benchmark compares models without registering them
         record["registration"] = log_and_register(cfg, sites, model, features, columns, calibration, evaluation, record)
     if cfg.result_file:

@@ -162,6 +162,24 @@ def raw_risk(site: SiteData, model: bytes, columns: list[str], part: int) -> tup
     return bst.predict(xgb.DMatrix(X, missing=np.nan, feature_names=columns)), y
 
 
+def loss_curve(site: SiteData, model: bytes, columns: list[str], sizes: list[int]) -> dict[str, float]:
+    """The summed log-loss of the model's first k trees on this site's calibration patients, for each k in
+    `sizes`: one number per size and a count (aggregates only), from which the coordinator picks the number of
+    trees to keep (early stopping on the sites' pooled validation loss)."""
+    import xgboost as xgb
+
+    X, y = site.matrix(columns, CALIBRATION)
+    out = {"n": float(len(y))}
+    if not len(y):
+        return out
+    bst = _booster(model, {})
+    d = xgb.DMatrix(X, missing=np.nan, feature_names=columns)
+    for k in sizes:
+        margin = bst.predict(d, iteration_range=(0, k), output_margin=True).astype("float64")
+        out[f"loss-{k}"] = float(np.sum(np.logaddexp(0, margin) - y * margin))  # -log-likelihood, stable form
+    return out
+
+
 def calibration_step(site: SiteData, model: bytes, columns: list[str], a: float, b: float) -> dict[str, float]:
     """Gradient and Hessian of the Platt log-likelihood (y ~ b + a logit raw) at (a, b) over this site's
     calibration patients: five sums and a count."""

@@ -39,7 +39,9 @@ def federated_card(name: str, record: dict[str, Any], features: list[str], kind:
         "model_details": {"name": name, "type": f"XGBoost gradient-boosted trees trained by federated learning "
                           f"(Flower, {record['strategy']}), Platt-recalibrated from the sites' summed gradients",
                           "feature_contract_version": c.CONTRACT_VERSION,
-                          "tuning": "centralized training's default hyperparameters; rounds and strategy as run"},
+                          "tuning": "centralized training's default hyperparameters; rounds and strategy as run" + (
+                              f"; {record['trees']['kept']} of {record['trees']['grown']} trees kept ("
+                              f"{record['trees']['rule']})" if record.get("trees") else "")},
         "intended_use": {"purpose": "Estimate, at the PVE decision, the risk that colorectal liver metastases "
                                     "progress between portal vein embolization and planned resection.",
                          "notice": RESEARCH_NOTICE},
@@ -85,7 +87,8 @@ def log_and_register(cfg: FederatedConfig, sites: Sites, model_bytes: bytes, fea
     with mlflow.start_run(run_name=f"federated-{cfg.strategy}-{len(took)}-sites", tags=tags) as run:
         mlflow.log_params({"strategy": cfg.strategy, "rounds": cfg.rounds, "local_rounds": cfg.local_rounds,
                            "learning_rate": cfg.learning_rate, "sites": len(record["sites"]), "sites_took_part": len(took),
-                           "n_features": len(features)})
+                           "n_features": len(features), "trees_grown": record.get("trees", {}).get("grown"),
+                           "trees_kept": record.get("trees", {}).get("kept")})
         for s in record["sites"]:
             key = "".join(ch if ch.isalnum() else "_" for ch in str(s["site"]))
             mlflow.log_metrics({f"site_{key}_patients": float(s["n"] or 0), f"site_{key}_events": float(s["events"] or 0)})

@@ -73,3 +73,33 @@ def test_each_site_moves_the_model_by_its_share_of_patients():
     assert sum(bagging) == pytest.approx(0.3) and bagging[0] == pytest.approx(0.3 * 400 / 512)
     cyclic = [fr.site_learning_rate(0.3, n, sum(sizes), 3, False) for n in sizes]
     assert np.mean(cyclic) == pytest.approx(0.3) and cyclic[2] < cyclic[1] < cyclic[0]
+
+
+def test_the_kept_size_is_the_lowest_summed_validation_loss(tmp_path):
+    """Each site's loss curve is the log-loss of the model's prefixes on its calibration patients (the same
+    number scikit-learn gives); the coordinator keeps the fewest trees with the lowest sum: an overfitted
+    model is cut back."""
+    from sklearn.metrics import log_loss
+
+    from feature_store.simulate import simulate_cohort
+    from training import federated_site as fs
+
+    sites = []
+    for i, n in enumerate((300, 160)):
+        path = tmp_path / f"site{i}.parquet"
+        simulate_cohort(n, seed=30 + i).to_parquet(path)
+        assert fs.prepare_site(path, f"site-{i}", tmp_path / f"cache{i}")["status"] == "ok"
+        sites.append(fs.SiteData(tmp_path / f"cache{i}"))
+    columns = ["age_years", "n_liver_metastases", "largest_metastasis_cm", "cea_ng_ml"]
+    columns = [c for c in columns if c in sites[0].columns]
+    params = {"objective": "binary:logistic", "eta": 0.5, "max_depth": 6, "min_child_weight": 0, "nthread": 1}
+    model, _ = fs.boost(sites[0], b"", columns, params, 60, False)  # far too many deep trees for 180 patients
+    sizes = [5, 10, 20, 40, 60]
+    curves = [fs.loss_curve(s, model, columns, sizes) for s in sites]
+    raw, y = fs.raw_risk(sites[1], model, columns, fs.CALIBRATION)
+    assert curves[1]["loss-60"] == pytest.approx(log_loss(y, raw, labels=[0, 1]) * len(y), rel=1e-4)
+    assert curves[1]["n"] == len(y)
+    summed = {k: sum(c[f"loss-{k}"] for c in curves) for k in sizes}
+    kept = fr.trees_to_keep(summed)
+    assert summed[kept] == min(summed.values()) and kept < 60
+    assert fr.trees_to_keep({5: 1.0, 10: 1.0, 20: 2.0}) == 5  # a tie keeps the smaller model
