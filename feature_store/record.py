@@ -50,6 +50,21 @@ def _checker(f: c.Feature, required: bool = False) -> Callable[[Any, Any], Any]:
     return check
 
 
+def plain_problem(kind: str, field: str | None) -> str | None:
+    """The problem in the contract's words for the refusals pydantic words itself (a field absent, a field
+    not in the contract, a body that is not an object); None for the ones `_checker` already worded."""
+    f = c.BY_NAME.get(field or "")
+    if kind == "missing":
+        return f"required value missing; allowed {f.range_text}" if f else "required value missing"
+    if kind == "extra_forbidden":
+        if f is not None and f.timing is c.Timing.POST_PVE:
+            return "known only after PVE: never an input of the pre-PVE model"
+        return "unknown field: not an input of the feature contract (GET /v1/model lists the model's inputs)"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return "the body must be a JSON object of one patient's inputs (field: value)"
+    return None
+
+
 def _annotation(f: c.Feature, required: bool, role: str) -> Any:
     base: Any = {
         c.Kind.NUMBER: float,

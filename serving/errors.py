@@ -4,8 +4,10 @@ BentoML answers a request its pydantic input model refuses with a 400 titled in 
 ("2 validation errors for Input"), each problem carrying a link to pydantic's documentation; and any
 other client error it raises as a one-element JSON list instead of an object. Neither is configurable
 in BentoML 1.4 (`_bentoml_impl/server/app.py: api_endpoint_wrapper`), so the guard middleware rewrites
-those bodies on the way out: the field names in the headline, the problems as they were (field, what is
-wrong, allowed range: our validators write those messages), no link, always an object.
+those bodies on the way out: the field names in the headline, each problem in the contract's words (field,
+what is wrong, allowed range: our validators write most messages; a field absent or unknown and a body that
+is not an object pydantic words itself, and `feature_store.record.plain_problem` rewords), no link, always an
+object.
 """
 
 from __future__ import annotations
@@ -31,12 +33,22 @@ def reworded(body: bytes) -> bytes | None:
     if not (isinstance(data, dict) and isinstance(data.get("error"), str) and _PYDANTIC_TITLE.match(data["error"])
             and isinstance(data.get("detail"), list)):
         return None
-    detail = [{k: e[k] for k in _KEEP if k in e} if isinstance(e, dict) else e for e in data["detail"]]
+    detail = [_plain({k: e[k] for k in _KEEP if k in e}) if isinstance(e, dict) else e for e in data["detail"]]
     fields = sorted({".".join(str(x) for x in e.get("loc", ())) or "body" for e in detail if isinstance(e, dict)})
     n = len(detail)
     headline = (f"invalid request: {n} problem{'s' if n != 1 else ''} ({', '.join(fields)}); each is listed in "
                 "detail with what is wrong")
     return json.dumps({**data, "error": headline, "detail": detail}).encode()
+
+
+def _plain(problem: dict[str, Any]) -> dict[str, Any]:
+    """pydantic's own words ("Field required", "Extra inputs are not permitted") in the contract's."""
+    from feature_store.record import plain_problem
+
+    loc = problem.get("loc") or []
+    field = str(loc[-1]) if loc else None
+    msg = plain_problem(str(problem.get("type", "")), field)
+    return {**problem, "msg": msg} if msg else problem
 
 
 def plain_client_errors(send: Send) -> Send:

@@ -96,8 +96,10 @@ class Bagging(_Tracking, FedXgbBagging):
 
 class Cyclic(_Tracking, FedXgbCyclic):
     def _make_sampling(self, grid: Grid, server_round: int, configure_type: str) -> list[int]:
-        """The next site in turn among those still in the run (never waits for a minimum of connected nodes)."""
-        nodes = self._reorder_nodes(sorted(grid.get_node_ids()))
+        """The next site in turn among those still in the run (never waits for a minimum of connected nodes).
+        Turns go by site name, not by node id: node ids are drawn at random when nodes connect, so ordering by
+        them gave every run (and every simulation) another order of sites, and another model."""
+        nodes = self._reorder_nodes(sorted(grid.get_node_ids(), key=lambda n: (str(self.sites.name(n)), n)))
         return [nodes[(server_round - 1) % len(nodes)]]
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:

@@ -56,8 +56,8 @@ def test_minimal_patient_lists_missing_inputs(server):
     ({"cea_ng_ml": "lots"}, "cea_ng_ml", "not a number; allowed 0 to 100000 ng/mL"),
     ({"sex": "unknown-x"}, "sex", "allowed one of female, male"),
     ({"bridging_chemo_planned": "perhaps"}, "bridging_chemo_planned", "allowed true or false"),
-    ({"tumour_colour": "red"}, "tumour_colour", "Extra inputs are not permitted"),
-    ({"degree_hypertrophy_pp": 8.0}, "degree_hypertrophy_pp", "Extra inputs are not permitted"),  # post-PVE
+    ({"tumour_colour": "red"}, "tumour_colour", "unknown field: not an input of the feature contract"),
+    ({"degree_hypertrophy_pp": 8.0}, "degree_hypertrophy_pp", "known only after PVE"),  # post-PVE
 ])
 def test_invalid_field_is_a_400_naming_field_problem_and_range(server, change, field, fragment):
     r = post(server, "/v1/predict", {**PATIENT, **change})
@@ -74,6 +74,9 @@ def test_missing_required_field(server):
     # in the service's words, not pydantic's ("1 validation error for Input", with documentation links)
     assert r.json()["error"].startswith("invalid request: 1 problem (n_liver_metastases)")
     assert "validation error for" not in r.text and "errors.pydantic.dev" not in r.text
+    assert r.json()["detail"][0]["msg"] == "required value missing; allowed 1 to 100 count"
+    after = post(server, "/v1/predict", {**PATIENT, "degree_hypertrophy_pp": 5.0})  # known only after PVE
+    assert after.status_code == 400 and after.json()["detail"][0]["msg"].startswith("known only after PVE")
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"", b"[1, 2]", b"null"])

@@ -60,3 +60,16 @@ def test_success_and_server_errors_pass_through_unbuffered():
     for status in (200, 500):
         sent = _run(status, b"application/json", [b'{"a":', b"1}"])
         assert [m.get("body") for m in sent] == [None, b'{"a":', b"1}"]
+
+
+def test_pydantics_own_words_become_the_contracts():
+    body = {"error": "3 validation errors for Input", "detail": [
+        {"type": "missing", "loc": ["n_liver_metastases"], "msg": "Field required"},
+        {"type": "extra_forbidden", "loc": ["degree_hypertrophy_pp"], "msg": "Extra inputs are not permitted"},
+        {"type": "extra_forbidden", "loc": ["kras"], "msg": "Extra inputs are not permitted"}]}
+    msgs = [e["msg"] for e in json.loads(reworded(json.dumps(body).encode()))["detail"]]
+    assert msgs[0] == "required value missing; allowed 1 to 100 count"
+    assert msgs[1] == "known only after PVE: never an input of the pre-PVE model"
+    assert msgs[2].startswith("unknown field")
+    shape = {"error": "1 validation error for Input", "detail": [{"type": "model_type", "loc": [], "msg": "Input should be"}]}
+    assert "JSON object" in json.loads(reworded(json.dumps(shape).encode()))["detail"][0]["msg"]
