@@ -102,6 +102,8 @@ def import_model_cmd(
     labels = model.info.labels
     console.print(f"imported {model.tag} (MLflow {labels['registered_model']} v{labels['version']}, "
                   f"alias {labels['alias']}, data {labels['data_kind']}) into {os.environ['BENTOML_HOME']}")
+    # the service loads its model once, at start (no model swapped under running requests)
+    console.print("a running service keeps the model it started with: restart it (`pverisk serve`) to serve this one")
 
 
 def serve_command(host: str, port: int) -> list[str]:
