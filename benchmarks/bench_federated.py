@@ -28,7 +28,7 @@ from benchmarks.bench_common import bench_dir, table, write_result
 from feature_store import contract as c
 from feature_store.centres import simulate_centres, write_centres
 from feature_store.encoding import encode
-from training.federated_run import DEFAULT_LEARNING_RATE, STRATEGIES, FederatedConfig
+from training.federated_run import DEFAULT_LEARNING_RATE, DEFAULT_LOCAL_ROUNDS, STRATEGIES
 from training.federated_sim import simulate_federation
 from training.federated_site import TEST, split_of
 from training.settings import TrackingSettings, TrainSettings
@@ -45,7 +45,8 @@ def _federated(site_dir: Path, strategy: str, rounds: int, root: Path, local_rou
                ) -> tuple[dict[str, Any], Any, float]:
     tracking = f"sqlite:///{root / f'{strategy}.db'}"
     t0 = time.perf_counter()
-    cfg = {"rounds": rounds, "strategy": strategy, "local-rounds": local_rounds if strategy == "cyclic" else 1,
+    cfg = {"rounds": rounds, "strategy": strategy, "local-rounds": (local_rounds if strategy == "cyclic" else 0)
+           or DEFAULT_LOCAL_ROUNDS[strategy],
            "learning-rate": (learning_rate if strategy == "cyclic" else 0) or DEFAULT_LEARNING_RATE[strategy]}
     import os
 
@@ -72,8 +73,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--trials", type=int, default=12)
-    defaults = FederatedConfig()
-    parser.add_argument("--local-rounds", type=int, default=defaults.local_rounds, help="cyclic: trees per turn")
+    parser.add_argument("--local-rounds", type=int, default=0, help="cyclic: trees per turn (0: the product's default)")
     parser.add_argument("--learning-rate", type=float, default=0.0, help="0: the product's default per strategy")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     args = parser.parse_args()
@@ -142,7 +142,7 @@ def main() -> None:
              f"Goal every centre's local model worse than federated on its own patients: "
              f"{'PASS' if worse == len(centres) else 'MISS'} by the Brier score ({worse} of {len(centres)}; by AUROC "
              f"{worse_auc} of {len(centres)}; a centre that could not train alone counts as worse).",
-             f"Cyclic: {args.local_rounds} tree(s) per site turn, learning rate "
+             f"Cyclic: {args.local_rounds or DEFAULT_LOCAL_ROUNDS['cyclic']} tree(s) per site turn, learning rate "
              f"{args.learning_rate or DEFAULT_LEARNING_RATE['cyclic']}; {args.rounds} rounds.",
              f"Strategy chosen by held-out AUROC: {chosen}.",
              "Held-out patients: 25% of each centre by a hash of the patient, the sites' own split; the federated "

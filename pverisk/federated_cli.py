@@ -102,9 +102,11 @@ def train(
     rounds: int = typer.Option(40, min=1, help="Federated rounds."),
     strategy: str = typer.Option("cyclic", help="Flower's FedXgbCyclic (cyclic, chosen by measurement: see "
                                  "BENCHMARKS.md) or FedXgbBagging (bagging)."),
-    local_rounds: int = typer.Option(1, "--local-rounds", min=1, help="Cyclic: trees a site adds in its turn."),
+    local_rounds: int = typer.Option(0, "--local-rounds", min=0, help="Cyclic: trees a site adds in its turn "
+                                     "(0: the measured default, 5)."),
     learning_rate: float = typer.Option(0.0, "--learning-rate", min=0.0, max=1.0, help="Per round, shared by the "
-                                        "sites by their numbers of patients (0: 0.1 cyclic, 0.3 bagging)."),
+                                        "sites by their numbers of patients (0: the measured default, 0.02 cyclic, "
+                                        "0.3 bagging)."),
     min_sites: int = typer.Option(2, "--min-sites", min=1, help="Sites with valid files needed to train."),
     expected_sites: int = typer.Option(0, "--expected-sites", min=0, help="Wait for this many sites to connect "
                                        "(default: --min-sites)."),
@@ -142,8 +144,8 @@ def simulate(
     site_dir: Path = typer.Option(..., exists=True, file_okay=False, help="One cohort file per site (*.parquet)."),
     rounds: int = typer.Option(40, min=1),
     strategy: str = typer.Option("cyclic", help="cyclic or bagging"),
-    local_rounds: int = typer.Option(1, "--local-rounds", min=1),
-    learning_rate: float = typer.Option(0.0, "--learning-rate", min=0.0, max=1.0, help="0: 0.1 cyclic, 0.3 bagging"),
+    local_rounds: int = typer.Option(0, "--local-rounds", min=0, help="0: 5 cyclic, 1 bagging"),
+    learning_rate: float = typer.Option(0.0, "--learning-rate", min=0.0, max=1.0, help="0: 0.02 cyclic, 0.3 bagging"),
     register: bool = typer.Option(True, "--register/--no-register", help="Log and register in MLflow."),
 ) -> None:
     """Flower's simulation engine: every site of a folder as a virtual SuperNode in this process (for trying the

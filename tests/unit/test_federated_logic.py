@@ -61,8 +61,11 @@ def test_an_invalid_site_tells_the_run_counts_and_columns_never_rows_or_values()
 
 def test_the_run_config_is_checked():
     cfg = fr.FederatedConfig.from_run_config({"rounds": 5, "strategy": "cyclic", "tracking-uri": "", "nonsense": 1})
-    assert cfg.rounds == 5 and cfg.strategy == "cyclic" and cfg.tracking_uri is None and cfg.learning_rate == 0.1
-    assert fr.FederatedConfig.from_run_config({"strategy": "bagging"}).learning_rate == 0.3
+    assert cfg.rounds == 5 and cfg.strategy == "cyclic" and cfg.tracking_uri is None
+    assert (cfg.learning_rate, cfg.local_rounds) == (0.02, 5)  # the measured defaults
+    bagging = fr.FederatedConfig.from_run_config({"strategy": "bagging"})
+    assert (bagging.learning_rate, bagging.local_rounds) == (0.3, 1)
+    assert fr.FederatedConfig.from_run_config({"local-rounds": 2, "learning-rate": 0.1}).local_rounds == 2
     with pytest.raises(ValueError, match="strategy"):
         fr.FederatedConfig.from_run_config({"strategy": "fedavg"})
 
