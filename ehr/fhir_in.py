@@ -81,9 +81,13 @@ def predict_bundle(bundle: dict[str, Any], risk: Any, settings: EhrSettings, dec
                              "operation_outcome": operation_outcome([("error", "not_applicable", why)])},
                        [a.declined])
     if a.prediction is None:
-        text = "not enough data to estimate the risk responsibly"
+        need = settings.cds_min_input_share
+        text = (f"not enough data to estimate the risk responsibly: {a.share:.0%} of the model's inputs found in "
+                f"the chart, at least {need:.0%} needed (PVERISK_SERVE_CDS_MIN_INPUT_SHARE)"
+                + (f", and every required input: {', '.join(a.missing_required)} missing" if a.missing_required else ""))
         return _reject(422, {
-            "error": text, "share_of_inputs": round(a.share, 2), "missing_required": a.missing_required,
+            "error": text, "share_of_inputs": round(a.share, 2), "min_share_of_inputs": need,
+            "missing_required": a.missing_required,
             "missing_inputs": [f for f in risk.features if a.record.get(f) is None],
             "inputs": a.record, "input_sources": mapped.sources if mapped else {}, "notes": a.notes,
             "problems": listed, "problem_counts": a.counts(),

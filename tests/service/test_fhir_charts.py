@@ -129,6 +129,8 @@ def test_deceased_patient_scored_retrospectively_with_age_at_the_decision_date(s
     r = fhir(server, ch.bundle, params={"decision_date": day})
     assert r.status_code == 422  # the tumour-board inputs are dated after that day: not enough data
     assert r.json()["missing_required"] == ["n_liver_metastases", "largest_metastasis_cm"]
+    assert "needed (PVERISK_SERVE_CDS_MIN_INPUT_SHARE)" in r.json()["error"] and r.json()["min_share_of_inputs"] == 0.5
+    assert r.json()["error"].endswith("n_liver_metastases, largest_metastasis_cm missing")
     assert r.json()["inputs"]["age_years"] == 63  # completed years at the decision (63.2), not today's
     bad = fhir(server, ch.bundle, params={"decision_date": "tomorrow"})
     assert bad.status_code == 400 and "decision_date" in bad.json()["error"]
