@@ -118,13 +118,16 @@ def build_cards(prediction: dict[str, Any] | None, record: dict[str, Any], base_
     extra = [x for x in (_store_line(record, from_store), problem_summary(mapped, record)) if x]
     if prediction is None:
         inputs = features or []
-        missing = missing_required or [f for f in inputs if f not in record]
-        rest = [f for f in inputs if f not in record and f not in missing]
+        rest = [f for f in inputs if f not in record and f not in missing_required]
+        # "required" only for the model's required inputs; with all of those known, the rest is just not known
+        known_lines = (["", "**Required and not known**", *not_known(missing_required, mapped, {})]
+                       if missing_required else [])
         detail = "\n".join([
             "Not enough data to estimate the risk responsibly "
             f"({_pct(share)} of inputs available; at least {_pct(min_share)} and all required inputs needed).",
-            "", "**Required and not known**", *not_known(missing, mapped, {}),
-            *(["", "**Also not known**", *not_known(rest, mapped, {})] if rest else []),
+            *known_lines,
+            *(["", "**Also not known**" if missing_required else "**Not known**", *not_known(rest, mapped, {})]
+              if rest else []),
             *[x for e in extra for x in ("", e)], "", f"_{notice}_"])
         return CardsResponse(cards=[Card(summary="PVE progression risk: not enough data to estimate (research use)",
                                          detail=detail, indicator="info", source=source, links=links)])

@@ -71,3 +71,16 @@ def test_the_jwt_audience_needs_the_configured_url():
     with pytest.raises(ValidationError, match="PVERISK_SERVE_PUBLIC_URL"):
         EhrSettings(cds_jwt_required=True)
     assert EhrSettings(cds_jwt_required=True, public_url="https://pverisk.example").public_url
+
+
+@pytest.mark.parametrize("required, headings", [
+    ([], ["**Not known**"]),
+    (["n_liver_metastases"], ["**Required and not known**", "**Also not known**"])])
+def test_not_enough_data_calls_only_required_inputs_required(required, headings):
+    """Trial: with every required input known, the optional ones were listed as "Required and not known"."""
+    record = {"age_years": 70, "largest_metastasis_cm": 3.0}
+    features = ["age_years", "n_liver_metastases", "largest_metastasis_cm", "braf_v600e", "inr", "cea_ng_ml"]
+    d = build_cards(None, record, "", required, 0.4, 0.5, "Research use only.", "m v1", None, features).cards[0].detail
+    assert [h for h in ("**Required and not known**", "**Also not known**", "**Not known**") if h in d] == headings
+    if not required:
+        assert "Required" not in d.split("needed).", 1)[1]
