@@ -7,7 +7,9 @@ any other: its card is the original's with a "validated at" section.
 The gate for an updated model: the same bar (AUROC lower 95% bound, calibration slope in range), on the
 update's cross-validated risks (an update fitted and judged on the same patients would pass by
 construction). An eligible version gets the alias `centre-<name>`, never `champion`: it is the model for that
-centre, and the champion stays what the multi-centre evidence chose.
+centre, and the champion stays what the multi-centre evidence chose. One that is not eligible gets
+`centre-<name>-candidate`, never the general `candidate` alias (a model recalibrated for one centre must not be
+what `import-model --alias candidate` fetches).
 """
 
 from __future__ import annotations
@@ -193,7 +195,7 @@ def _register(client: Any, tracking: TrackingSettings, settings: TrainSettings, 
                    "calibration_slope": result.after.get("slope", float("nan"))}
         why_not = registry.eligibility(metrics, settings, result.after.get("slope_note"))
         decision = registry.GateDecision(
-            registry.CANDIDATE if why_not else _alias_for(result.centre),
+            f"{_alias_for(result.centre)}-{registry.CANDIDATE}" if why_not else _alias_for(result.centre),
             f"not eligible: {why_not}" if why_not else (
                 f"updated for {result.centre} ({result.closed.chosen}); cross-validated AUROC lower bound "
                 f"{metrics['auroc_ci_low']:.3f}, calibration slope {metrics['calibration_slope']:.2f}; served for this "

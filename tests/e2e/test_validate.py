@@ -50,9 +50,11 @@ def test_validate_reports_with_intervals_warns_and_registers_the_update_for_the_
     versions = {str(v.version): v for v in client.search_model_versions(f"name='{NAME}'")}
     new = versions[str(int(store["result"].version) + 1)]
     assert new.tags["centre"] == "Hospital Z" and new.tags["parent_version"] == store["result"].version
-    assert new.tags["data_kind"] == "simulated" and new.tags["gate_decision"] in ("candidate", "centre-hospital-z")
+    assert new.tags["data_kind"] == "simulated" and new.tags["gate_decision"] in ("centre-hospital-z-candidate", "centre-hospital-z")
     champion = client.get_model_version_by_alias(NAME, "champion")
     assert str(champion.version) != str(new.version)  # an update for one centre never becomes champion
+    aliases = client.get_registered_model(NAME).aliases
+    assert aliases.get("candidate") != str(new.version)  # nor the general candidate (trial: it took that alias)
     mlflow.set_tracking_uri(store["tracking"].tracking_uri)
     card = mlflow.artifacts.load_dict(f"runs:/{new.run_id}/model_card/model_card.json")
     entry = card["validated_at"][-1]
