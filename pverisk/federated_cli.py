@@ -136,7 +136,10 @@ def train(
     code = run_foreground(cmd, flower_env(folder / "flower"))
     if code != 0 or not result_file.exists():
         _fail(RuntimeError(f"the federated run did not finish (flwr run exited {code}); see Flower's log above"))
-    print_federated(json.loads(result_file.read_text()))
+    record = json.loads(result_file.read_text())
+    if "error" in record:
+        _fail(RuntimeError(f"the federated run stopped: {record['error']}"))
+    print_federated(record)
 
 
 @app.command()

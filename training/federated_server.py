@@ -238,7 +238,16 @@ def make_server_app(config: dict[str, Any] | None = None) -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_federated(grid, fr.FederatedConfig.from_run_config({**dict(context.run_config), **(config or {})}))
+        cfg = fr.FederatedConfig.from_run_config({**dict(context.run_config), **(config or {})})
+        try:
+            run_federated(grid, cfg)
+        except RuntimeError as exc:
+            # a run that cannot go on (too few valid sites, none left) is an answer, not a crash: the reason
+            # goes to the coordinator's command, which prints it and exits 1, instead of a ServerApp traceback
+            if not cfg.result_file:
+                raise
+            with open(cfg.result_file, "w") as fh:
+                fh.write(fr.as_json({"error": str(exc)}))
 
     return app
 

@@ -45,7 +45,10 @@ def simulate_federation(files: list[Path], config: dict[str, Any], register: boo
                                                      "include_dashboard": False, "log_to_driver": False}})
         if not result.exists():
             raise RuntimeError("the simulated federation did not finish (see Flower's log above)")
-        return json.loads(result.read_text())
+        record = json.loads(result.read_text())
+        if "error" in record:
+            raise RuntimeError(f"the federated run stopped: {record['error']}")
+        return record
     finally:
         if work_dir is None:
             shutil.rmtree(folder, ignore_errors=True)

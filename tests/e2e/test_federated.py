@@ -173,3 +173,20 @@ def test_flowers_simulation_engine_trains_ten_sites(tmp_path):
     assert out.count("took part") == 10 and "federated run: cyclic, 10 rounds" in out  # the default, by measurement
     assert "pooled AUROC" in out and "each site's held-out patients" in out
     assert re.search(r"trees kept: \d+ of \d+ \(fewest trees with the lowest summed log-loss", out), out[:2000]
+
+
+def test_too_few_valid_sites_is_a_plain_answer_not_a_traceback(sites, tmp_path):
+    """Trial: a run left with too few valid sites ended in a ServerApp traceback, "exit code 201" and then
+    "did not finish (flwr run exited 0)". Now the reason, naming the refused site, and exit 1."""
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("centre-01.parquet", "invalid-site.parquet"):
+        (folder / name).write_bytes(((sites / "sites" / name) if name.startswith("centre") else sites / name).read_bytes())
+    env = offline_env(PVERISK_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                      PVERISK_ARTIFACT_ROOT=str(tmp_path / "artifacts"), RAY_USAGE_STATS_ENABLED="0")
+    res = subprocess.run([pverisk_federated(), "federated", "simulate", "--site-dir", str(folder), "--rounds", "2",
+                          "--no-register"], env=env, cwd=project_root(), capture_output=True, text=True, timeout=600)
+    said = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 1, said[-3000:]
+    assert "the federated run stopped: 1 valid sites, at least 2 needed" in said and "site invalid-site refused" in said
+    assert "Traceback" not in said, said[-3000:]
