@@ -138,11 +138,15 @@ def print_centres(block, title: str) -> None:  # type: ignore[no-untyped-def]
         table.add_row(str(r["centre"]), str(r["n"]), str(r["events"]), ci(r, "auroc", "auroc_ci_low", "auroc_ci_high"),
                       ci(r, "calibration_intercept", "intercept_ci_low", "intercept_ci_high", 2),
                       ci(r, "calibration_slope", "slope_ci_low", "slope_ci_high", 2))
+    columns = {"AUROC": 0, "calibration intercept": 1, "calibration slope": 2}
     for name, p in block["pooled"].items():
         if p and p.get("k"):
-            table.add_row(f"pooled {name}", "", f"{p['k']} centres", f"{p['estimate']:.3f} ({p['ci_low']:.3f} to "
-                          f"{p['ci_high']:.3f})", f"PI {p['pi_low']:.3f} to {p['pi_high']:.3f}" if p.get("pi_low")
-                          is not None else "PI -", f"I2 {p['i2']:.2f}, tau2 {p['tau2']:.4f}")
+            # each pooled figure under its own metric's column: estimate (CI), prediction interval, heterogeneity
+            cells = ["", "", ""]
+            pi = f"PI {p['pi_low']:.3f} to {p['pi_high']:.3f}" if p.get("pi_low") is not None else "PI -"
+            cells[columns.get(name, 0)] = (f"{p['estimate']:.3f} ({p['ci_low']:.3f} to {p['ci_high']:.3f}); {pi}; "
+                                           f"I2 {p['i2']:.2f}, tau2 {p['tau2']:.4f}")
+            table.add_row(f"pooled {name}", "", f"{p['k']} centres", *cells)
     console.print(table)
     for s in block.get("too_small", []):
         console.print(f"[yellow]centre {s['centre']}: no figure ({s['reason']})[/yellow]")
