@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -43,6 +44,7 @@ def run_train(data, eval_data, trials, time_budget, seed, features, data_kind, t
     from feature_store.simulate import simulate_cohort, write_cohort
     from feature_store.validate import CohortValidationError
     from training.pipeline import run_training
+    from training.prepare import SmallSampleWarning
     from training.settings import TrackingSettings, TrainSettings
 
     overrides = {k: v for k, v in {"trials": trials, "time_budget_s": time_budget, "seed": seed}.items()
@@ -57,8 +59,11 @@ def run_train(data, eval_data, trials, time_budget, seed, features, data_kind, t
     with progress_bar() as progress:
         task = progress.add_task("training", total=None)
         try:
-            return run_training(data, settings=settings, tracking=tracking, eval_data=eval_data, features=names,
-                                data_kind=data_kind, progress=lambda m: progress.update(task, description=m))
+            with warnings.catch_warnings():
+                # printed once, as the run's own warnings, after the results (not also as a raw Python warning)
+                warnings.simplefilter("ignore", SmallSampleWarning)
+                return run_training(data, settings=settings, tracking=tracking, eval_data=eval_data, features=names,
+                                    data_kind=data_kind, progress=lambda m: progress.update(task, description=m))
         except CohortValidationError as exc:
             print_problems(exc.problems, f"{len(exc.problems)} problem(s): nothing was written to MLflow",
                             "fix the file, or import it with --drop-invalid")
