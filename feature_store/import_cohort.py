@@ -362,14 +362,31 @@ def _map_and_validate(raw: pd.DataFrame, mapping: Mapping, result: ImportResult)
     rows = np.arange(1, len(mapped) + 1)
     cleaned, vproblems = validate_frame(mapped, names=result.features, require_outcome=mapping.outcome is not None)
     cleaned, sproblems = _recorded_scores(cleaned, rows)
-    result.problems += vproblems + sproblems + _non_resection(cleaned, rows) + _contradictions(cleaned, rows)
     result.warnings += _unit_hints(mapped, cleaned, mapping, vproblems)
+    vproblems = _as_exported(vproblems, raw, mapping)
+    result.problems += vproblems + sproblems + _non_resection(cleaned, rows) + _contradictions(cleaned, rows)
     design = mapping.design()
     if design and design.progression_definition:
         cleaned[c.PROGRESSION_DEFINITION] = design.progression_definition
     if c.PATIENT_ID not in cleaned:
         cleaned[c.PATIENT_ID] = [f"ROW-{i + 1}" for i in range(len(cleaned))]
     result.cohort = cleaned
+
+
+def _as_exported(problems: list[Problem], raw: pd.DataFrame, mapping: Mapping) -> list[Problem]:
+    """A row's problem names the export's own column and value beside the contract's ('Max size (mm)' = -12 mm
+    beside largest_metastasis_cm -1.2): the user fixes the export, not our converted copy of it."""
+    out = []
+    for p in problems:
+        cm = mapping.columns.get(p.column)
+        src = cm.source if cm is not None else None
+        if p.row is None or src is None or src not in raw.columns or not 1 <= p.row <= len(raw):
+            out.append(p)
+            continue
+        exported = str(raw[src].iloc[p.row - 1])[:40]
+        unit = f" {cm.unit}" if cm.unit else ""
+        out.append(Problem(p.row, p.column, p.value, p.rule, source=f"{src!r} = {exported}{unit}"))
+    return out
 
 
 def _decide(result: ImportResult, bad: list[int], drop_invalid: bool, max_drop: float) -> None:

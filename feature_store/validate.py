@@ -26,6 +26,9 @@ class Problem:
     column: str
     value: str | None
     rule: str
+    # imports: the export's own column and value as exported ("'Max size (mm)' = -12 mm"), beside the
+    # contract's column and converted value
+    source: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

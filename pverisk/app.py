@@ -47,7 +47,9 @@ def print_problems(problems: list, title: str, more_hint: str, limit: int = 200)
     for col in ("row", "column", "value", "rule"):
         table.add_column(col)
     for p in problems[:limit]:
-        table.add_row("-" if p.row is None else str(p.row), p.column, p.value or "", p.rule)
+        source = getattr(p, "source", None)  # an import's own column and value, as exported
+        table.add_row("-" if p.row is None else str(p.row), p.column + (f"\n(export: {source})" if source else ""),
+                      p.value or "", p.rule)
     err.print(table)
     if len(problems) > limit:
         err.print(f"... and {len(problems) - limit} more ({more_hint})")

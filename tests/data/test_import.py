@@ -92,6 +92,9 @@ def test_every_bad_row_and_column_is_reported_and_nothing_written(tmp_path, mapp
     assert by[(4, "age_years")].value == "150" and "18 to 100 years" in by[(4, "age_years")].rule
     assert "allowed one of female, male" in by[(5, "sex")].rule
     assert by[(8, "sflr_percent")].value == "3100.0" and "5 to 80 %" in by[(8, "sflr_percent")].rule
+    # the export's own column and value beside the contract's (trial: only "-1.2000000000000002" cm was shown)
+    assert by[(8, "sflr_percent")].source == "'sflr' = 31 fraction"
+    assert by[(6, "largest_metastasis_cm")].source == "'max_mm' = 0 mm" and by[(4, "age_years")].source == "'Age' = 150"
     rep = json.loads(report.read_text())
     assert rep["ok"] is False and len(rep["problems"]) == 9 and rep["written"] is None
 
