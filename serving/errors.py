@@ -20,6 +20,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _PYDANTIC_TITLE = re.compile(r"^\d+ validation errors? for ")
 _KEEP = ("loc", "msg", "type")
+MAX_LISTED = 100  # problems listed in detail
+MAX_NAMED = 10  # fields named in the headline
 
 
 def reworded(body: bytes) -> bytes | None:
@@ -33,10 +35,16 @@ def reworded(body: bytes) -> bytes | None:
     if not (isinstance(data, dict) and isinstance(data.get("error"), str) and _PYDANTIC_TITLE.match(data["error"])
             and isinstance(data.get("detail"), list)):
         return None
-    detail = [_plain({k: e[k] for k in _KEEP if k in e}) if isinstance(e, dict) else e for e in data["detail"]]
-    fields = sorted({".".join(str(x) for x in e.get("loc", ())) or "body" for e in detail if isinstance(e, dict)})
-    n = len(detail)
-    headline = (f"invalid request: {n} problem{'s' if n != 1 else ''} ({', '.join(fields)}); each is listed in "
+    n = len(data["detail"])
+    # a body of 20,000 unknown keys gets a short answer, not one twice its size (trial: 1.9 MB)
+    detail = [_plain({k: e[k] for k in _KEEP if k in e}) if isinstance(e, dict) else e
+              for e in data["detail"][:MAX_LISTED]]
+    if n > MAX_LISTED:
+        detail.append({"loc": [], "msg": f"... and {n - MAX_LISTED} more problems", "type": "truncated"})
+    fields = sorted({".".join(str(x) for x in e.get("loc", ())) or "body" for e in detail[:MAX_LISTED]
+                     if isinstance(e, dict)})
+    named = ", ".join(fields[:MAX_NAMED]) + (", ..." if len(fields) > MAX_NAMED or n > MAX_LISTED else "")
+    headline = (f"invalid request: {n} problem{'s' if n != 1 else ''} ({named}); each is listed in "
                 "detail with what is wrong")
     return json.dumps({**data, "error": headline, "detail": detail}).encode()
 

@@ -73,3 +73,14 @@ def test_pydantics_own_words_become_the_contracts():
     assert msgs[2].startswith("unknown field")
     shape = {"error": "1 validation error for Input", "detail": [{"type": "model_type", "loc": [], "msg": "Input should be"}]}
     assert "JSON object" in json.loads(reworded(json.dumps(shape).encode()))["detail"][0]["msg"]
+
+
+def test_thousands_of_problems_get_a_short_answer():
+    body = {"error": "20000 validation errors for Input", "detail": [
+        {"type": "extra_forbidden", "loc": [f"k{i}"], "msg": "Extra inputs are not permitted"} for i in range(20000)]}
+    raw = json.dumps(body).encode()
+    out = reworded(raw)
+    assert len(out) < 20_000 < len(raw)
+    data = json.loads(out)
+    assert data["error"].startswith("invalid request: 20000 problems (") and data["error"].count(",") <= 11
+    assert len(data["detail"]) == 101 and data["detail"][-1]["msg"] == "... and 19900 more problems"
