@@ -41,7 +41,7 @@ TARGETS: tuple[Target, ...] = (
     Target("training/registry.py", "champion/challenger gate and eligibility",
            (U + "test_registry_findings.py",), functions=("eligibility", "gate")),
     Target("model_runtime/calibration.py", "calibration map", (U + "test_updating.py",)),
-    Target("model_runtime/bands.py", "risk bands", (U + "test_registry_findings.py",)),
+    Target("model_runtime/bands.py", "risk bands", (U + "test_registry_findings.py", U + "test_bands.py")),
     Target("model_runtime/explain.py", "explanations", (U + "test_explain.py",)),
     Target("feature_store/scores.py", "clinical scores",
            (U + "test_scores.py", U + "test_registry_findings.py")),
