@@ -44,7 +44,7 @@ TARGETS: tuple[Target, ...] = (
     Target("model_runtime/bands.py", "risk bands", (U + "test_registry_findings.py", U + "test_bands.py")),
     Target("model_runtime/explain.py", "explanations", (U + "test_explain.py",)),
     Target("feature_store/scores.py", "clinical scores",
-           (U + "test_scores.py", U + "test_registry_findings.py")),
+           (U + "test_scores.py", U + "test_registry_findings.py", U + "test_score_coverage.py")),
     Target("feature_store/derivations.py", "coarse-form rules", (U + "test_coarse.py", U + "test_scores.py")),
     Target("feature_store/coarse.py", "coarse forms at work", (U + "test_coarse.py", U + "test_registry_findings.py")),
     Target("feature_store/units.py", "unit conversion, tabular and FHIR/UCUM",
