@@ -55,7 +55,7 @@ TARGETS: tuple[Target, ...] = (
     Target("ehr/assess.py", "applicability", FHIR_TESTS + (U + "test_cards.py",)),
     Target("ehr/chart_values.py", "staleness (TTL) and conflicts", FHIR_TESTS),
     Target("monitoring/profile.py", "PSI and drift flags", (U + "test_profile.py", U + "test_monitor_interval.py")),
-    Target("monitoring/outcomes.py", "prediction-outcome link", (U + "test_outcomes.py", U + "test_profile.py")),
+    Target("monitoring/outcomes.py", "prediction-outcome link", (U + "test_outcomes.py", U + "test_profile.py", U + "test_outcome_link.py")),
     Target("training/meta_analysis.py", "multi-centre pooling", (U + "test_meta_analysis.py",)),
     Target("training/updating.py", "model updating (closed testing)", (U + "test_updating.py",)),
 )
