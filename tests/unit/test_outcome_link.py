@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
 import time
 import warnings
 
@@ -91,3 +92,17 @@ def test_auroc_with_one_event_or_one_non_event_and_without_warnings():
         warnings.simplefilter("error")  # a window with one class says NaN without computing 0/0
         assert math.isnan(auroc(np.array([0.1, 0.2]), np.array([0, 0])))
         assert math.isnan(auroc(np.array([0.1, 0.2]), np.array([1, 1])))
+
+
+def test_a_thread_that_never_wrote_can_close(store):
+    errors = []
+
+    def close():
+        try:
+            store.close()
+        except Exception as e:  # noqa: BLE001 - the test reports whatever it was
+            errors.append(e)
+    worker = threading.Thread(target=close)
+    worker.start()
+    worker.join()
+    assert errors == []
