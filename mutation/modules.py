@@ -53,7 +53,7 @@ TARGETS: tuple[Target, ...] = (
             "tests/data/test_import.py")),
     Target("feature_store/import_cohort.py", "import: sentinels, recodes, units",
            ("tests/data/test_import.py", "tests/data/test_point_in_time.py")),
-    Target("ehr/fhir_refs.py", "FHIR patient identity", FHIR_TESTS),
+    Target("ehr/fhir_refs.py", "FHIR patient identity", FHIR_TESTS + (U + "test_fhir_identity.py",)),
     Target("ehr/assess.py", "applicability", FHIR_TESTS + (U + "test_cards.py",)),
     Target("ehr/chart_values.py", "staleness (TTL) and conflicts", FHIR_TESTS),
     Target("monitoring/profile.py", "PSI and drift flags", (U + "test_profile.py", U + "test_monitor_interval.py")),

@@ -19,6 +19,7 @@ def _sigmoid(z: float) -> float:
 def test_no_calibration_returns_the_raw_risks_as_floats(spec):
     out = apply_calibration([0, 1, 0.25], spec)
     assert out.dtype == np.float64 and out.tolist() == [0.0, 1.0, 0.25]
+    assert apply_calibration(np.array([0, 1]), spec).dtype == np.float64  # integer input: risks are floats
 
 
 def test_isotonic_interpolates_between_its_points_and_clips_outside():
