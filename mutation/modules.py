@@ -55,7 +55,7 @@ TARGETS: tuple[Target, ...] = (
            ("tests/data/test_import.py", "tests/data/test_point_in_time.py")),
     Target("ehr/fhir_refs.py", "FHIR patient identity", FHIR_TESTS + (U + "test_fhir_identity.py",)),
     Target("ehr/assess.py", "applicability", FHIR_TESTS + (U + "test_cards.py",)),
-    Target("ehr/chart_values.py", "staleness (TTL) and conflicts", FHIR_TESTS),
+    Target("ehr/chart_values.py", "staleness (TTL) and conflicts", FHIR_TESTS + (U + "test_chart_values.py",)),
     Target("monitoring/profile.py", "PSI and drift flags", (U + "test_profile.py", U + "test_monitor_interval.py")),
     Target("monitoring/outcomes.py", "prediction-outcome link", (U + "test_outcomes.py", U + "test_profile.py", U + "test_outcome_link.py")),
     Target("training/meta_analysis.py", "multi-centre pooling", (U + "test_meta_analysis.py",)),

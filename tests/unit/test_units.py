@@ -27,6 +27,7 @@ def test_ucum_codes_convert_and_annotations_alone_are_one():
     assert units.factor_to_contract("mm", "cm") == 0.1
     assert units.factor_to_contract("ug/L", "ng/mL") == 1.0  # exactly 1, not 0.9999999999999999
     assert units.factor_to_contract("{INR}", "ratio") == 1.0
+    assert units._factor("{cells}", "1", None) == 1.0  # an annotation without an alias entry: 1 all the same
     assert units._factor("mg{dose}", "g", None) == 0.001  # an annotation beside a unit is only a note
     assert units._factor("{a}{b}", "1", None) is None  # two annotations are not the annotation-only code
     assert units.factor_to_contract("kg", "cm") is None and units.factor_to_contract("mm", "no such unit") is None
