@@ -17,6 +17,7 @@ from ehr.fhir_refs import OTHER, TARGET, UNRESOLVED, PatientRefs, _absolute, _ba
     ("HTTP://h:443/fhir", "http://h:443/fhir"),
     ("https://[::1]:443/fhir/Patient/1", "https://[::1]/fhir/Patient/1"),
     ("https://h/fhir/Binary/x://y", "https://h/fhir/Binary/x://y"),
+    ("https://h/fhir/Patient/ABX", "https://h/fhir/Patient/ABX"),
 ])
 def test_urls_are_compared_as_fhir_compares_them(url, normal):
     assert _norm(url) == normal
@@ -69,6 +70,11 @@ def test_a_relative_reference_is_relative_to_the_server_of_its_entry(patient):
     assert refs.whose(ref, "https://other.example/fhir/Observation/9") == OTHER
     assert refs.whose(ref, "urn:uuid:obs") == TARGET  # an entry of the bundle itself
     assert refs.whose({"reference": "Patient/2"}, "https://srv.example/fhir/Observation/9") == OTHER
+
+
+def test_the_server_base_is_taken_as_given_but_its_trailing_slash(patient):
+    refs = PatientRefs("Patient/1", {}, [patient], [], server="https://srv.example/fhirX")
+    assert refs.whose({"reference": "https://srv.example/fhirX/Patient/1"}) == TARGET
 
 
 def test_a_server_that_is_not_a_url_adds_no_home_for_the_patient(patient):
