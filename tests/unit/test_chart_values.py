@@ -98,3 +98,21 @@ def test_a_problem_list_fallback_counts_only_without_a_value_of_its_own():
     pool.offer(RAS, _day(1), "mutant", "Condition/r", "Condition/r", "dates", fallback=True)
     pool.settle()
     assert pool.out.record == {"cea_ng_ml": 5.0, "ras_status": "mutant"}
+
+
+def test_a_span_starting_at_the_decision_is_dated_at_it_and_a_month_is_imprecise():
+    pool = _pool()
+    pool.add(CEA, (DECISION, DECISION + timedelta(days=2), "day"), 5.0, "Observation/x", "Observation/x", "lab")
+    assert pool.values["cea_ng_ml"][0].when == DECISION
+    month = (datetime(2025, 6, 1), datetime(2025, 6, 30, 23, 59), "month")
+    assert pool.offer(RAS, month, "mutant", "Observation/m", "Observation/m", "genomics")
+    assert pool.out.problems == [Problem(IMPRECISE, "Observation/m", "dated to the month only", "ras_status")]
+
+
+def test_a_conflict_leaves_only_its_own_input_missing():
+    pool = _pool()
+    pool.offer(RAS, _day(5), "mutant", "Observation/b", "Observation/b", "genomics")
+    pool.offer(RAS, _day(5), "wild_type", "Observation/a", "Observation/a", "genomics")
+    pool.offer(CEA, _day(3), 5.0, "Observation/c", "Observation/c", "lab")
+    pool.settle()
+    assert pool.out.record == {"cea_ng_ml": 5.0}
