@@ -49,8 +49,10 @@ def mutmut_config(t: Target) -> str:
         "only_mutate": [t.path],
         "pytest_add_cli_args_test_selection": list(t.tests),
         "pytest_add_cli_args": PYTEST_ARGS,
-        # A module's tests take seconds; a mutant that loops forever is stopped at 15x their time + 1 s.
+        # A mutant is stopped after 2 x 15 x (its tests' time + 5 s) of CPU: mutmut times a test's call
+        # only, so the constant covers fixture set-up (a session fixture is built again in every mutant).
         "timeout_multiplier": 15.0,
+        "timeout_constant": 5.0,
     }
     return "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items())
 
@@ -113,7 +115,9 @@ def run_mutmut(t: Target, work: Path, keep: bool) -> float:
     else:
         # A fresh run: test-to-function stats are collected again (cheap: the module's fast tests only).
         (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
-    env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT), "PVERISK_ROOT": str(ROOT)}
+    # One thread per worker: two workers share two cores, and BLAS/OpenMP threads would only contend.
+    env = {**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT), "PVERISK_ROOT": str(ROOT), "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     jobs = os.environ.get("MUTATION_JOBS", "2")
     log = work / "mutmut.log"
     start = time.monotonic()

@@ -1,6 +1,7 @@
 """Applicability and enough data, rule by rule: who is declined and why (failing closed), what the contract
 refuses, when a chart has enough for a risk (at the share's edge), and inputs filled from the feature store
-(docs/MUTATION.md lists the mutants these tests kill). `small_risk` reads 7 inputs, 2 of them required."""
+(docs/MUTATION.md lists the mutants these tests kill). The model is a stand-in that reads 7 inputs, 2 of them
+required, and derives its coarse input as a served model does: no training, so each mutant runs in a moment."""
 
 from __future__ import annotations
 
@@ -10,7 +11,25 @@ from ehr import assess as a_
 from ehr.assess import Assessment, declined, fill_from_store, missing_from_chart, reason, refused_fields
 from ehr.fhir_read import REFUSED, Mapped
 from ehr.settings import EhrSettings
+from feature_store.coarse import derive_coarse
 from tests.fixtures.fhir import patient_resources
+
+class StandInRisk:
+    features = ["age_years", "more_than_4_liver_metastases", "largest_metastasis_cm", "ras_status", "cea_ng_ml",
+                "sex", "bilobar_disease"]
+    required = ["age_years", "more_than_4_liver_metastases"]
+
+    def derive(self, columns):
+        return derive_coarse(columns, ["more_than_4_liver_metastases"])
+
+    def score_record(self, record):
+        return {"probability": 0.3, "inputs": dict(record)}
+
+
+@pytest.fixture
+def risk():
+    return StandInRisk()
+
 
 COMPLETE = {"age_years": 64.0, "n_liver_metastases": 6, "largest_metastasis_cm": 4.0, "ras_status": "mutant",
             "cea_ng_ml": 12.0, "sex": "female", "bilobar_disease": True}
@@ -49,55 +68,55 @@ def test_values_the_contract_refuses_are_dropped_by_name_and_missing_ones_are_no
     assert (fields, refused) == ({"sex": "female"}, [])
 
 
-def _scored(small_risk, record, share=0.5, declined_=None) -> Assessment:
-    return a_.score_assessment(_assessment(record, declined_), small_risk, EhrSettings(cds_min_input_share=share))
+def _scored(risk, record, share=0.5, declined_=None) -> Assessment:
+    return a_.score_assessment(_assessment(record, declined_), risk, EhrSettings(cds_min_input_share=share))
 
 
-def test_a_complete_chart_is_scored_and_a_declined_one_never(small_risk):
-    a = _scored(small_risk, COMPLETE)
+def test_a_complete_chart_is_scored_and_a_declined_one_never(risk):
+    a = _scored(risk, COMPLETE)
     assert a.prediction is not None and a.share == 1.0 and a.missing_required == []
-    assert _scored(small_risk, COMPLETE, declined_="deceased").prediction is None
+    assert _scored(risk, COMPLETE, declined_="deceased").prediction is None
 
 
-def test_enough_data_means_the_required_inputs_and_the_share_at_least_the_minimum(small_risk):
+def test_enough_data_means_the_required_inputs_and_the_share_at_least_the_minimum(risk):
     four = {k: COMPLETE[k] for k in ("age_years", "n_liver_metastases", "largest_metastasis_cm", "sex")}
-    at_edge = _scored(small_risk, four, share=4 / 7)
+    at_edge = _scored(risk, four, share=4 / 7)
     assert at_edge.share == 4 / 7 and at_edge.prediction is not None  # the coarse input counts via its count
-    assert _scored(small_risk, four, share=0.6).prediction is None
-    no_age = _scored(small_risk, {k: v for k, v in COMPLETE.items() if k != "age_years"})
+    assert _scored(risk, four, share=0.6).prediction is None
+    no_age = _scored(risk, {k: v for k, v in COMPLETE.items() if k != "age_years"})
     assert no_age.missing_required == ["age_years"] and no_age.prediction is None
     assert no_age.share == 6 / 7
 
 
-def test_inputs_the_chart_lacked_are_filled_from_the_store_and_scored_again(small_risk):
-    partial = _scored(small_risk, {"age_years": 64.0, "sex": "female"})
+def test_inputs_the_chart_lacked_are_filled_from_the_store_and_scored_again(risk):
+    partial = _scored(risk, {"age_years": 64.0, "sex": "female"})
     assert partial.prediction is None
-    lacking = missing_from_chart(partial, small_risk)
+    lacking = missing_from_chart(partial, risk)
     assert "cea_ng_ml" in lacking and "n_liver_metastases" in lacking and "age_years" not in lacking
     store = {"n_liver_metastases": 6, "cea_ng_ml": 12.04, "ras_status": "mutant", "age_years": 99.0}
     ages = {"n_liver_metastases": 3.0, "cea_ng_ml": 1.5, "ras_status": 40.0, "age_years": 0.0}
-    filled = fill_from_store(partial, store, ages, small_risk, EhrSettings())
+    filled = fill_from_store(partial, store, ages, risk, EhrSettings())
     assert filled.record["age_years"] == 64.0 and filled.record["cea_ng_ml"] == 12.0  # clinical precision
     assert filled.from_store == {"n_liver_metastases": 3.0, "cea_ng_ml": 1.5, "ras_status": 40.0}
     assert filled.prediction is not None
-    nothing = _scored(small_risk, COMPLETE)
+    nothing = _scored(risk, COMPLETE)
     before = nothing.prediction
-    assert fill_from_store(nothing, {"bilirubin_mg_dl": 1.0}, {"bilirubin_mg_dl": 1.0}, small_risk,
+    assert fill_from_store(nothing, {"bilirubin_mg_dl": 1.0}, {"bilirubin_mg_dl": 1.0}, risk,
                            EhrSettings()).prediction is before and nothing.from_store == {}
 
 
-def test_a_chart_is_mapped_refused_and_assessed_in_one_call(small_risk):
+def test_a_chart_is_mapped_refused_and_assessed_in_one_call(risk):
     res = patient_resources("p1", high=True)
     resources = res["patient"] + res["conditions"] + res["observations"]
-    a = a_.assess(resources, small_risk, EhrSettings(), patient_id="p1")
+    a = a_.assess(resources, risk, EhrSettings(), patient_id="p1")
     assert a.patient_id == "p1" and a.declined is None and a.prediction is not None
     assert a.record["n_liver_metastases"] == 14 and a.basis and a.counts() == a.mapped.counts()
-    other = a_.assess(resources, small_risk, EhrSettings(), patient_id="p2")
+    other = a_.assess(resources, risk, EhrSettings(), patient_id="p2")
     assert other.prediction is None and other.identity_conflict and other.record == {}
     assert REFUSED not in a.counts()
     cea = next(o for o in res["observations"] if o["id"] == "p1-cea")
     cea["valueQuantity"] = {**cea["valueQuantity"], "value": 5e7}  # outside the contract's range
-    refused = a_.assess(resources, small_risk, EhrSettings(), patient_id="p1")
+    refused = a_.assess(resources, risk, EhrSettings(), patient_id="p1")
     assert "cea_ng_ml" not in refused.record and refused.counts()[REFUSED] == 1
     (problem,) = [p for p in refused.mapped.problems if p.kind == REFUSED]
     assert (problem.ref, problem.feature) == ("input", "cea_ng_ml") and problem.message.endswith("; refused")
