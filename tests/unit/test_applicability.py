@@ -120,3 +120,55 @@ def test_a_chart_is_mapped_refused_and_assessed_in_one_call(risk):
     assert "cea_ng_ml" not in refused.record and refused.counts()[REFUSED] == 1
     (problem,) = [p for p in refused.mapped.problems if p.kind == REFUSED]
     assert (problem.ref, problem.feature) == ("input", "cea_ng_ml") and problem.message.endswith("; refused")
+
+
+def _chart(pid: str = "p1") -> list[dict]:
+    res = patient_resources(pid, high=True)
+    return res["patient"] + res["conditions"] + res["observations"]
+
+
+def test_assess_maps_the_chart_as_of_the_decision_with_the_callers_problems(risk):
+    from datetime import datetime, timedelta, timezone
+
+    from ehr.fhir_read import Problem
+
+    year_ago = datetime.now(timezone.utc) - timedelta(days=365)
+    early = a_.assess(_chart(), risk, EhrSettings(), decision=year_ago, patient_id="p1",
+                      problems=[Problem("malformed", "Bundle entry 3", "not JSON")])
+    assert "cea_ng_ml" not in early.record and early.counts().get("future")  # observations after the decision
+    assert "Bundle entry 3: not JSON" in early.notes and early.notes == early.mapped.notes
+
+
+def test_assess_reads_relative_references_against_the_fhir_server(risk):
+    chart = _chart()
+    entries = [(None if r["resourceType"] == "Patient" else f"https://other.example/fhir/{r['resourceType']}/{r['id']}",
+                r) for r in chart]
+    mine = a_.assess(entries, risk, EhrSettings(), patient_id="p1")
+    assert mine.record.get("cea_ng_ml") == 350.0
+    elsewhere = a_.assess(entries, risk, EhrSettings(), patient_id="p1", fhir_server="https://srv.example/fhir")
+    assert "cea_ng_ml" not in elsewhere.record  # another server's Patient/p1 is another patient
+
+
+def test_someone_elses_chart_is_assessed_to_nothing_but_its_notes(risk):
+    from ehr.fhir_read import Problem
+
+    other = a_.assess(_chart(), risk, EhrSettings(), patient_id="p2",
+                      problems=[Problem("malformed", "Bundle entry 3", "not JSON")])
+    assert other.identity_conflict and other.prediction is None and isinstance(other.mapped, Mapped)
+    assert (other.record, other.share, other.missing_required, other.basis) == ({}, 0.0, [], [])
+    assert other.notes == ["Bundle entry 3: not JSON"] and other.patient_id is None
+
+
+def test_a_deceased_patient_is_declined_whatever_the_chart_holds(risk):
+    chart = _chart()
+    chart[0] = {**chart[0], "deceasedBoolean": True}
+    a = a_.assess(chart, risk, EhrSettings(), patient_id="p1")
+    assert a.declined == "deceased" and a.prediction is None and a.share > 0.5
+
+
+def test_each_refused_value_gets_its_own_reason_and_counts_need_a_chart():
+    fields, refused = refused_fields({"age_years": 300, "sex": "x"})
+    assert fields == {} and refused == [("age_years", "outside the allowed range 18 to 100 years"),
+                                        ("sex", "unknown category; allowed one of female, male")]
+    assert refused_fields({"age_years": 300}) == ({}, [("age_years", "outside the allowed range 18 to 100 years")])
+    assert _assessment().counts() == {}
