@@ -60,6 +60,7 @@ TARGETS: tuple[Target, ...] = (
     # test_monitor_interval.py is left out: it trains a model, which every mutant would pay for again
     Target("monitoring/profile.py", "PSI and drift flags", (U + "test_profile.py", U + "test_drift.py")),
     Target("monitoring/outcomes.py", "prediction-outcome link", (U + "test_outcomes.py", U + "test_profile.py", U + "test_outcome_link.py")),
-    Target("training/meta_analysis.py", "multi-centre pooling", (U + "test_meta_analysis.py",)),
+    Target("training/meta_analysis.py", "multi-centre pooling",
+           (U + "test_meta_analysis.py", U + "test_pooling_edges.py")),
     Target("training/updating.py", "model updating (closed testing)", (U + "test_updating.py",)),
 )
