@@ -62,5 +62,6 @@ TARGETS: tuple[Target, ...] = (
     Target("monitoring/outcomes.py", "prediction-outcome link", (U + "test_outcomes.py", U + "test_profile.py", U + "test_outcome_link.py")),
     Target("training/meta_analysis.py", "multi-centre pooling",
            (U + "test_meta_analysis.py", U + "test_pooling_edges.py")),
-    Target("training/updating.py", "model updating (closed testing)", (U + "test_updating.py",)),
+    Target("training/updating.py", "model updating (closed testing)",
+           (U + "test_updating.py", U + "test_updating_edges.py")),
 )
