@@ -58,7 +58,8 @@ TARGETS: tuple[Target, ...] = (
            (U + "test_applicability.py", U + "test_cards.py") + FHIR_TESTS),
     Target("ehr/chart_values.py", "staleness (TTL) and conflicts", FHIR_TESTS + (U + "test_chart_values.py",)),
     # test_monitor_interval.py is left out: it trains a model, which every mutant would pay for again
-    Target("monitoring/profile.py", "PSI and drift flags", (U + "test_profile.py", U + "test_drift.py")),
+    Target("monitoring/profile.py", "PSI and drift flags",
+           (U + "test_profile.py", U + "test_drift.py", U + "test_profile_shape.py")),
     Target("monitoring/outcomes.py", "prediction-outcome link", (U + "test_outcomes.py", U + "test_profile.py", U + "test_outcome_link.py")),
     Target("training/meta_analysis.py", "multi-centre pooling",
            (U + "test_meta_analysis.py", U + "test_pooling_edges.py")),
