@@ -100,7 +100,9 @@ def render(results: dict[str, Any], targets: Sequence[Any], equivalents: dict[st
         label = t.path + (f" ({', '.join(t.functions)})" if t.functions else "")
         lines.append(_row(label, t.what, mods.get(t.path), generated.get(t.path, 0)))
     versions = sorted({m["mutmut"] for m in mods.values()})
-    lines += ["", f"mutmut {', '.join(versions) or '—'}; {len(mods)} of {len(targets)} modules run.", ""]
+    passing = sum(1 for m in mods.values() if (s := score(m)[2]) is not None and s >= GOAL)
+    lines += ["", f"mutmut {', '.join(versions) or '—'}; {len(mods)} of {len(targets)} modules run, {passing} of them "
+              f"at the goal.", ""]
     lines += _estimate(results)
     lines += _survivor_lines(results, equivalents)
     return "\n".join(lines)
