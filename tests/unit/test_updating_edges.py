@@ -67,8 +67,9 @@ def test_the_closed_test_records_its_tests_likelihoods_and_updates():
 
 def test_the_top_model_is_chosen_when_every_simpler_one_is_worse_and_a_refit_takes_its_place():
     y, p = _centre(1500, 0.2, 0.45)
-    test = closed_test(y, p)
-    assert test.chosen == LOGISTIC and test.reason == _reason(LOGISTIC, LOGISTIC, test.tests, "", 0.05)
+    test = closed_test(y, p, refit_why_not="because")
+    assert test.chosen == LOGISTIC and test.reason == _reason(LOGISTIC, LOGISTIC, test.tests, "because", 0.05)
+    assert test.reason.endswith(". because") and [t["df"] for t in test.tests] == [2, 1]
     assert set(test.loglik) == {ORIGINAL, IN_THE_LARGE, LOGISTIC} and LOGISTIC in test.updates
     refit = closed_test(y, p, refit_oof=np.clip(p * 0.5, 0.01, 0.99))
     assert refit.updates[REFIT] == Update(REFIT, df=0) and refit.tests[0]["df"] == 0
@@ -117,5 +118,26 @@ def test_refit_risks_are_out_of_fold_in_five_seeded_folds():
     refit_out_of_fold(X, y, fit, seed=1)
     assert seen != first
     seen.clear()
-    refit_out_of_fold(X.iloc[:23], np.r_[np.ones(3, int), np.zeros(20, int)], fit)
-    assert len(seen) == 3  # 3 events: 3 folds
+    refit_out_of_fold(X.iloc[:22], np.r_[np.ones(2, int), np.zeros(20, int)], fit)
+    assert len(seen) == 2  # 2 events: 2 folds
+    seen.clear()
+    refit_out_of_fold(X.iloc[:23], np.r_[np.zeros(3, int), np.ones(20, int)], fit)
+    assert len(seen) == 3  # 3 non-events: 3 folds
+
+
+@pytest.mark.parametrize("events, n", [(2, 62), (3, 63), (60, 63)])
+def test_cross_validated_folds_are_as_many_as_the_rarer_outcome_allows(events, n):
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.r_[np.ones(events, int), np.zeros(n - events, int)]
+    p = np.linspace(0.05, 0.5, n)
+    k = max(2, min(5, events, n - events))
+    expected = np.zeros(n)
+    for tr, te in StratifiedKFold(k, shuffle=True, random_state=0).split(p, y):
+        expected[te] = fit_update(y[tr], p[tr], IN_THE_LARGE).apply(p[te])
+    assert np.array_equal(cross_validated(y, p, IN_THE_LARGE), expected)
+
+
+def test_an_update_no_better_than_the_original_has_a_likelihood_ratio_of_zero():
+    y, p = np.r_[np.ones(50, int), np.zeros(50, int)], np.full(100, 0.5)
+    assert closed_test(y, p).tests[0]["lr"] == 0.0
