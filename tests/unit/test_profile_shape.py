@@ -81,3 +81,29 @@ def test_drift_reads_the_reference_given_and_its_missing_share(built):
     d = b.drift(current, reference=other)["bilobar_disease"]
     assert d["reference_missing_share"] == 0.6 and d["missing_share"] == 0.2 and d["psi"] > 0
     assert pr._share(1.0, 4.0) == 0.25 and math.isnan(pr._share(1.0, 0.0))
+
+
+def test_quantiles_in_the_first_bins():
+    first = np.zeros(100)
+    first[0] = 10
+    assert pr.quantiles(first, [0.5]) == pytest.approx([0.005])
+    first[1] = 10
+    assert pr.quantiles(first, [0.75]) == pytest.approx([0.015])
+
+
+def test_fine_scores_on_a_grid_point_go_to_the_bin_above_it(built):
+    _, prof = built
+    b = pr.Binner(prof)
+    grid = b.score_grid.tolist()
+    fine = np.zeros(100)
+    fine[grid[0]] = 1
+    coarse = b.coarse_scores(fine)
+    assert len(coarse) == len(grid) + 1 and coarse[1] == 1 and coarse.sum() == 1
+
+
+def test_compare_without_a_recorded_source(built):
+    X, prof = built
+    del prof["source"]
+    b = pr.Binner(prof)
+    out = pr.compare(prof, b.counts(X), pr.score_counts(np.full(50, 0.3)), pr.DriftThresholds())
+    assert out["reference"] == {"n": 50}
