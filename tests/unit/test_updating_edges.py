@@ -141,3 +141,9 @@ def test_cross_validated_folds_are_as_many_as_the_rarer_outcome_allows(events, n
 def test_an_update_no_better_than_the_original_has_a_likelihood_ratio_of_zero():
     y, p = np.r_[np.ones(50, int), np.zeros(50, int)], np.full(100, 0.5)
     assert closed_test(y, p).tests[0]["lr"] == 0.0
+
+
+def test_without_a_refit_note_the_reason_ends_with_the_tests():
+    y, p = _centre(1500, 0.2, 0.45)
+    test = closed_test(y, p)
+    assert test.reason == _reason(test.chosen, LOGISTIC, test.tests, "", 0.05) and test.reason.endswith("df, p = 0.000")
