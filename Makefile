@@ -19,7 +19,7 @@ UV_VERSION := $(shell awk '/^name = "uv"$$/ {getline; gsub(/[^0-9.]/, ""); print
 RUN := $(UV) run --frozen --no-sync
 COMPILE := $(RUN) python -m compileall -q -j0 feature_store model_runtime training serving ehr monitoring pverisk benchmarks
 
-.PHONY: install install-dev install-federated demo test bench clean-stores audit
+.PHONY: install install-dev install-federated demo test bench clean-stores audit mutation
 
 # Flower (federated training) pins fastapi, starlette, protobuf, rich, typer and uvicorn to older releases
 # than the serving stack uses, so it lives in an environment of its own (the `federated` extra, declared
@@ -47,6 +47,12 @@ demo: install
 
 test: install-dev
 	$(RUN) pytest
+
+# Mutation testing of the modules that decide (mutation/modules.py), each against its own fast tests; writes
+# docs/MUTATION.md. Not part of `test`: a full run takes hours. MUTATION_SELECT=<path substring>[,...] runs
+# some modules, MUTATION_KEEP=1 resumes, MUTATION_RENDER=1 only re-renders the page (mutation/run.py).
+mutation: install-dev
+	$(RUN) python mutation/run.py
 
 # Every benchmark writes build/bench/<name>.json (benchmarks/bench_common.py); one line each, the
 # report last: it renders them all into BENCHMARKS.md.

@@ -84,3 +84,28 @@ def test_a_requested_coarse_form_is_derived_and_exclusions_are_listed():
     reasons = {s["feature"]: s["reason"] for s in choice.skipped}
     assert reasons["n_liver_metastases"] == "not among --features"
     assert reasons["degree_hypertrophy_pp"].startswith("known only after PVE")
+
+
+def test_a_recorded_flag_is_kept_where_another_item_settles_nothing():
+    cols = {"disease_free_interval_under_12_months": [False, None], "synchronous_metastases": [False, True]}
+    out, _ = derive_coarse(cols, ["disease_free_interval_under_12_months"])
+    assert list(out["disease_free_interval_under_12_months"]) == [False, True]
+
+
+def test_a_coarse_form_without_its_source_or_rule_is_left_alone():
+    out, conflicts = derive_coarse({"age_years": [60.0]}, ["multiple_liver_metastases", "age_years"])
+    assert out == {"age_years": [60.0]} and conflicts == {}
+
+
+def test_a_frames_columns_come_back_by_position_whatever_its_index():
+    frame = pd.DataFrame({"age_years": [60.0, 70.0], "n_liver_metastases": [1, 5]}, index=[10, 11])
+    out, _ = derive_coarse(frame, ["multiple_liver_metastases"])
+    assert out["age_years"][0] == 60.0 and list(out["multiple_liver_metastases"]) == [False, True]
+
+
+def test_an_input_is_satisfied_by_its_own_value_or_by_its_fine_source_alone():
+    assert list(satisfies("age_years", {"age_years": [60.0, None]})) == [True, False]
+    assert list(satisfies("multiple_liver_metastases", {"n_liver_metastases": [3, None]})) == [True, False]
+    assert required_text("age_years") == "age_years"
+    assert required_text("tumour_burden_band") == ("tumour_burden_band (or n_liver_metastases, largest_metastasis_cm, "
+                                                   "from which it derives)")
