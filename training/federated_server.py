@@ -167,13 +167,17 @@ def _keep_trees(grid: Grid, model: bytes, columns: list[str], sites: fr.Sites, c
     replies = _query(grid, sites.accepted(), {"action": "curve", "columns": json.dumps(columns),
                                               "sizes": json.dumps(sizes)}, model, cfg.round_timeout_s)
     stats = [dict(m.content["metrics"]) for m in replies.values() if not m.has_error()]
+    patients = int(sum(float(s.get("n", 0)) for s in stats))
+    if not cfg.keep_best_size or not patients:  # nothing to choose on: never cut the model blind
+        rule = ("all trees kept (keep-best-size off)" if not cfg.keep_best_size else
+                "all trees kept (no site could score the model's sizes on calibration patients)")
+        return model, {"grown": grown, "kept": grown, "rule": rule, "patients": patients}
     loss = {k: sum(float(s.get(f"loss-{k}", 0.0)) for s in stats) for k in sizes}
-    kept = fr.trees_to_keep(loss) if cfg.keep_best_size else grown
+    kept = fr.trees_to_keep(loss)
     if kept < grown:
         model = bytes(bst[:kept].save_raw("json"))
     return model, {"grown": grown, "kept": kept, "rule": "fewest trees with the lowest summed log-loss on the "
-                   "sites' calibration patients" if cfg.keep_best_size else "all trees kept (keep-best-size off)",
-                   "patients": int(sum(float(s.get("n", 0)) for s in stats))}
+                   "sites' calibration patients", "patients": patients}
 
 
 def _calibrate(grid: Grid, model: bytes, columns: list[str], sites: fr.Sites, cfg: fr.FederatedConfig
