@@ -3,6 +3,8 @@ the rule; docs/MUTATION.md lists the mutants these tests kill)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from model_runtime.bands import RULE, derive_bands, resolve_bands
@@ -22,7 +24,7 @@ def test_the_metadata_entry_records_the_rate_to_four_places_and_the_rule():
     assert derive_bands(0.123456) == {"low_below": 0.07, "high_from": 0.17, "base_rate": 0.1235, "rule": RULE}
 
 
-@pytest.mark.parametrize("rate, low, high", [(0.01, 0.01, 0.02), (0.8, 0.48, 0.95), (0.999, 0.6, 0.95)])
+@pytest.mark.parametrize("rate, low, high", [(0.005, 0.01, 0.02), (0.01, 0.01, 0.02), (0.8, 0.48, 0.95), (0.999, 0.6, 0.95)])
 def test_bands_stay_apart_and_inside_the_range_at_extreme_rates(rate, low, high):
     bands = derive_bands(rate)
     assert (bands["low_below"], bands["high_from"]) == (low, high)
@@ -41,6 +43,9 @@ def test_bands_recorded_without_rule_or_rate_say_so():
 
 def test_legacy_and_deployment_bands_say_where_they_come_from():
     assert resolve_bands({}).rule == LEGACY_RULE
+    # a model trained before bands travelled keeps the cut-offs it was served with
+    assert resolve_bands({}).described() == {"low_below": 0.15, "high_from": 0.35, "source": "default",
+                                             "rule": LEGACY_RULE}
     assert resolve_bands({}, 0.1, None).rule == DEPLOYMENT_RULE
 
 
@@ -53,6 +58,13 @@ def test_overriding_one_cut_off_keeps_the_models_other():
 def test_equal_cut_offs_are_refused():
     with pytest.raises(ValueError, match="must be below"):
         resolve_bands({}, 0.3, 0.3)
+
+
+def test_served_bands_cannot_be_changed_in_place():
+    # one Bands object is shared by every request a worker answers
+    served = resolve_bands({"risk_bands": derive_bands(0.25)})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        served.low_below = 0.5  # type: ignore[misc]
 
 
 def test_a_model_keeps_the_rule_it_was_trained_under():
