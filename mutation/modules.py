@@ -53,7 +53,9 @@ TARGETS: tuple[Target, ...] = (
            (U + "test_units.py", U + "test_fhir_chart_mapping.py", U + "test_fhir_trial_holes.py",
             "tests/data/test_import.py")),
     Target("feature_store/import_cohort.py", "import: sentinels, recodes, units",
-           (U + "test_import_values.py", "tests/data/test_import.py")),  # not test_point_in_time.py: Feast, 15 s
+           (U + "test_import_values.py", "tests/data/test_import.py", "tests/data/test_registry_findings_import.py",
+            U + "test_import_report.py", U + "test_import_write.py", U + "test_import_hints.py")),
+    # not test_point_in_time.py: Feast, 15 s
     Target("ehr/fhir_refs.py", "FHIR patient identity", FHIR_TESTS + (U + "test_fhir_identity.py",)),
     Target("ehr/assess.py", "applicability and enough data",
            (U + "test_applicability.py", U + "test_cards.py") + FHIR_TESTS),

@@ -16,7 +16,7 @@ from feature_store.validate import Problem
 @pytest.mark.parametrize("value, normal", [
     (True, "True"), (3, "3"), (np.int64(3), "3"), (-999.0, "-999"), (2.5, "2.5"), (np.float32(4.0), "4"),
     (" -999 ", "-999"), ("1.0", "1"), ("2.50", "2.5"), ("abc", "abc"), ("nan", "nan"), ("inf", "inf"),
-    ("-inf", "-inf"),
+    ("-inf", "-inf"), ("NaN", "NaN"), ("Infinity", "Infinity"),  # not numbers: compared as written
 ])
 def test_sentinels_and_codes_are_compared_by_value(value, normal):
     assert _norm(value) == normal
