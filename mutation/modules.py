@@ -43,7 +43,7 @@ TARGETS: tuple[Target, ...] = (
     Target("model_runtime/calibration.py", "calibration map", (U + "test_updating.py", U + "test_calibration.py")),
     Target("model_runtime/bands.py", "risk bands",
            (U + "test_registry_findings.py", U + "test_bands.py", U + "test_decision_boundaries.py")),
-    Target("model_runtime/explain.py", "explanations", (U + "test_explain.py",)),
+    Target("model_runtime/explain.py", "explanations", (U + "test_explain.py", U + "test_explain_paths.py")),
     Target("feature_store/scores.py", "clinical scores",
            (U + "test_scores.py", U + "test_registry_findings.py", U + "test_score_coverage.py")),
     Target("feature_store/derivations.py", "coarse-form rules",
