@@ -50,8 +50,12 @@ class PathExplainer:
         self.booster = booster
         model = json.loads(booster.save_raw("json"))["learner"]
         gb = model["gradient_booster"]
+        classes = int(model["learner_model_param"].get("num_class", "0"))
+        if classes > 1:  # the risk is one margin per patient (RiskModel applies one sigmoid)
+            raise ValueError(f"explanations need a single-output model (one margin per patient); this booster "
+                             f"has {classes} classes")
         self.trees: list[_Tree] | None = None
-        if gb.get("name") == "gbtree" and int(model["learner_model_param"].get("num_class", "0")) <= 1:
+        if gb.get("name") == "gbtree":
             trees = []
             for t in gb["model"]["trees"]:
                 left = np.asarray(t["left_children"])

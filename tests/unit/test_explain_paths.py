@@ -169,6 +169,17 @@ def test_a_single_output_model_saved_with_num_class_1_is_explained_path_wise(dat
     assert_exact(ex, booster, X)
 
 
+def test_a_model_with_one_margin_per_class_is_refused_in_plain_words(data):
+    # the risk is one margin per patient; a multi-class booster used to fail with a TypeError deep inside
+    train, _ = data
+    labels = np.arange(train.num_row()) % 3
+    multi = xgb.train({"objective": "multi:softprob", "num_class": 3, "max_depth": 2, "nthread": 1},
+                      xgb.DMatrix(train.get_data(), label=labels, feature_names=train.feature_names), 2)
+    with pytest.raises(ValueError, match=r"^explanations need a single-output model \(one margin per patient\); "
+                                         r"this booster has 3 classes$"):
+        PathExplainer(multi)
+
+
 def table_bytes(tree):
     """What remembering a tree takes: a flag per pattern and a float32 per pattern and column it splits on."""
     return (1 << len(tree.features)) * (1 + 4 * len(tree.columns))
