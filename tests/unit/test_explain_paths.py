@@ -169,14 +169,15 @@ def test_a_single_output_model_saved_with_num_class_1_is_explained_path_wise(dat
     assert_exact(ex, booster, X)
 
 
-def test_a_model_with_one_margin_per_class_is_refused_in_plain_words(data):
+@pytest.mark.parametrize("classes", [2, 3])
+def test_a_model_with_one_margin_per_class_is_refused_in_plain_words(data, classes):
     # the risk is one margin per patient; a multi-class booster used to fail with a TypeError deep inside
     train, _ = data
-    labels = np.arange(train.num_row()) % 3
-    multi = xgb.train({"objective": "multi:softprob", "num_class": 3, "max_depth": 2, "nthread": 1},
+    labels = np.arange(train.num_row()) % classes
+    multi = xgb.train({"objective": "multi:softprob", "num_class": classes, "max_depth": 2, "nthread": 1},
                       xgb.DMatrix(train.get_data(), label=labels, feature_names=train.feature_names), 2)
     with pytest.raises(ValueError, match=r"^explanations need a single-output model \(one margin per patient\); "
-                                         r"this booster has 3 classes$"):
+                                         rf"this booster has {classes} classes$"):
         PathExplainer(multi)
 
 
