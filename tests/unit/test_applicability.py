@@ -88,6 +88,16 @@ def test_enough_data_means_the_required_inputs_and_the_share_at_least_the_minimu
     assert no_age.share == 6 / 7
 
 
+def test_by_default_half_the_models_inputs_are_enough_as_the_readme_says(risk):
+    # PVERISK_SERVE_CDS_MIN_INPUT_SHARE's documented default, pinned by behaviour (the test above sets it)
+    assert EhrSettings().cds_min_input_share == 0.5
+    three = {k: COMPLETE[k] for k in ("age_years", "n_liver_metastases", "largest_metastasis_cm")}
+    assessment = a_.score_assessment(_assessment(three), risk, EhrSettings())
+    assert assessment.share == 3 / 7 and assessment.prediction is None
+    four = {**three, "sex": COMPLETE["sex"]}
+    assert a_.score_assessment(_assessment(four), risk, EhrSettings()).prediction is not None
+
+
 def test_inputs_the_chart_lacked_are_filled_from_the_store_and_scored_again(risk):
     partial = _scored(risk, {"age_years": 64.0, "sex": "female"})
     assert partial.prediction is None

@@ -45,6 +45,16 @@ def test_a_recalibration_is_applied_on_the_logit_after_the_map():
     assert apply_calibration(np.array([0.5]), {"method": "none", "recalibration": {}}).tolist() == [0.5]
 
 
+def test_a_recalibration_starts_from_the_calibrated_risk_not_the_raw_score():
+    # a centre's update is fitted on the risks the model served (after its map): with a map that moves
+    # them, applying it to the raw score moves a served risk by about 12 points (found by a review)
+    spec = {"method": "sigmoid", "a": 0.7, "b": -0.6, "recalibration": {"intercept": 0.3, "slope": 0.8}}
+    calibrated = [_sigmoid(0.7 * math.log(p / (1 - p)) - 0.6) for p in (0.5, 0.8)]
+    expected = [_sigmoid(0.3 + 0.8 * math.log(q / (1 - q))) for q in calibrated]
+    assert apply_calibration(np.array([0.5, 0.8]), spec) == pytest.approx(expected, rel=1e-12)
+    assert apply_calibration(np.array([0.5]), spec)[0] == pytest.approx(0.4551, abs=1e-4)
+
+
 def test_the_logit_of_zero_and_one_is_clipped_to_a_finite_value():
     edge = math.log(EPS / (1 - EPS))
     assert logit(np.array([0, 1, 0.5])).tolist() == pytest.approx([edge, -edge, 0.0], rel=1e-9)

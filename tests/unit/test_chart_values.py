@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from ehr.chart_values import Pool
 from ehr.fhir_read import BOUND, CONFLICT, FUTURE, IMPRECISE, STALE, Mapped, Problem
 from feature_store import contract as c
+from feature_store.sources import SOURCE_GROUPS
 
 DECISION = datetime(2025, 6, 30, 12, 0)
 CEA, RAS = c.BY_NAME["cea_ng_ml"], c.BY_NAME["ras_status"]
@@ -37,6 +40,24 @@ def test_a_value_is_stale_the_day_after_its_ttl_and_genotype_never_is():
     assert pool.out.problems == [Problem(STALE, "Observation/b", "older than 30 days (laboratory values); ignored as "
                                          "stale", "cea_ng_ml")]
     assert pool.offer(RAS, _day(3000), "mutant", "Observation/g", "Observation/g", "genomics")
+
+
+@pytest.mark.parametrize("name, ttl", [("largest_metastasis_cm", 60), ("n_liver_metastases", 60),
+                                       ("sflr_percent", 60), ("bilirubin_mg_dl", 30), ("age_years", 365),
+                                       ("chemo_cycles_pre_pve", 90)])
+def test_each_source_keeps_a_value_exactly_as_long_as_its_documented_ttl(name, ttl):
+    # the TTLs are clinical facts the README and the card state (imaging 60 days, labs 30, the record a year):
+    # pinned here by value, not read from the table they come from
+    meta = c.BY_NAME[name]
+    pool = _pool()
+    assert pool.offer(meta, _day(ttl), 1.0, "Observation/a", "Observation/a", "x")
+    assert not pool.offer(meta, _day(ttl + 1), 1.0, "Observation/b", "Observation/b", "x")
+    assert [p.kind for p in pool.out.problems] == [STALE]
+
+
+def test_the_ttl_of_every_source_group():
+    assert {g.name: g.ttl_days for g in SOURCE_GROUPS.values()} == {
+        "clinical_record": 365, "tumour_genotype": None, "imaging": 60, "laboratory": 30, "treatment_plan": 90}
 
 
 def test_a_span_is_judged_by_its_end_and_placed_in_its_part_before_the_decision():

@@ -125,7 +125,8 @@ def test_age_at_death_and_deceased_flags():
 
 @pytest.mark.parametrize("unit,code,system,value,expected", [
     ("K/uL", None, None, 210, 210), ("x10E3/uL", None, None, 210, 210), ("mg/dl", None, None, 1.1, 1.1),
-    ("µmol/L", None, None, 17.1, 1.0), ("umol/L", "umol/L", "http://unitsofmeasure.org", 34.2, 2.0),
+    ("µmol/L", None, None, 17.1, 1.0), ("mcmol/L", None, None, 17.1, 1.0), ("μmol/l", None, None, 34.2, 2.0),
+    ("umol/L", "umol/L", "http://unitsofmeasure.org", 34.2, 2.0),
     ("INR", None, None, 1.1, 1.1), ("g/L", "g/L", "http://unitsofmeasure.org", 38, 3.8),
 ])
 def test_units_ehrs_send(unit, code, system, value, expected):

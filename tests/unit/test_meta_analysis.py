@@ -64,3 +64,10 @@ def test_auroc_is_pooled_on_the_logit_scale_and_back_transformed():
     out = pool_auroc([0.7, 0.75, 0.8], [0.2, 0.2, 0.2])
     assert 0.7 < out["estimate"] < 0.8 and out["ci_low"] < out["estimate"] < out["ci_high"] < 1
     assert out["pi_low"] < out["ci_low"] and out["scale"].startswith("pooled on the logit scale")
+
+    # every bound is an AUROC: each is the back-transform of its logit-scale bound, inside (0, 1)
+    on_logit = pool([math.log(a / (1 - a)) for a in (0.6, 0.75, 0.9)], [0.2, 0.2, 0.2])
+    wide = pool_auroc([0.6, 0.75, 0.9], [0.2, 0.2, 0.2])
+    for key in ("estimate", "ci_low", "ci_high", "pi_low", "pi_high"):
+        assert wide[key] == pytest.approx(1 / (1 + math.exp(-getattr(on_logit, key))), rel=1e-12), key
+        assert 0 < wide[key] < 1, key

@@ -94,6 +94,9 @@ def test_a_refit_is_considered_from_exactly_enough_events_per_input():
     assert refit_allowed(100, 200, 10, 10) is None
     assert refit_allowed(99, 200, 10, 10) == ("Refit not considered: 99 patients of the rarer outcome for 10 model "
                                               "inputs (10 per input, 100, needed to re-estimate the model)")
+    # the rarer outcome may be the non-events (a centre whose rate is above 50%): they bound the refit too
+    assert refit_allowed(300, 40, 10, 10) == ("Refit not considered: 40 patients of the rarer outcome for 10 model "
+                                              "inputs (10 per input, 100, needed to re-estimate the model)")
 
 
 def test_refit_risks_are_out_of_fold_in_five_seeded_folds():
