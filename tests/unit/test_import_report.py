@@ -11,31 +11,22 @@ import pandas as pd
 import pytest
 
 from feature_store import contract as c
-from feature_store.import_cohort import ImportResult, _as_exported, _decide, import_cohort
+from feature_store.import_cohort import (
+    ImportResult,
+    _as_exported,
+    _decide,
+    import_cohort,
+)
 from feature_store.mapping import Mapping
 from feature_store.validate import Problem
+from tests.fixtures.registry import SMALL_MAPPING
+from tests.fixtures.registry import export_and_mapping as _files
 
-BASE = textwrap.dedent("""
-    id_column: pid
-    decision_date: pve_date
-    outcome: {source: progressed, recode: {1: true, 0: false}}
-    columns:
-      age_years: {source: Age}
-      sex: {source: Sex, recode: {1: male, 2: female}}
-      n_liver_metastases: {source: n_mets}
-""")
+BASE = SMALL_MAPPING + "  n_liver_metastases: {source: n_mets}\n"
 HEADER = "pid,Age,Sex,n_mets,pve_date,progressed"
 ROWS = ["p1,61,1,3,2024-01-10,0", "p2,55,2,1,2024-02-11,1", "p3,70,1,7,2024-03-12,0"]
 INVALID = ("1 of 3 rows are invalid (fix them, or write the valid rows with --drop-invalid, up to --max-drop 10% "
            "of rows)")
-
-
-def _files(tmp_path, mapping: str, header: str, rows: list[str]):
-    m = tmp_path / "mapping.yaml"
-    m.write_text(mapping)
-    src = tmp_path / "export.csv"
-    src.write_text("\n".join([header, *rows]) + "\n")
-    return src, m
 
 
 def test_the_report_of_a_written_import_says_what_was_mapped_and_where_it_went(tmp_path):

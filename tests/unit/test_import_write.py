@@ -15,25 +15,12 @@ from feature_store import contract as c
 from feature_store.import_cohort import dropped_split, import_cohort, read_source
 from feature_store.mapping import Mapping
 from feature_store.study import read_cohort_metadata
+from tests.fixtures.registry import SMALL_MAPPING
+from tests.fixtures.registry import export_and_mapping as _files
 
-BASE = textwrap.dedent("""
-    id_column: pid
-    decision_date: pve_date
-    outcome: {source: progressed, recode: {1: true, 0: false}}
-    columns:
-      age_years: {source: Age}
-      sex: {source: Sex, recode: {1: male, 2: female}}
-""")
+BASE = SMALL_MAPPING
 HEADER = "pid,Age,Sex,pve_date,progressed"
 ROWS = ["p1,61,1,2024-01-10,0", "p2,150,2,2024-02-11,1", "p3,70,1,2024-03-12,0", "p4,58,1,2024-04-13,1"]
-
-
-def _files(tmp_path, mapping: str, header: str, rows: list[str], name: str = "export.csv"):
-    m = tmp_path / "mapping.yaml"
-    m.write_text(mapping)
-    src = tmp_path / name
-    src.write_text("\n".join([header, *rows]) + "\n")
-    return src, m
 
 
 def test_the_written_cohort_carries_the_design_and_what_the_mapping_said(tmp_path):
