@@ -133,12 +133,9 @@ class Binner:
             out[self.slice(name)] = [*entry["counts"], entry["missing"]]
         return out
 
-    def codes(self, X: np.ndarray) -> np.ndarray:
-        """Flat bin index per row and feature (n x features), offsets included."""
-        return self._codes_by_feature(X).T
-
     def _codes_by_feature(self, X: np.ndarray) -> np.ndarray:
-        """The same, features x rows: each feature's column read and written contiguously."""
+        """Flat bin index per feature and row (features x rows), offsets included: each feature's column
+        read and written contiguously."""
         XT = np.ascontiguousarray(X.T)
         out = np.empty((len(self.features), len(X)), dtype=np.int64)
         pos = {name: j for j, name in enumerate(self.features)}
