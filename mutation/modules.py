@@ -39,7 +39,8 @@ FHIR_TESTS = (U + "test_fhir_map.py", U + "test_fhir_chart_mapping.py", U + "tes
 
 TARGETS: tuple[Target, ...] = (
     Target("training/registry.py", "champion/challenger gate and eligibility",
-           (U + "test_registry_findings.py", U + "test_gate.py"), functions=("eligibility", "gate", "_compare_with_champion")),
+           (U + "test_registry_findings.py", U + "test_gate.py"),
+           functions=("eligibility", "gate", "_compare_with_champion")),
     Target("model_runtime/calibration.py", "calibration map", (U + "test_updating.py", U + "test_calibration.py")),
     Target("model_runtime/bands.py", "risk bands",
            (U + "test_registry_findings.py", U + "test_bands.py", U + "test_decision_boundaries.py")),

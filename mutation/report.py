@@ -81,8 +81,8 @@ WHY_MUTMUT = (
     "against only the tests that call its function. cosmic-ray 8.7.0 made 141 and needed 782 s (its local "
     "distributor runs a whole pytest process per mutant, one at a time): 39x slower, about 7 h for the 4,700 "
     "mutants listed here against 9 min for a full `make mutation`. Of cosmic-ray's 27 survivors, 22 were "
-    "type annotations (`float | None` made `float + None`), equivalent under `from __future__ import annotations`, and one was "
-    "mutmut's known equivalent. Four were changes mutmut does not make (module constants, a dataclass's "
+    "type annotations (`float | None` made `float + None`), equivalent under "
+    "`from __future__ import annotations`, and one was mutmut's known equivalent. Four were changes mutmut does not make (module constants, a dataclass's "
     "`frozen=True`, a floor of 0.01 made negative). tests/unit/test_bands.py now kills those four.")
 
 
